@@ -1,0 +1,72 @@
+//! A minimal blocking Kafka client for admin commands: one connection, one request at a time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+
+/// Largest response accepted.
+const MAX_RESPONSE: usize = 256 << 20;
+
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Result<Client> {
+        let stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    /// Sends `req` at `version` and reads its response.
+    pub fn call<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
+        self.correlation_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("shardlog-admin"));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .map_err(|e| anyhow::anyhow!("encode header: {e}"))?;
+        req.encode(&mut body, version)
+            .map_err(|e| anyhow::anyhow!("encode request: {e}"))?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame)?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let len = i32::from_be_bytes(len);
+        if len < 4 || len as usize > MAX_RESPONSE {
+            bail!("invalid response length {len}");
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf)?;
+        let mut buf = Bytes::from(buf);
+        let corr = buf.get_i32();
+        if corr != self.correlation_id {
+            bail!("response correlation id {corr}, expected {}", self.correlation_id);
+        }
+        if key.response_header_version(version) >= 1 {
+            // Tagged fields of the response header: shardlog sends none.
+            let n = buf.get_u8();
+            if n != 0 {
+                bail!("unexpected tagged fields in response header");
+            }
+        }
+        R::Response::decode(&mut buf, version).map_err(|e| anyhow::anyhow!("decode response: {e}"))
+    }
+}

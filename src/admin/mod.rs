@@ -1,0 +1,5 @@
+//! Admin commands (`shardlog topic ...`): a small blocking Kafka client that talks to a
+//! running broker over the wire, like any other client.
+
+pub mod client;
+pub mod topic;

@@ -1,0 +1,170 @@
+//! `shardlog topic create|list|describe|delete`.
+
+use anyhow::{bail, Result};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::metadata_response::MetadataResponse;
+use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::Client;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub fn create(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i16,
+    configs: &[(String, String)],
+) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut t = CreatableTopic::default();
+    t.name = name(topic);
+    t.num_partitions = partitions;
+    t.replication_factor = replication;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut cfg = CreatableTopicConfig::default();
+            cfg.name = StrBytes::from_string(k.clone());
+            cfg.value = Some(StrBytes::from_string(v.clone()));
+            cfg
+        })
+        .collect();
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 30_000;
+    let resp = c.call(&req, 5)?;
+    for r in resp.topics {
+        if r.error_code != 0 {
+            bail!(
+                "cannot create topic {}: error {} {}",
+                r.name.0,
+                r.error_code,
+                r.error_message.map(|m| m.to_string()).unwrap_or_default()
+            );
+        }
+        println!("created topic {} with {} partitions", r.name.0, r.num_partitions);
+    }
+    Ok(())
+}
+
+pub fn delete(bootstrap: &str, topic: &str) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut req = DeleteTopicsRequest::default();
+    req.topic_names = vec![name(topic)];
+    req.timeout_ms = 30_000;
+    let resp = c.call(&req, 4)?;
+    for r in resp.responses {
+        if r.error_code != 0 {
+            bail!("cannot delete topic {topic}: error {}", r.error_code);
+        }
+        println!("deleted topic {topic}");
+    }
+    Ok(())
+}
+
+fn metadata(c: &mut Client, topics: Option<Vec<String>>) -> Result<MetadataResponse> {
+    let mut req = MetadataRequest::default();
+    req.topics = topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| {
+                let mut m = MetadataRequestTopic::default();
+                m.name = Some(name(&t));
+                m
+            })
+            .collect()
+    });
+    req.allow_auto_topic_creation = false;
+    c.call(&req, 12)
+}
+
+pub fn list(bootstrap: &str) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let md = metadata(&mut c, None)?;
+    let mut names: Vec<(String, usize)> = md
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| (n.0.to_string(), t.partitions.len())))
+        .collect();
+    names.sort();
+    for (n, p) in names {
+        println!("{n}\t{p} partitions");
+    }
+    Ok(())
+}
+
+fn offsets(
+    bootstrap_md: &MetadataResponse,
+    topic: &str,
+    partitions: &[(i32, i32)],
+    which: i64,
+) -> Result<Vec<(i32, i64)>> {
+    let mut out = Vec::new();
+    for (p, leader) in partitions {
+        let b = bootstrap_md
+            .brokers
+            .iter()
+            .find(|b| b.node_id == BrokerId(*leader));
+        let Some(b) = b else {
+            out.push((*p, -1));
+            continue;
+        };
+        let mut c = Client::connect(&format!("{}:{}", b.host, b.port))?;
+        let mut lp = ListOffsetsPartition::default();
+        lp.partition_index = *p;
+        lp.timestamp = which;
+        let mut lt = ListOffsetsTopic::default();
+        lt.name = name(topic);
+        lt.partitions = vec![lp];
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.topics = vec![lt];
+        let resp = c.call(&req, 4)?;
+        let off = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| if p.error_code == 0 { p.offset } else { -1 })
+            .unwrap_or(-1);
+        out.push((*p, off));
+    }
+    Ok(out)
+}
+
+pub fn describe(bootstrap: &str, topic: &str) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let md = metadata(&mut c, Some(vec![topic.to_string()]))?;
+    let Some(t) = md.topics.first() else {
+        bail!("no metadata for {topic}");
+    };
+    if t.error_code != 0 {
+        bail!("topic {topic}: error {} (3 = unknown topic)", t.error_code);
+    }
+    let parts: Vec<(i32, i32)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    let earliest = offsets(&md, topic, &parts, -2)?;
+    let latest = offsets(&md, topic, &parts, -1)?;
+    println!("topic {topic}  id {}  partitions {}", t.topic_id, parts.len());
+    println!("partition\tleader\tearliest\tlatest");
+    for (i, (p, leader)) in parts.iter().enumerate() {
+        println!(
+            "{p}\t{leader}\t{}\t{}",
+            earliest.get(i).map(|x| x.1).unwrap_or(-1),
+            latest.get(i).map(|x| x.1).unwrap_or(-1)
+        );
+    }
+    Ok(())
+}

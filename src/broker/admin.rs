@@ -1,0 +1,399 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions (run by the controller,
+//! shard 0) and DescribeConfigs (answered from any shard's catalog copy).
+//!
+//! Invariant: the controller changes the catalog under its admin lock, persists it, and
+//! applies it on every shard (awaiting each) before answering, so a topic that a response
+//! says exists is writable on every shard.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use tracing::{error, info};
+
+use super::catalog::{topic_config_defaults, valid_topic_name, validate_topic_config, Catalog, TopicMeta};
+use super::errors;
+use super::router::{Call, Reply};
+use super::shard::Shard;
+use crate::protocol::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+};
+
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS: i32 = 10_000;
+pub const CONTROLLER: usize = 0;
+
+#[derive(Debug, Clone)]
+pub struct TopicResult {
+    pub name: String,
+    pub error: i16,
+    pub message: Option<String>,
+    pub id: [u8; 16],
+    pub partitions: i32,
+}
+
+impl TopicResult {
+    fn err(name: &str, error: i16, message: impl Into<String>) -> Self {
+        TopicResult {
+            name: name.to_string(),
+            error,
+            message: Some(message.into()),
+            id: [0; 16],
+            partitions: -1,
+        }
+    }
+}
+
+/// Persists `cat` and installs it on every shard, in shard order.
+async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<(), String> {
+    if let Err(e) = cat.persist(&shard.cfg.data_dir) {
+        error!("catalog not persisted: {e}");
+        return Err(e.to_string());
+    }
+    let cat = Arc::new(cat);
+    for j in 0..shard.nshards {
+        if j == shard.id {
+            shard.apply_catalog(cat.clone()).await;
+        } else if !matches!(shard.call(j, Call::Apply(cat.clone())).await, Some(Reply::Done)) {
+            error!(shard = j, "shard did not apply the new catalog");
+        }
+    }
+    Ok(())
+}
+
+/// Runs on the controller.
+pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> Vec<TopicResult> {
+    let _guard = shard.admin_lock.lock().await;
+    let mut cat = (*shard.catalog()).clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    for t in req.topics {
+        let partitions = if t.num_partitions == -1 {
+            shard.cfg.default_partitions
+        } else {
+            t.num_partitions
+        };
+        let bad_config = t.configs.iter().find_map(|(k, v)| {
+            validate_topic_config(k, v.as_deref().unwrap_or("")).err()
+        });
+        let r = if !valid_topic_name(&t.name) {
+            TopicResult::err(&t.name, errors::INVALID_TOPIC_EXCEPTION, "invalid topic name")
+        } else if cat.topics.contains_key(&t.name) {
+            TopicResult::err(&t.name, errors::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", t.name))
+        } else if partitions <= 0 || partitions > MAX_PARTITIONS {
+            TopicResult::err(&t.name, errors::INVALID_PARTITIONS, format!("partitions must be in [1, {MAX_PARTITIONS}]"))
+        } else if t.replication_factor != -1 && t.replication_factor != 1 {
+            TopicResult::err(
+                &t.name,
+                errors::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {} larger than available brokers: 1", t.replication_factor),
+            )
+        } else if t.has_assignments {
+            TopicResult::err(&t.name, errors::INVALID_REPLICA_ASSIGNMENT, "manual replica assignment is not supported")
+        } else if let Some(msg) = bad_config {
+            TopicResult::err(&t.name, errors::INVALID_CONFIG, msg)
+        } else {
+            let meta = TopicMeta {
+                id: *uuid::Uuid::new_v4().as_bytes(),
+                partitions,
+                configs: t
+                    .configs
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect(),
+            };
+            let r = TopicResult {
+                name: t.name.clone(),
+                error: errors::NONE,
+                message: None,
+                id: meta.id,
+                partitions,
+            };
+            if !req.validate_only {
+                info!(topic = %t.name, partitions, "creating topic");
+                cat.topics.insert(t.name, meta);
+                changed = true;
+            }
+            r
+        };
+        results.push(r);
+    }
+    if changed {
+        if let Err(e) = publish(shard, cat).await {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
+            }
+        }
+    }
+    results
+}
+
+/// Runs on the controller.
+pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<TopicResult> {
+    let _guard = shard.admin_lock.lock().await;
+    let mut cat = (*shard.catalog()).clone();
+    let mut results = Vec::new();
+    for name in names {
+        match cat.topics.remove(&name) {
+            Some(meta) => {
+                info!(topic = %name, "deleting topic");
+                results.push(TopicResult {
+                    name,
+                    error: errors::NONE,
+                    message: None,
+                    id: meta.id,
+                    partitions: meta.partitions,
+                });
+            }
+            None => results.push(TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")),
+        }
+    }
+    if results.iter().any(|r| r.error == errors::NONE) {
+        if let Err(e) = publish(shard, cat).await {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
+            }
+        }
+    }
+    results
+}
+
+/// Runs on the controller.
+pub async fn controller_create_partitions(
+    shard: &Rc<Shard>,
+    req: CreatePartitionsRequest,
+) -> Vec<TopicResult> {
+    let _guard = shard.admin_lock.lock().await;
+    let mut cat = (*shard.catalog()).clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    for (name, count) in req.topics {
+        let r = match cat.topics.get_mut(&name) {
+            None => TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"),
+            Some(m) if count <= m.partitions => TopicResult::err(
+                &name,
+                errors::INVALID_PARTITIONS,
+                format!("topic has {} partitions; the new count must be larger", m.partitions),
+            ),
+            Some(_) if count > MAX_PARTITIONS => {
+                TopicResult::err(&name, errors::INVALID_PARTITIONS, format!("at most {MAX_PARTITIONS} partitions"))
+            }
+            Some(m) => {
+                if !req.validate_only {
+                    info!(topic = %name, from = m.partitions, to = count, "adding partitions");
+                    m.partitions = count;
+                    changed = true;
+                }
+                TopicResult {
+                    name: name.clone(),
+                    error: errors::NONE,
+                    message: None,
+                    id: m.id,
+                    partitions: count,
+                }
+            }
+        };
+        results.push(r);
+    }
+    if changed {
+        if let Err(e) = publish(shard, cat).await {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
+            }
+        }
+    }
+    results
+}
+
+/// Runs `call` on the controller (directly when this shard is the controller).
+pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
+    if shard.id == CONTROLLER {
+        match call {
+            Call::CreateTopics(r) => controller_create(shard, r).await,
+            Call::DeleteTopics(n) => controller_delete(shard, n).await,
+            Call::CreatePartitions(r) => controller_create_partitions(shard, r).await,
+            _ => Vec::new(),
+        }
+    } else {
+        match shard.call(CONTROLLER, call).await {
+            Some(Reply::Topics(r)) => r,
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
+    let results = on_controller(shard, Call::CreateTopics(req)).await;
+    let mut resp = CreateTopicsResponse::default();
+    for name in names {
+        let r = results
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+        let mut t = CreatableTopicResult::default();
+        t.name = TopicName(s(name));
+        t.topic_id = uuid::Uuid::from_bytes(r.id);
+        t.error_code = r.error;
+        t.error_message = r.message.map(s);
+        t.num_partitions = r.partitions;
+        t.replication_factor = if r.error == errors::NONE { 1 } else { -1 };
+        resp.topics.push(t);
+    }
+    resp
+}
+
+pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let cat = shard.catalog();
+    let names: Vec<String> = req
+        .topics
+        .iter()
+        .map(|(name, id)| match name {
+            Some(n) => n.clone(),
+            None => cat.topic_by_id(id).unwrap_or_default().to_string(),
+        })
+        .collect();
+    let results = on_controller(shard, Call::DeleteTopics(names.clone())).await;
+    let mut resp = DeleteTopicsResponse::default();
+    for name in names {
+        let r = results
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"));
+        let mut t = DeletableTopicResult::default();
+        t.name = Some(TopicName(s(name)));
+        t.topic_id = uuid::Uuid::from_bytes(r.id);
+        t.error_code = r.error;
+        t.error_message = r.message.map(s);
+        resp.responses.push(t);
+    }
+    resp
+}
+
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let names: Vec<String> = req.topics.iter().map(|(n, _)| n.clone()).collect();
+    let results = on_controller(shard, Call::CreatePartitions(req)).await;
+    let mut resp = CreatePartitionsResponse::default();
+    for name in names {
+        let r = results
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+        let mut t = CreatePartitionsTopicResult::default();
+        t.name = TopicName(s(name));
+        t.error_code = r.error;
+        t.error_message = r.message.map(s);
+        resp.results.push(t);
+    }
+    resp
+}
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn config_entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = s(name);
+    c.value = Some(s(value));
+    c.config_source = source;
+    c
+}
+
+pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let cat = shard.catalog();
+    let cfg = &shard.cfg;
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut r = DescribeConfigsResult::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = s(res.name.clone());
+        let wanted = |k: &str| res.keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k));
+        match res.resource_type {
+            TOPIC => match cat.topics.get(&res.name) {
+                None => {
+                    r.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                    r.error_message = Some(s("unknown topic"));
+                }
+                Some(meta) => {
+                    for (k, default) in topic_config_defaults(cfg) {
+                        if !wanted(k) {
+                            continue;
+                        }
+                        r.configs.push(match meta.configs.get(k) {
+                            Some(v) => config_entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC),
+                            None => config_entry(k, default, SOURCE_DEFAULT),
+                        });
+                    }
+                }
+            },
+            BROKER => {
+                let entries = [
+                    ("broker.id", res.name.clone()),
+                    ("num.partitions", cfg.default_partitions.to_string()),
+                    ("auto.create.topics.enable", cfg.auto_create_topics.to_string()),
+                    ("log.segment.bytes", cfg.segment_bytes.to_string()),
+                    ("log.roll.ms", cfg.segment_ms.to_string()),
+                    ("message.max.bytes", cfg.message_max_bytes.to_string()),
+                    ("socket.request.max.bytes", cfg.max_frame_bytes.to_string()),
+                    ("log.dirs", cfg.data_dir.display().to_string()),
+                    ("default.replication.factor", "1".into()),
+                ];
+                for (k, v) in entries {
+                    if wanted(k) {
+                        r.configs.push(config_entry(k, v, SOURCE_STATIC_BROKER));
+                    }
+                }
+            }
+            other => {
+                r.error_code = errors::INVALID_REQUEST;
+                r.error_message = Some(s(format!("resource type {other} is not supported")));
+            }
+        }
+        resp.results.push(r);
+    }
+    resp
+}
+
+/// Creates unknown topics with the broker defaults (auto.create.topics.enable).
+pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let req = CreateTopicsRequest {
+        topics: names
+            .into_iter()
+            .map(|name| crate::protocol::NewTopic {
+                name,
+                num_partitions: -1,
+                replication_factor: -1,
+                has_assignments: false,
+                configs: Vec::new(),
+            })
+            .collect(),
+        timeout_ms: 30_000,
+        validate_only: false,
+    };
+    on_controller(shard, Call::CreateTopics(req)).await;
+}

@@ -1,0 +1,223 @@
+//! The topic catalog: which topics exist, their ids, partition counts and configs, and which
+//! shard owns each partition.
+//!
+//! Invariant: shard 0 (the controller) is the only writer; it persists every change to
+//! `<data-dir>/catalog.json` (write, fsync, rename) before any shard sees it, then hands an
+//! immutable copy to every shard. Shards read their own copy and never lock.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::BrokerConfig;
+use crate::log::LogConfig;
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("catalog I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("catalog file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicMeta {
+    pub id: [u8; 16],
+    pub partitions: i32,
+    /// Topic-level config overrides (Kafka names).
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Catalog {
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+const FILE: &str = "catalog.json";
+
+/// Topic configs shardlog understands, with the broker-level default of each.
+pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("cleanup.policy", "delete".into()),
+        ("retention.ms", "604800000".into()),
+        ("retention.bytes", "-1".into()),
+        ("segment.bytes", cfg.segment_bytes.to_string()),
+        ("segment.ms", cfg.segment_ms.to_string()),
+        ("max.message.bytes", cfg.message_max_bytes.to_string()),
+        ("index.interval.bytes", cfg.index_interval_bytes.to_string()),
+        ("message.timestamp.type", "CreateTime".into()),
+        ("compression.type", "producer".into()),
+        ("min.insync.replicas", "1".into()),
+    ]
+}
+
+/// Checks a topic config override; `Err` says why it is refused.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
+    let positive = |v: &str| match v.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(format!("{key} must be a positive integer, got {v:?}")),
+    };
+    match key {
+        "segment.bytes" => match value.parse::<i64>() {
+            Ok(n) if (14..=(1 << 30)).contains(&n) => Ok(()),
+            _ => Err(format!("segment.bytes must be in [14, 1073741824], got {value:?}")),
+        },
+        "segment.ms" | "index.interval.bytes" | "max.message.bytes" => positive(value),
+        "retention.ms" | "retention.bytes" => match value.parse::<i64>() {
+            Ok(n) if n >= -1 => Ok(()),
+            _ => Err(format!("{key} must be -1 or more, got {value:?}")),
+        },
+        "cleanup.policy" => match value {
+            "delete" => Ok(()),
+            _ => Err(format!("cleanup.policy {value:?} is not supported (only delete)")),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" => Ok(()),
+            _ => Err(format!("message.timestamp.type {value:?} is not supported")),
+        },
+        "compression.type" => match value {
+            "producer" => Ok(()),
+            _ => Err("compression.type: only \"producer\" (store as sent) is supported".into()),
+        },
+        "min.insync.replicas" => match value {
+            "1" => Ok(()),
+            _ => Err("min.insync.replicas must be 1 on a single broker".into()),
+        },
+        _ => Err(format!("unknown topic config {key:?}")),
+    }
+}
+
+/// Valid Kafka topic name: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl Catalog {
+    pub fn load_or_create(data_dir: &Path) -> Result<Catalog, CatalogError> {
+        let path = data_dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CatalogError::Parse {
+                path: path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let c = Catalog {
+                    cluster_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
+                    topics: BTreeMap::new(),
+                };
+                c.persist(data_dir)?;
+                Ok(c)
+            }
+            Err(source) => Err(CatalogError::Io { path, source }),
+        }
+    }
+
+    /// Writes the catalog atomically and durably.
+    pub fn persist(&self, data_dir: &Path) -> Result<(), CatalogError> {
+        let path = data_dir.join(FILE);
+        let tmp = data_dir.join("catalog.json.tmp");
+        let io = |source| CatalogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        std::fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    /// The shard that owns `partition` of `topic` among `shards` shards.
+    pub fn owner(topic: &str, partition: i32, shards: usize) -> usize {
+        // FNV-1a: stable across runs and builds, unlike a randomly seeded hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in topic.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        ((h as usize).wrapping_add(partition.max(0) as usize)) % shards.max(1)
+    }
+
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, m)| &m.id == id)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// Directory of one partition's log.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join("topics").join(format!("{topic}-{partition}"))
+}
+
+/// The effective log settings of a topic: its overrides on top of the broker's defaults.
+pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
+    let get = |k: &str| meta.configs.get(k).and_then(|v| v.parse::<i64>().ok());
+    LogConfig {
+        segment_bytes: get("segment.bytes").map(|v| v as u64).unwrap_or(cfg.segment_bytes),
+        segment_ms: get("segment.ms").unwrap_or(cfg.segment_ms),
+        index_interval_bytes: get("index.interval.bytes")
+            .map(|v| v as u64)
+            .unwrap_or(cfg.index_interval_bytes),
+        max_batch_bytes: get("max.message.bytes")
+            .map(|v| v as usize)
+            .unwrap_or(cfg.message_max_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_stable_and_spreads() {
+        let owners: Vec<usize> = (0..8).map(|p| Catalog::owner("events", p, 2)).collect();
+        assert_eq!(owners, (0..8).map(|p| Catalog::owner("events", p, 2)).collect::<Vec<_>>());
+        assert_eq!(owners.iter().filter(|&&o| o == 0).count(), 4);
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(valid_topic_name("a.b_c-1"));
+        assert!(!valid_topic_name("../etc"));
+        assert!(!valid_topic_name(""));
+        assert!(!valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn persists_and_reloads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Catalog::load_or_create(dir.path()).expect("create");
+        c.topics.insert(
+            "t".into(),
+            TopicMeta {
+                id: [7; 16],
+                partitions: 3,
+                configs: BTreeMap::new(),
+            },
+        );
+        c.persist(dir.path()).expect("persist");
+        assert_eq!(Catalog::load_or_create(dir.path()).expect("load"), c);
+    }
+}

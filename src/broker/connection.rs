@@ -1,0 +1,111 @@
+//! One client connection: read length-prefixed request frames, decode, dispatch, and write
+//! responses back in request order.
+//!
+//! Invariants: requests on one connection are handled one at a time (as Kafka does), so
+//! responses leave in request order; a frame is never read past `max_frame_bytes`; any
+//! malformed or unsupported request closes this connection only, with a log line.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::shard::Shard;
+use super::{admin, fetch, list_offsets, metadata, produce};
+use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
+
+/// Smallest valid request: api key, version, correlation id, client id length.
+const MIN_FRAME: usize = 10;
+
+fn api_name(key: i16) -> String {
+    kafka_protocol::messages::ApiKey::try_from(key)
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_else(|_| format!("api {key}"))
+}
+
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    // Bounded by the connection's lifetime; each iteration handles one request.
+    loop {
+        let mut len = [0u8; 4];
+        if let Err(e) = stream.read_exact(&mut len).await {
+            debug!(%peer, "connection closed: {e}");
+            return;
+        }
+        let size = i32::from_be_bytes(len);
+        if size < MIN_FRAME as i32 || size as usize > shard.cfg.max_frame_bytes {
+            warn!(
+                %peer, size, max = shard.cfg.max_frame_bytes,
+                "request frame size out of bounds; closing connection"
+            );
+            return;
+        }
+        let mut buf = vec![0u8; size as usize];
+        if let Err(e) = stream.read_exact(&mut buf).await {
+            warn!(%peer, size, "connection closed mid-frame: {e}");
+            return;
+        }
+        let frame = Bytes::from(buf);
+        let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
+            warn!(%peer, "request too short for a header; closing connection");
+            return;
+        };
+        let response = match protocol::decode_request(frame) {
+            Ok((header, req)) => dispatch(&shard, header, req).await,
+            Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
+                protocol::api_versions_response(version, correlation_id).map(Some)
+            }
+            Err(e) => {
+                warn!(%peer, api = %api_name(key), version, "{e}; closing connection");
+                return;
+            }
+        };
+        match response {
+            Ok(Some(bytes)) => {
+                if let Err(e) = stream.write_all(&bytes).await {
+                    debug!(%peer, "write failed: {e}");
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(%peer, api = %api_name(key), version, "{e}; closing connection");
+                return;
+            }
+        }
+    }
+}
+
+async fn dispatch(
+    shard: &Rc<Shard>,
+    h: RequestHeader,
+    req: Request,
+) -> Result<Option<Bytes>, ProtocolError> {
+    let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
+    let bytes = match req {
+        Request::ApiVersions => protocol::api_versions_response(v, c)?,
+        Request::Metadata(r) => encode_response(k, v, c, &metadata::handle(shard, r).await)?,
+        Request::Produce(r) => match produce::handle(shard, r).await {
+            Some(resp) => encode_response(k, v, c, &resp)?,
+            None => return Ok(None),
+        },
+        Request::Fetch(r) => encode_response(k, v, c, &fetch::handle(shard, r).await)?,
+        Request::ListOffsets(r) => {
+            encode_response(k, v, c, &list_offsets::handle(shard, r).await)?
+        }
+        Request::CreateTopics(r) => {
+            encode_response(k, v, c, &admin::create_topics(shard, r).await)?
+        }
+        Request::DeleteTopics(r) => {
+            encode_response(k, v, c, &admin::delete_topics(shard, r).await)?
+        }
+        Request::CreatePartitions(r) => {
+            encode_response(k, v, c, &admin::create_partitions(shard, r).await)?
+        }
+        Request::DescribeConfigs(r) => encode_response(k, v, c, &admin::describe_configs(shard, r))?,
+    };
+    Ok(Some(bytes))
+}

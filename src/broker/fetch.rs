@@ -1,0 +1,193 @@
+//! Fetch: read whole batches from each requested partition's owner, long-polling until
+//! `min_bytes` are available or `max_wait_ms` passes.
+//!
+//! Invariant: only committed (written) batches are served, starting with the one holding the
+//! fetch offset; the response's records are the stored bytes as they are (no recompression).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::warn;
+
+use super::errors::{self, log_error_code};
+use super::router::{Call, Reply};
+use super::shard::Shard;
+use crate::protocol::{FetchPartition, FetchRequest, FetchTopic};
+
+/// Longest long-poll honoured, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub struct FetchPartResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+/// One pass over the partitions owned by this shard, without waiting.
+async fn read_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
+    let mut out = Vec::new();
+    let mut budget = req.max_bytes.max(0) as usize;
+    for t in &req.topics {
+        for p in &t.partitions {
+            let first = out.iter().all(|r: &FetchPartResult| r.records.is_empty());
+            out.push(read_partition(shard, &t.name, p, &mut budget, first).await);
+        }
+    }
+    out
+}
+
+async fn read_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    p: &FetchPartition,
+    budget: &mut usize,
+    first: bool,
+) -> FetchPartResult {
+    let mut r = FetchPartResult {
+        topic: topic.to_string(),
+        partition: p.partition,
+        error: errors::NONE,
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Bytes::new(),
+    };
+    let Some(log) = shard.log(topic, p.partition) else {
+        r.error = errors::UNKNOWN_TOPIC_OR_PARTITION;
+        return r;
+    };
+    let limit = (p.partition_max_bytes.max(0) as usize).min(*budget);
+    match log.read(p.fetch_offset, limit, first).await {
+        Ok(info) => {
+            *budget = budget.saturating_sub(info.records.len());
+            r.high_watermark = info.high_watermark;
+            r.log_start_offset = info.log_start_offset;
+            r.records = info.records;
+        }
+        Err(e) => {
+            r.error = log_error_code(&e);
+            r.high_watermark = log.high_watermark();
+            r.log_start_offset = log.log_start_offset();
+            if r.error != errors::OFFSET_OUT_OF_RANGE {
+                warn!(topic, partition = p.partition, "fetch failed: {e}");
+            }
+        }
+    }
+    r
+}
+
+/// Serves the partitions of `req` this shard owns, long-polling as the request asks.
+pub async fn fetch_local(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(1) as usize;
+    // Each pass either returns or waits for new data or the deadline; the deadline bounds it.
+    loop {
+        let arrived = shard.data_arrived.notified();
+        let res = read_once(shard, req).await;
+        let bytes: usize = res.iter().map(|r| r.records.len()).sum();
+        let errored = res.iter().any(|r| r.error != errors::NONE);
+        let now = Instant::now();
+        if bytes >= min_bytes || errored || now >= deadline || shard.stopping.get() {
+            return res;
+        }
+        crate::runtime::timeout(deadline - now, arrived).await;
+    }
+}
+
+/// Handles a Fetch request: splits it by owning shard, fetches, and merges the answers in
+/// request order.
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
+    let catalog = shard.catalog();
+    let mut by_owner: BTreeMap<usize, Vec<FetchTopic>> = BTreeMap::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let known = catalog
+                .topics
+                .get(&t.name)
+                .is_some_and(|m| p.partition >= 0 && p.partition < m.partitions);
+            if !known {
+                continue;
+            }
+            let topics = by_owner.entry(shard.owner(&t.name, p.partition)).or_default();
+            match topics.last_mut() {
+                Some(last) if last.name == t.name => last.partitions.push(*p),
+                _ => topics.push(FetchTopic {
+                    name: t.name.clone(),
+                    partitions: vec![*p],
+                }),
+            }
+        }
+    }
+    let futs = by_owner.into_iter().map(|(owner, topics)| {
+        let shard = shard.clone();
+        let sub = FetchRequest {
+            topics,
+            ..req.clone()
+        };
+        async move {
+            if owner == shard.id {
+                return fetch_local(&shard, &sub).await;
+            }
+            match shard.call(owner, Call::Fetch(sub.clone())).await {
+                Some(Reply::Fetch(r)) => r,
+                _ => sub
+                    .topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| FetchPartResult {
+                            topic: t.name.clone(),
+                            partition: p.partition,
+                            error: errors::UNKNOWN_SERVER_ERROR,
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: Bytes::new(),
+                        })
+                    })
+                    .collect(),
+            }
+        }
+    });
+    let mut found: BTreeMap<(String, i32), FetchPartResult> = BTreeMap::new();
+    for r in join_all(futs).await.into_iter().flatten() {
+        found.insert((r.topic.clone(), r.partition), r);
+    }
+    let mut resp = FetchResponse::default();
+    for t in &req.topics {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = TopicName(StrBytes::from_string(t.name.clone()));
+        for p in &t.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = p.partition;
+            pd.preferred_read_replica = BrokerId(-1);
+            pd.aborted_transactions = Some(Vec::new());
+            match found.remove(&(t.name.clone(), p.partition)) {
+                Some(r) => {
+                    pd.error_code = r.error;
+                    pd.high_watermark = r.high_watermark;
+                    pd.last_stable_offset = r.high_watermark;
+                    pd.log_start_offset = r.log_start_offset;
+                    pd.records = Some(r.records);
+                }
+                None => {
+                    pd.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                    pd.high_watermark = -1;
+                    pd.last_stable_offset = -1;
+                    pd.log_start_offset = -1;
+                    pd.records = Some(Bytes::new());
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        resp.responses.push(tr);
+    }
+    resp
+}

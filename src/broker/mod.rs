@@ -1,0 +1,247 @@
+//! The broker: starts one glommio executor per shard, pinned to its own core, wires the
+//! shards together with bounded channels, and runs until SIGTERM/SIGINT.
+//!
+//! Invariants: shard `i` accepts clients on `listen.port + i` and is advertised as broker
+//! id `i`; each partition is owned by exactly one shard ([`catalog::Catalog::owner`]); the
+//! only state shared between threads is immutable (`Arc<BrokerConfig>`, catalog snapshots)
+//! or a stop flag.
+
+pub mod admin;
+pub mod catalog;
+pub mod connection;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod router;
+pub mod shard;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures::future::join_all;
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use crate::config::BrokerConfig;
+use catalog::Catalog;
+use router::Envelope;
+use shard::Shard;
+
+/// Capacity of each shard-to-shard channel.
+const PEER_CHANNEL_CAPACITY: usize = 1024;
+/// Most client connections one shard accepts at once.
+const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
+
+/// Holds an exclusive lock on the data directory for the broker's lifetime.
+struct DirLock(#[allow(dead_code)] File);
+
+fn lock_data_dir(cfg: &BrokerConfig) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(cfg.data_dir.join("topics")).with_context(|| {
+        format!("cannot create data directory {}", cfg.data_dir.display())
+    })?;
+    let path = cfg.data_dir.join(".lock");
+    let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock on a valid, open file descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!(
+            "data directory {} is in use by another shardlog process",
+            cfg.data_dir.display()
+        );
+    }
+    Ok(DirLock(f))
+}
+
+/// Removes partition directories that belong to no topic in the catalog (a topic deleted
+/// while its shard was down), so a later topic of the same name starts empty.
+fn remove_orphans(cfg: &BrokerConfig, cat: &Catalog) {
+    let Ok(entries) = std::fs::read_dir(cfg.data_dir.join("topics")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let known = name.rsplit_once('-').is_some_and(|(t, p)| {
+            p.parse::<i32>()
+                .is_ok_and(|p| cat.topics.get(t).is_some_and(|m| p < m.partitions))
+        });
+        if !known {
+            warn!(dir = %e.path().display(), "removing partition directory of a deleted topic");
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                error!(dir = %e.path().display(), "could not remove: {err}");
+            }
+        }
+    }
+}
+
+type Links = (
+    Vec<Option<SharedSender<Envelope>>>,
+    Vec<Option<SharedReceiver<Envelope>>>,
+);
+
+/// `links[i]`: shard i's senders to, and receivers from, every other shard.
+fn build_links(n: usize) -> Vec<Links> {
+    let mut senders: Vec<Vec<Option<SharedSender<Envelope>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut receivers: Vec<Vec<Option<SharedReceiver<Envelope>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let (tx, rx) = shared_channel::new_bounded(PEER_CHANNEL_CAPACITY);
+                senders[from][to] = Some(tx);
+                receivers[to][from] = Some(rx);
+            }
+        }
+    }
+    senders.into_iter().zip(receivers).collect()
+}
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
+    if cfg.cores == 0 {
+        bail!("--cores must be at least 1");
+    }
+    if usize::from(cfg.listen.port()) + cfg.cores - 1 > usize::from(u16::MAX) || cfg.listen.port() == 0 {
+        bail!(
+            "--listen port {} leaves no room for {} shard ports (port + shard index)",
+            cfg.listen.port(),
+            cfg.cores
+        );
+    }
+    let _lock = lock_data_dir(&cfg)?;
+    let catalog = Catalog::load_or_create(&cfg.data_dir)?;
+    remove_orphans(&cfg, &catalog);
+    let catalog = Arc::new(catalog);
+    let cfg = Arc::new(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    if cfg.cores > cpus.len() && !cpus.is_empty() {
+        warn!(cores = cfg.cores, cpus = cpus.len(), "more shards than cores: extra shards are not pinned");
+    }
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let mut handles = Vec::new();
+    for (i, (senders, receivers)) in build_links(cfg.cores).into_iter().enumerate() {
+        let placement = match cpus.get(i) {
+            Some(c) => Placement::Fixed(c.id),
+            None => Placement::Unbound,
+        };
+        let (cfg, catalog, stop, ready) = (cfg.clone(), catalog.clone(), stop.clone(), ready_tx.clone());
+        let h = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            .spawn(move || shard_main(i, cfg, catalog, senders, receivers, ready, stop))
+            .map_err(|e| anyhow::anyhow!("cannot start executor for shard {i}: {e}"))?;
+        handles.push(h);
+    }
+    drop(ready_tx);
+    let mut failure = None;
+    for _ in 0..cfg.cores {
+        match ready_rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => {
+                failure = Some("a shard did not start".into());
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        info!(shards = cfg.cores, "listening on {}", cfg.listen);
+        while !term.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        info!("shutdown requested; flushing logs");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        if let Err(e) = h.join() {
+            error!("shard exited with an error: {e}");
+        }
+    }
+    if let Some(e) = failure {
+        bail!(e);
+    }
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    cfg: Arc<BrokerConfig>,
+    catalog: Arc<Catalog>,
+    senders: Vec<Option<SharedSender<Envelope>>>,
+    receivers: Vec<Option<SharedReceiver<Envelope>>>,
+    ready: mpsc::Sender<Result<usize, String>>,
+    stop: Arc<AtomicBool>,
+) {
+    let connect_tx = join_all(senders.into_iter().map(|s| async move {
+        match s {
+            Some(s) => Some(s.connect().await),
+            None => None,
+        }
+    }));
+    let connect_rx = join_all(receivers.into_iter().map(|r| async move {
+        match r {
+            Some(r) => Some(r.connect().await),
+            None => None,
+        }
+    }));
+    let (peers, inbound) = futures::join!(connect_tx, connect_rx);
+    let shard = Rc::new(Shard::new(id, cfg.clone(), Arc::new(Catalog::default()), peers));
+    shard.apply_catalog(catalog).await;
+    for rx in inbound.into_iter().flatten() {
+        crate::runtime::spawn_local(router::serve_peer(shard.clone(), rx));
+    }
+    let addr = cfg.shard_addr(id);
+    let listener = match glommio::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(id));
+    // Bounded by the stop flag, checked at least every 100 ms.
+    while !stop.load(Ordering::Relaxed) {
+        match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
+            None => {}
+            Some(Ok(stream)) => {
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                if shard.connections.get() >= MAX_CONNECTIONS_PER_SHARD {
+                    warn!(%peer, shard = id, "connection limit reached; refusing connection");
+                    continue;
+                }
+                shard.connections.set(shard.connections.get() + 1);
+                let s = shard.clone();
+                crate::runtime::spawn_local(async move {
+                    connection::serve(s.clone(), stream, peer).await;
+                    s.connections.set(s.connections.get().saturating_sub(1));
+                });
+            }
+            Some(Err(e)) => {
+                warn!(shard = id, "accept failed: {e}");
+                crate::runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    shard.stopping.set(true);
+    shard.data_arrived.notify_all();
+    shard.sync_all().await;
+}

@@ -1,0 +1,82 @@
+//! The cross-core router: the messages one shard sends another, and the loop that serves
+//! them on the receiving shard.
+//!
+//! Invariant: messages are plain data (`Send`); a partition's work always runs on its owner,
+//! and catalog changes run on shard 0 (the controller) before being applied everywhere.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use tracing::debug;
+
+use super::admin::{self, TopicResult};
+use super::catalog::Catalog;
+use super::fetch::{self, FetchPartResult};
+use super::list_offsets::{self, OffsetResult};
+use super::produce::{self, PartAppend, PartProduceResult};
+use super::shard::Shard;
+use crate::protocol::{CreatePartitionsRequest, CreateTopicsRequest, FetchRequest};
+
+/// Work one shard asks of another.
+pub enum Call {
+    /// Append to partitions the receiver owns.
+    Produce(Vec<PartAppend>),
+    /// Long-poll fetch of partitions the receiver owns.
+    Fetch(FetchRequest),
+    /// (topic, partition, timestamp) queries on partitions the receiver owns.
+    ListOffsets(Vec<(String, i32, i64)>),
+    /// Controller only.
+    CreateTopics(CreateTopicsRequest),
+    /// Controller only: topic names.
+    DeleteTopics(Vec<String>),
+    /// Controller only.
+    CreatePartitions(CreatePartitionsRequest),
+    /// Install a new catalog.
+    Apply(Arc<Catalog>),
+}
+
+pub enum Reply {
+    Produce(Vec<PartProduceResult>),
+    Fetch(Vec<FetchPartResult>),
+    ListOffsets(Vec<OffsetResult>),
+    Topics(Vec<TopicResult>),
+    Done,
+}
+
+pub struct Envelope {
+    pub call: Call,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Serves calls arriving from one peer until its channel closes. Each call runs as its own
+/// task so a long-poll fetch does not hold up the calls behind it.
+pub async fn serve_peer(shard: Rc<Shard>, rx: ConnectedReceiver<Envelope>) {
+    while let Some(env) = rx.recv().await {
+        let shard = shard.clone();
+        crate::runtime::spawn_local(async move {
+            let reply = handle(&shard, env.call).await;
+            if env.reply.send(reply).is_err() {
+                debug!("caller went away before the reply");
+            }
+        });
+    }
+}
+
+async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
+    match call {
+        Call::Produce(parts) => Reply::Produce(produce::append_local(shard, parts).await),
+        Call::Fetch(req) => Reply::Fetch(fetch::fetch_local(shard, &req).await),
+        Call::ListOffsets(q) => Reply::ListOffsets(list_offsets::local(shard, q).await),
+        Call::CreateTopics(req) => Reply::Topics(admin::controller_create(shard, req).await),
+        Call::DeleteTopics(names) => Reply::Topics(admin::controller_delete(shard, names).await),
+        Call::CreatePartitions(req) => {
+            Reply::Topics(admin::controller_create_partitions(shard, req).await)
+        }
+        Call::Apply(cat) => {
+            shard.apply_catalog(cat).await;
+            Reply::Done
+        }
+    }
+}

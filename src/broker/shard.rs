@@ -1,0 +1,169 @@
+//! A shard: one executor pinned to one core, owning a disjoint set of partitions and the
+//! logs behind them, plus its copy of the topic catalog and its links to the other shards.
+//!
+//! Invariants: only this shard touches the logs in `logs`; state lives in `RefCell`s that are
+//! never borrowed across an `.await`; cross-shard work travels as plain-data messages over
+//! bounded channels, never as shared memory.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ahash::RandomState;
+use futures::channel::oneshot;
+use glommio::channels::shared_channel::ConnectedSender;
+use tracing::{error, info, warn};
+
+use super::catalog::{log_config, partition_dir, Catalog};
+use super::router::{Call, Envelope, Reply};
+use crate::config::BrokerConfig;
+use crate::log::Log;
+use crate::notify::Notify;
+
+pub type PartitionKey = (String, i32);
+
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub cfg: Arc<BrokerConfig>,
+    catalog: RefCell<Arc<Catalog>>,
+    logs: RefCell<HashMap<PartitionKey, Log, RandomState>>,
+    /// Fired after any append on this shard: wakes long-polling fetches.
+    pub data_arrived: Notify,
+    /// `peers[j]`: channel to shard j (`None` for this shard).
+    peers: Vec<Option<ConnectedSender<Envelope>>>,
+    pub stopping: Cell<bool>,
+    /// Serialises catalog changes on the controller (admin path only, never data).
+    pub admin_lock: futures::lock::Mutex<()>,
+    /// Open client connections on this shard.
+    pub connections: Cell<usize>,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        cfg: Arc<BrokerConfig>,
+        catalog: Arc<Catalog>,
+        peers: Vec<Option<ConnectedSender<Envelope>>>,
+    ) -> Shard {
+        Shard {
+            id,
+            nshards: cfg.cores,
+            cfg,
+            catalog: RefCell::new(catalog),
+            logs: RefCell::new(HashMap::default()),
+            data_arrived: Notify::new(),
+            peers,
+            stopping: Cell::new(false),
+            admin_lock: futures::lock::Mutex::new(()),
+            connections: Cell::new(0),
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> usize {
+        Catalog::owner(topic, partition, self.nshards)
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.logs
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn open_logs(&self) -> Vec<(PartitionKey, Log)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Sends `call` to shard `to` and waits for its reply.
+    pub async fn call(&self, to: usize, call: Call) -> Option<Reply> {
+        let Some(Some(tx)) = self.peers.get(to) else {
+            error!(shard = self.id, to, "no channel to shard");
+            return None;
+        };
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Envelope { call, reply }).await.is_err() {
+            warn!(shard = self.id, to, "shard channel closed");
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Installs a new catalog: opens logs of partitions this shard owns that are new, closes
+    /// and deletes logs of topics that are gone.
+    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) {
+        let wanted: Vec<(PartitionKey, crate::log::LogConfig)> = catalog
+            .topics
+            .iter()
+            .flat_map(|(name, meta)| {
+                let lc = log_config(&self.cfg, meta);
+                (0..meta.partitions)
+                    .filter(|p| self.owner(name, *p) == self.id)
+                    .map(move |p| ((name.clone(), p), lc.clone()))
+            })
+            .collect();
+        // Drop logs whose topic was deleted (or recreated with a new id).
+        let old = self.catalog();
+        let gone: Vec<PartitionKey> = self
+            .logs
+            .borrow()
+            .keys()
+            .filter(|(t, _)| match (old.topics.get(t), catalog.topics.get(t)) {
+                (_, None) => true,
+                (Some(a), Some(b)) => a.id != b.id,
+                (None, Some(_)) => false,
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            let log = self.logs.borrow_mut().remove(&key);
+            if let Some(log) = log {
+                let dir = log.dir().to_path_buf();
+                drop(log);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    warn!(dir = %dir.display(), "could not delete partition directory: {e}");
+                } else {
+                    info!(topic = %key.0, partition = key.1, "deleted partition");
+                }
+            }
+        }
+        *self.catalog.borrow_mut() = catalog;
+        for (key, lc) in wanted {
+            if let Some(log) = self.log(&key.0, key.1) {
+                log.set_config(lc);
+                continue;
+            }
+            let dir = partition_dir(&self.cfg.data_dir, &key.0, key.1);
+            match Log::open(&dir, lc).await {
+                Ok((log, report)) => {
+                    for line in report {
+                        info!(topic = %key.0, partition = key.1, "recovery: {line}");
+                    }
+                    self.logs.borrow_mut().insert(key, log);
+                }
+                Err(e) => error!(
+                    topic = %key.0, partition = key.1, dir = %dir.display(),
+                    "cannot open partition log: {e}"
+                ),
+            }
+        }
+    }
+
+    /// Flushes every log this shard owns (clean shutdown).
+    pub async fn sync_all(&self) {
+        for ((t, p), log) in self.open_logs() {
+            if let Err(e) = log.sync().await {
+                error!(topic = %t, partition = p, "sync at shutdown failed: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Broker-wide settings, with Kafka's names and defaults where Kafka has them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Settings for `shardlog serve`.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address of shard 0; shard `i` listens on the same host at `port + i`.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Number of shards (executors), one pinned per core.
+    pub cores: usize,
+    /// `socket.request.max.bytes`: frames larger than this close the connection.
+    pub max_frame_bytes: usize,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
+    pub default_partitions: i32,
+    /// `log.segment.bytes`
+    pub segment_bytes: u64,
+    /// `log.roll.ms`
+    pub segment_ms: i64,
+    /// `message.max.bytes`
+    pub message_max_bytes: usize,
+    /// `log.index.interval.bytes`
+    pub index_interval_bytes: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data_dir: PathBuf::from("./shardlog-data"),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            max_frame_bytes: 104_857_600,
+            auto_create_topics: true,
+            default_partitions: 1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            message_max_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The address clients reach shard `i` at.
+    pub fn shard_addr(&self, i: usize) -> SocketAddr {
+        let mut a = self.listen;
+        a.set_port(self.listen.port() + i as u16);
+        a
+    }
+}

@@ -1,0 +1,15 @@
+//! shardlog: a Kafka-wire-compatible streaming log broker, thread-per-core on io_uring.
+//!
+//! Module map (each module's doc states its invariant):
+//! - [`log`]: the storage engine (segments, indexes, recovery); knows nothing of Kafka requests.
+//! - [`protocol`]: Kafka wire decoding and encoding; knows nothing of shards or files.
+//! - [`broker`]: shards, connections, the cross-core router and the topic catalog.
+//! - [`admin`]: a small blocking Kafka client used by the `shardlog topic` commands.
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod notify;
+pub mod protocol;
+pub mod runtime;

@@ -1,0 +1,576 @@
+//! The storage engine: one append-only log of record batches per partition, split into
+//! segments with sparse offset and time indexes.
+//!
+//! Invariants:
+//! - `log/` knows nothing of Kafka requests, connections or shards; it stores and serves
+//!   record batches by offset.
+//! - Only the shard that owns a partition holds its `Log` (`Log` is `!Send`).
+//! - Appends are written by one writer task per log, in offset order, as large sequential
+//!   io_uring writes; readers see a batch only after its write completed (`high_watermark`).
+//! - A failed write is never acknowledged: the file is cut back and every append queued behind
+//!   it fails too, so the log has no holes.
+
+pub mod batch;
+pub mod file;
+pub mod index;
+pub mod segment;
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use thiserror::Error;
+use tracing::{error, info};
+
+use crate::notify::Notify;
+use batch::{BatchError, BatchHeader, BatchScan};
+use segment::Segment;
+
+/// Per-log settings (Kafka topic config names in comments).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`
+    pub segment_bytes: u64,
+    /// `segment.ms`
+    pub segment_ms: i64,
+    /// `index.interval.bytes`
+    pub index_interval_bytes: u64,
+    /// `max.message.bytes`: largest batch accepted.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            max_batch_bytes: 1_048_588,
+        }
+    }
+}
+
+/// Bytes of appends allowed to queue behind the writer before producers wait.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Upper bound on one read issued for a fetch beyond the requested bytes.
+const READ_SLACK: usize = 64 << 10;
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt record batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("offset {requested} out of range [{start}, {end}]")]
+    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    #[error("append failed because an earlier write to this log failed")]
+    Aborted,
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    /// Whole record batches, starting with the one holding the requested offset.
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+struct Pending {
+    buf: Vec<u8>,
+    batches: Vec<(usize, BatchHeader)>,
+    waiters: Vec<oneshot::Sender<Result<(), LogError>>>,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Pending {
+            buf: Vec::new(),
+            batches: Vec::new(),
+            waiters: Vec::new(),
+        }
+    }
+}
+
+struct State {
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// Next offset to hand out (includes queued, unwritten appends).
+    next_offset: i64,
+    /// End of written, readable data.
+    high_watermark: i64,
+    pending: Pending,
+    writer_active: bool,
+    config: LogConfig,
+}
+
+struct Inner {
+    dir: PathBuf,
+    state: RefCell<State>,
+    /// Fired after each completed write (new data readable, pending space freed).
+    written: Notify,
+}
+
+/// A partition's log. Cheap to clone (shared handle on the owning shard).
+#[derive(Clone)]
+pub struct Log {
+    inner: Rc<Inner>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering the active segment's tail. Returns the
+    /// log and one line per repair made.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<(Log, Vec<String>), LogError> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(b) = stem.parse::<i64>() {
+                    bases.push(b);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let now = now_ms();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut report = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied();
+            let (seg, rep) = Segment::open(
+                dir,
+                *base,
+                next,
+                config.index_interval_bytes,
+                config.max_batch_bytes,
+                now,
+            )
+            .await?;
+            report.extend(rep);
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0, now).await?);
+        }
+        let log_start_offset = segments[0].base_offset;
+        let end = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        let state = State {
+            segments,
+            log_start_offset,
+            next_offset: end,
+            high_watermark: end,
+            pending: Pending::new(),
+            writer_active: false,
+            config,
+        };
+        Ok((
+            Log {
+                inner: Rc::new(Inner {
+                    dir: dir.to_path_buf(),
+                    state: RefCell::new(state),
+                    written: Notify::new(),
+                }),
+            },
+            report,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.state.borrow().high_watermark
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    /// Total bytes of whole batches across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.state.borrow_mut().config = config;
+    }
+
+    /// A future completing after the next write lands.
+    pub fn written(&self) -> crate::notify::Notified<'_> {
+        self.inner.written.notified()
+    }
+
+    /// Validates every batch in `records` (magic 2, CRC-32C, dense offsets), assigns offsets
+    /// and appends them. Nothing is written if any batch is invalid. Resolves once the data
+    /// is written to the page cache.
+    pub async fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        let max = self.inner.state.borrow().config.max_batch_bytes;
+        let mut headers = Vec::new();
+        let mut pos = 0usize;
+        while pos < records.len() {
+            let h = batch::validate_incoming(&records[pos..])?;
+            if h.size > max {
+                return Err(LogError::TooLarge { size: h.size, max });
+            }
+            headers.push((pos, h));
+            pos += h.size;
+        }
+        if headers.is_empty() {
+            return Err(BatchError::Truncated { have: 0, need: batch::HEADER_LEN }.into());
+        }
+        // Backpressure: bounded queue behind the writer. Each wait ends at the next write.
+        while self.inner.state.borrow().pending.buf.len() >= MAX_PENDING_BYTES {
+            self.inner.written.notified().await;
+        }
+        let (rx, info, spawn) = {
+            let mut st = self.inner.state.borrow_mut();
+            let base = st.next_offset;
+            let mut next = base;
+            for (at, h) in &headers {
+                let start = st.pending.buf.len();
+                st.pending.buf.extend_from_slice(&records[*at..*at + h.size]);
+                batch::stamp(&mut st.pending.buf[start..start + h.size], next, 0);
+                let mut stamped = *h;
+                stamped.base_offset = next;
+                st.pending.batches.push((start, stamped));
+                next += h.offset_span();
+            }
+            st.next_offset = next;
+            let (tx, rx) = oneshot::channel();
+            st.pending.waiters.push(tx);
+            let spawn = !st.writer_active;
+            st.writer_active = true;
+            (
+                rx,
+                AppendInfo {
+                    base_offset: base,
+                    last_offset: next - 1,
+                },
+                spawn,
+            )
+        };
+        if spawn {
+            let inner = self.inner.clone();
+            crate::runtime::spawn_local(async move { run_writer(inner).await });
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(info),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(LogError::Aborted),
+        }
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
+    /// (at least one batch when `min_one`, even if larger).
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadInfo, LogError> {
+        let (hw, start) = {
+            let st = self.inner.state.borrow();
+            (st.high_watermark, st.log_start_offset)
+        };
+        let empty = |hw| ReadInfo {
+            records: Bytes::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+        };
+        if offset < start || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end: hw,
+            });
+        }
+        if offset == hw || (max_bytes == 0 && !min_one) {
+            return Ok(empty(hw));
+        }
+        // Walk segments from the one holding `offset`; bounded by the segment count.
+        let mut seg_idx = {
+            let st = self.inner.state.borrow();
+            let i = st.segments.partition_point(|s| s.base_offset <= offset);
+            i.saturating_sub(1)
+        };
+        loop {
+            let (file, pos, seg_end, max_batch) = {
+                let st = self.inner.state.borrow();
+                let Some(seg) = st.segments.get(seg_idx) else {
+                    return Ok(empty(hw));
+                };
+                let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
+                (
+                    seg.log.clone(),
+                    u64::from(seg.index.lookup(rel)),
+                    seg.size,
+                    st.config.max_batch_bytes,
+                )
+            };
+            if let Some(records) =
+                read_from_segment(&file, pos, seg_end, offset, max_bytes, min_one, max_batch)
+                    .await?
+            {
+                return Ok(ReadInfo {
+                    records,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                });
+            }
+            seg_idx += 1;
+        }
+    }
+
+    /// First offset whose batch has a timestamp at or after `ts`, with that timestamp.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let candidates: Vec<(LogFile, u64, u64)> = {
+            let st = self.inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|s| s.max_timestamp >= ts && s.size > 0)
+                .take(1)
+                .map(|s| {
+                    let rel = s.time_index.scan_start(ts);
+                    (s.log.clone(), u64::from(s.index.lookup(rel)), s.size)
+                })
+                .collect()
+        };
+        let max_batch = self.inner.state.borrow().config.max_batch_bytes;
+        for (file, pos, end) in candidates {
+            let mut found = None;
+            segment::scan_batches(&file, pos, end, max_batch, |_, h| {
+                if found.is_none() && h.max_timestamp >= ts {
+                    found = Some((h.base_offset, h.max_timestamp));
+                }
+            })
+            .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes all written data durable (fdatasync of the active segment).
+    pub async fn sync(&self) -> Result<(), LogError> {
+        let file = {
+            let st = self.inner.state.borrow();
+            st.segments.last().map(|s| s.log.clone())
+        };
+        if let Some(f) = file {
+            f.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+use file::LogFile;
+
+/// Reads whole batches from one segment. `None` if the segment holds nothing at or after
+/// `offset`.
+async fn read_from_segment(
+    file: &LogFile,
+    mut pos: u64,
+    seg_end: u64,
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+    max_batch: usize,
+) -> Result<Option<Bytes>, LogError> {
+    // Each iteration either returns or advances `pos` past at least one batch, or re-reads
+    // once with a length that fits the first wanted batch.
+    let mut want = max_bytes.saturating_add(READ_SLACK).min(max_batch.max(max_bytes) + READ_SLACK);
+    while pos < seg_end {
+        let len = want.min((seg_end - pos) as usize);
+        let buf = file.read_at(pos, len).await?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let mut first: Option<usize> = None;
+        let mut end = 0usize;
+        let mut scan = BatchScan::new(&buf, true);
+        for (at, h) in scan.by_ref() {
+            if first.is_none() {
+                if h.last_offset() < offset {
+                    continue;
+                }
+                first = Some(at);
+                end = at + h.size;
+                if !min_one && h.size > max_bytes {
+                    return Ok(Some(Bytes::new()));
+                }
+                continue;
+            }
+            if at + h.size - first.unwrap_or(0) > max_bytes {
+                break;
+            }
+            end = at + h.size;
+        }
+        if let Some(f) = first {
+            let mut buf = buf;
+            buf.truncate(end);
+            return Ok(Some(Bytes::from(buf).slice(f..)));
+        }
+        match scan.stopped {
+            None => pos += scan.position() as u64,
+            Some(BatchError::Truncated { need, .. }) => {
+                if scan.position() == 0 {
+                    if need > max_batch + batch::HEADER_LEN || want >= need {
+                        error!(
+                            "log read at position {pos}: batch needs {need} bytes; treating as corrupt"
+                        );
+                        return Err(BatchError::Truncated { have: buf.len(), need }.into());
+                    }
+                    want = need;
+                } else {
+                    pos += scan.position() as u64;
+                }
+            }
+            Some(e) => {
+                error!("log read at position {pos}: {e}; refusing to serve corrupt data");
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Drains the pending queue: one write per round of everything queued, rolling segments as
+/// needed. Exits when the queue is empty.
+async fn run_writer(inner: Rc<Inner>) {
+    loop {
+        let roll = {
+            let mut st = inner.state.borrow_mut();
+            if st.pending.buf.is_empty() {
+                st.writer_active = false;
+                return;
+            }
+            let cfg = &st.config;
+            let Some(active) = st.segments.last() else {
+                st.writer_active = false;
+                return;
+            };
+            let span = st.next_offset - active.base_offset;
+            active.size > 0
+                && (active.size + st.pending.buf.len() as u64 > cfg.segment_bytes
+                    || now_ms() - active.created_ms > cfg.segment_ms
+                    || span > i64::from(u32::MAX / 2))
+        };
+        if roll {
+            if let Err(e) = roll_segment(&inner).await {
+                error!(dir = %inner.dir.display(), "segment roll failed: {e}");
+                fail_pending(&inner, &e);
+                continue;
+            }
+        }
+        let (buf, batches, waiters, file, pos) = {
+            let mut st = inner.state.borrow_mut();
+            let p = std::mem::replace(&mut st.pending, Pending::new());
+            let Some(active) = st.segments.last() else {
+                st.writer_active = false;
+                return;
+            };
+            (p.buf, p.batches, p.waiters, active.log.clone(), active.size)
+        };
+        let len = buf.len() as u64;
+        match file.write_all_at(buf, pos).await {
+            Ok(()) => {
+                {
+                    let mut st = inner.state.borrow_mut();
+                    let interval = st.config.index_interval_bytes;
+                    let mut hw = st.high_watermark;
+                    if let Some(active) = st.segments.last_mut() {
+                        for (at, h) in &batches {
+                            active.track(pos + *at as u64, h, interval);
+                            hw = h.last_offset() + 1;
+                        }
+                        active.size = pos + len;
+                    }
+                    st.high_watermark = hw;
+                }
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+                inner.written.notify_all();
+                persist_indexes(&inner).await;
+            }
+            Err(e) => {
+                error!(dir = %inner.dir.display(), "append of {len} bytes at {pos} failed: {e}");
+                if let Err(e2) = file.truncate(pos).await {
+                    error!(dir = %inner.dir.display(), "could not cut failed append: {e2}");
+                }
+                for w in waiters {
+                    let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+                }
+                fail_pending(&inner, &e);
+            }
+        }
+    }
+}
+
+/// Fails everything queued (their offsets assumed the failed write) and rewinds offsets.
+fn fail_pending(inner: &Inner, e: &io::Error) {
+    let waiters = {
+        let mut st = inner.state.borrow_mut();
+        st.next_offset = st.high_watermark;
+        std::mem::replace(&mut st.pending, Pending::new()).waiters
+    };
+    for w in waiters {
+        let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+    }
+    inner.written.notify_all();
+}
+
+async fn persist_indexes(inner: &Inner) {
+    let work = {
+        let mut st = inner.state.borrow_mut();
+        st.segments.last_mut().map(|s| s.take_index_work())
+    };
+    if let Some(work) = work {
+        if let Err(e) = work.run().await {
+            error!(dir = %inner.dir.display(), "index write failed (rebuilt on recovery): {e}");
+        }
+    }
+}
+
+async fn roll_segment(inner: &Inner) -> io::Result<()> {
+    let (seal, base) = {
+        let mut st = inner.state.borrow_mut();
+        let hw = st.high_watermark;
+        let seal = st.segments.last_mut().map(|s| s.take_seal_work());
+        (seal, hw)
+    };
+    if let Some(seal) = seal {
+        seal.run().await?;
+    }
+    let seg = Segment::create(&inner.dir, base, now_ms()).await?;
+    info!(dir = %inner.dir.display(), base_offset = base, "rolled segment");
+    inner.state.borrow_mut().segments.push(seg);
+    Ok(())
+}

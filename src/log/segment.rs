@@ -1,0 +1,361 @@
+//! One segment of a partition log: `<base>.log` holding whole record batches back to back,
+//! with its `<base>.index` and `<base>.timeindex`.
+//!
+//! Invariant: `size` covers only whole, acknowledged batches; bytes past it are never read.
+//! Only the partition's owning shard holds a `Segment`.
+
+use std::io;
+use std::path::Path;
+
+use tracing::warn;
+
+use super::batch::{BatchError, BatchHeader, BatchScan};
+use super::file::LogFile;
+use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+/// Bytes read per I/O while scanning a segment.
+const SCAN_CHUNK: usize = 4 << 20;
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub log: LogFile,
+    index_file: LogFile,
+    time_file: LogFile,
+    /// Bytes of whole batches.
+    pub size: u64,
+    /// One past the last offset stored here.
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    /// Base offset of the last batch appended.
+    last_batch_offset: i64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    bytes_since_index: u64,
+    index_on_disk: u64,
+    time_on_disk: u64,
+    /// Wall-clock milliseconds when the segment was created (for `segment.ms`).
+    pub created_ms: i64,
+}
+
+/// Where a scan stopped.
+pub struct ScanEnd {
+    /// End of the last whole valid batch.
+    pub valid_end: u64,
+    /// Why the scan stopped before the end, if it did.
+    pub error: Option<BatchError>,
+}
+
+pub fn file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+impl Segment {
+    /// Creates an empty segment (truncating any stale files of the same name).
+    pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let log = LogFile::open(&dir.join(file_name(base_offset, "log"))).await?;
+        let index_file = LogFile::open(&dir.join(file_name(base_offset, "index"))).await?;
+        let time_file = LogFile::open(&dir.join(file_name(base_offset, "timeindex"))).await?;
+        log.truncate(0).await?;
+        index_file.truncate(0).await?;
+        time_file.truncate(0).await?;
+        Ok(Segment {
+            base_offset,
+            log,
+            index_file,
+            time_file,
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            last_batch_offset: base_offset,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            index_on_disk: 0,
+            time_on_disk: 0,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. A closed segment (`next_offset` known from the segment
+    /// after it) trusts its index files when they are consistent; the active segment
+    /// (`next_offset == None`) is always scanned, and a torn or corrupt tail is cut off.
+    /// Returns the segment and a human-readable line for each repair made.
+    pub async fn open(
+        dir: &Path,
+        base_offset: i64,
+        next_offset: Option<i64>,
+        index_interval: u64,
+        max_batch: usize,
+        now_ms: i64,
+    ) -> io::Result<(Segment, Vec<String>)> {
+        let mut report = Vec::new();
+        let log = LogFile::open(&dir.join(file_name(base_offset, "log"))).await?;
+        let index_file = LogFile::open(&dir.join(file_name(base_offset, "index"))).await?;
+        let time_file = LogFile::open(&dir.join(file_name(base_offset, "timeindex"))).await?;
+        let file_size = log.size().await?;
+        let mut seg = Segment {
+            base_offset,
+            log,
+            index_file,
+            time_file,
+            size: file_size,
+            next_offset: next_offset.unwrap_or(base_offset),
+            max_timestamp: -1,
+            last_batch_offset: base_offset,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            index_on_disk: 0,
+            time_on_disk: 0,
+            created_ms: now_ms,
+        };
+        if next_offset.is_some() {
+            let ib = seg.index_file.size().await?;
+            let tb = seg.time_file.size().await?;
+            let ibuf = seg.index_file.read_at(0, ib as usize).await?;
+            let tbuf = seg.time_file.read_at(0, tb as usize).await?;
+            let idx = OffsetIndex::decode(&ibuf, file_size.max(1));
+            let tidx = TimeIndex::decode(&tbuf);
+            if let (Some(idx), Some(tidx)) = (idx, tidx) {
+                if file_size == 0 || !tidx.entries().is_empty() {
+                    seg.index_on_disk = (idx.entries().len() * super::index::OFFSET_ENTRY_LEN) as u64;
+                    seg.time_on_disk = (tidx.entries().len() * super::index::TIME_ENTRY_LEN) as u64;
+                    if let Some(last) = tidx.entries().last() {
+                        seg.max_timestamp = last.timestamp;
+                        seg.last_batch_offset = base_offset + i64::from(last.rel_offset);
+                    }
+                    seg.index = idx;
+                    seg.time_index = tidx;
+                    return Ok((seg, report));
+                }
+            }
+            report.push(format!(
+                "segment {}: index files missing or inconsistent, rebuilt from the log",
+                log_path(dir, base_offset)
+            ));
+        }
+        // Scan the whole segment, rebuilding both indexes.
+        seg.size = 0;
+        let mut metas = Vec::new();
+        let end = scan_batches(&seg.log, 0, file_size, max_batch, |pos, h| {
+            metas.push((pos, *h));
+        })
+        .await?;
+        for (pos, h) in &metas {
+            seg.track(*pos, h, index_interval);
+        }
+        seg.size = end.valid_end;
+        if let Some(last) = metas.last() {
+            if next_offset.is_none() {
+                seg.next_offset = last.1.last_offset() + 1;
+            }
+        }
+        if end.valid_end < file_size {
+            let reason = end
+                .error
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "incomplete batch".into());
+            if next_offset.is_none() {
+                let line = format!(
+                    "segment {}: cut {} bytes of torn or corrupt tail at position {} ({}); \
+                     log now ends at offset {}",
+                    log_path(dir, base_offset),
+                    file_size - end.valid_end,
+                    end.valid_end,
+                    reason,
+                    seg.next_offset
+                );
+                warn!("{line}");
+                report.push(line);
+                seg.log.truncate(end.valid_end).await?;
+                seg.log.sync().await?;
+            } else {
+                let line = format!(
+                    "segment {}: corrupt batch at position {} ({}); data after it is not served",
+                    log_path(dir, base_offset),
+                    end.valid_end,
+                    reason
+                );
+                warn!("{line}");
+                report.push(line);
+            }
+        }
+        seg.rewrite_indexes().await?;
+        Ok((seg, report))
+    }
+
+    /// Records a batch appended at `pos` in the in-memory indexes. A time index entry
+    /// `(t, o)` means: every batch up to and including the one at offset `o` has a timestamp
+    /// of at most `t`.
+    pub fn track(&mut self, pos: u64, h: &BatchHeader, index_interval: u64) {
+        let rel = (h.base_offset - self.base_offset) as u32;
+        let index_due = self.bytes_since_index >= index_interval;
+        if index_due
+            && self.index.push(OffsetEntry {
+                rel_offset: rel,
+                position: pos as u32,
+            })
+        {
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size as u64;
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+        }
+        self.last_batch_offset = h.base_offset;
+        let time_due = index_due || self.time_index.entries().is_empty();
+        let grew = self
+            .time_index
+            .entries()
+            .last()
+            .is_none_or(|e| self.max_timestamp > e.timestamp);
+        if time_due && grew && self.max_timestamp >= 0 {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                rel_offset: rel,
+            });
+        }
+        self.size = self.size.max(pos + h.size as u64);
+        self.next_offset = self.next_offset.max(h.last_offset() + 1);
+    }
+
+    /// Takes the index entries not yet on disk as a write to run without borrowing the
+    /// segment. Index files are a cache of the log: if the write fails, the caller logs it and
+    /// the next recovery rebuilds them.
+    pub fn take_index_work(&mut self) -> IoWork {
+        let mut work = IoWork::default();
+        let done = self.index_on_disk as usize / super::index::OFFSET_ENTRY_LEN;
+        if done < self.index.entries().len() {
+            let mut out = Vec::new();
+            for e in &self.index.entries()[done..] {
+                OffsetIndex::encode_entry(*e, &mut out);
+            }
+            let at = self.index_on_disk;
+            self.index_on_disk += out.len() as u64;
+            work.writes.push((self.index_file.clone(), out, at));
+        }
+        let done = self.time_on_disk as usize / super::index::TIME_ENTRY_LEN;
+        if done < self.time_index.entries().len() {
+            let mut out = Vec::new();
+            for e in &self.time_index.entries()[done..] {
+                TimeIndex::encode_entry(*e, &mut out);
+            }
+            let at = self.time_on_disk;
+            self.time_on_disk += out.len() as u64;
+            work.writes.push((self.time_file.clone(), out, at));
+        }
+        work
+    }
+
+    async fn rewrite_indexes(&mut self) -> io::Result<()> {
+        self.index_file.truncate(0).await?;
+        self.time_file.truncate(0).await?;
+        self.index_on_disk = 0;
+        self.time_on_disk = 0;
+        self.take_index_work().run().await
+    }
+
+    /// Seals the segment before a roll: the time index gets the segment's true maximum, and
+    /// data and indexes are made durable.
+    pub fn take_seal_work(&mut self) -> IoWork {
+        if self.max_timestamp >= 0 {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                rel_offset: (self.last_batch_offset - self.base_offset) as u32,
+            });
+        }
+        let mut work = self.take_index_work();
+        work.syncs = vec![
+            self.log.clone(),
+            self.index_file.clone(),
+            self.time_file.clone(),
+        ];
+        work
+    }
+}
+
+/// File writes and syncs computed under a borrow and run after it is released.
+#[derive(Default)]
+pub struct IoWork {
+    writes: Vec<(LogFile, Vec<u8>, u64)>,
+    syncs: Vec<LogFile>,
+}
+
+impl IoWork {
+    pub async fn run(self) -> io::Result<()> {
+        for (f, buf, at) in self.writes {
+            f.write_all_at(buf, at).await?;
+        }
+        for f in self.syncs {
+            f.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+fn log_path(dir: &Path, base: i64) -> String {
+    dir.join(file_name(base, "log")).display().to_string()
+}
+
+/// Scans whole, CRC-valid batches in `[start, end)` of `file`, calling `f(position, header)`
+/// for each. Reads in chunks; a batch larger than `max_batch` counts as corruption.
+pub async fn scan_batches(
+    file: &LogFile,
+    start: u64,
+    end: u64,
+    max_batch: usize,
+    mut f: impl FnMut(u64, &BatchHeader),
+) -> io::Result<ScanEnd> {
+    let mut pos = start;
+    let mut chunk = SCAN_CHUNK;
+    // Each iteration consumes at least one batch, grows the chunk to fit the next batch
+    // (at most once per batch), or returns.
+    while pos < end {
+        let want = chunk.min((end - pos) as usize);
+        let buf = file.read_at(pos, want).await?;
+        if buf.is_empty() {
+            break;
+        }
+        let mut scan = BatchScan::new(&buf, true);
+        for (at, h) in scan.by_ref() {
+            f(pos + at as u64, &h);
+        }
+        let consumed = scan.position();
+        match scan.stopped {
+            None => {
+                pos += consumed as u64;
+                if buf.len() < want {
+                    break;
+                }
+            }
+            Some(BatchError::Truncated { need, .. })
+                if pos + (consumed + need) as u64 <= end && need <= max_batch =>
+            {
+                pos += consumed as u64;
+                if consumed == 0 {
+                    if need <= chunk {
+                        // A short read with the batch fully inside the file: give up.
+                        return Ok(ScanEnd {
+                            valid_end: pos,
+                            error: Some(BatchError::Truncated {
+                                have: buf.len(),
+                                need,
+                            }),
+                        });
+                    }
+                    chunk = need;
+                }
+            }
+            Some(e) => {
+                return Ok(ScanEnd {
+                    valid_end: pos + consumed as u64,
+                    error: Some(e),
+                })
+            }
+        }
+    }
+    Ok(ScanEnd {
+        valid_end: pos,
+        error: None,
+    })
+}

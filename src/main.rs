@@ -1,0 +1,163 @@
+//! The `shardlog` command: `serve` runs the broker; `topic ...` administers a running one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use shardlog::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(name = "shardlog", version, about = "A Kafka-compatible, thread-per-core log broker")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Create, list, describe or delete topics on a running broker.
+    Topic {
+        #[command(subcommand)]
+        cmd: TopicCmd,
+    },
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Address of shard 0; shard i listens on the same host at port + i.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Directory holding topics and the catalog.
+    #[arg(long, default_value = "./shardlog-data")]
+    data_dir: PathBuf,
+    /// Number of shards, one pinned per core (default: all cores).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Largest request frame accepted (socket.request.max.bytes).
+    #[arg(long, default_value_t = 104_857_600)]
+    max_frame_bytes: usize,
+    /// Create topics on first use (auto.create.topics.enable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auto_create_topics: bool,
+    /// Partitions of auto-created topics (num.partitions).
+    #[arg(long, default_value_t = 1)]
+    num_partitions: i32,
+    /// Segment size before a roll (log.segment.bytes).
+    #[arg(long, default_value_t = 1 << 30)]
+    segment_bytes: u64,
+    /// Segment age before a roll, in ms (log.roll.ms).
+    #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
+    segment_ms: i64,
+    /// Largest record batch accepted (message.max.bytes).
+    #[arg(long, default_value_t = 1_048_588)]
+    message_max_bytes: usize,
+    /// Log filter, RUST_LOG syntax (overridden by RUST_LOG).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum TopicCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i16,
+        /// Topic config, KEY=VALUE (repeatable).
+        #[arg(long = "config")]
+        configs: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// List topics.
+    List {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Show partitions, leaders and earliest/latest offsets of a topic.
+    Describe {
+        name: String,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Delete a topic.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(a) => {
+            init_logging(&a.log);
+            let mut cfg = BrokerConfig {
+                listen: a.listen,
+                data_dir: a.data_dir,
+                max_frame_bytes: a.max_frame_bytes,
+                auto_create_topics: a.auto_create_topics,
+                default_partitions: a.num_partitions,
+                segment_bytes: a.segment_bytes,
+                segment_ms: a.segment_ms,
+                message_max_bytes: a.message_max_bytes,
+                ..BrokerConfig::default()
+            };
+            if let Some(c) = a.cores {
+                cfg.cores = c;
+            }
+            shardlog::broker::serve(cfg)
+        }
+        Cmd::Topic { cmd } => {
+            init_logging("warn");
+            match cmd {
+                TopicCmd::Create {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    bootstrap,
+                } => {
+                    let configs = configs
+                        .iter()
+                        .map(|kv| {
+                            kv.split_once('=')
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .with_context(|| format!("--config {kv:?} is not KEY=VALUE"))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    shardlog::admin::topic::create(
+                        &bootstrap,
+                        &name,
+                        partitions,
+                        replication_factor,
+                        &configs,
+                    )
+                }
+                TopicCmd::List { bootstrap } => shardlog::admin::topic::list(&bootstrap),
+                TopicCmd::Describe { name, bootstrap } => {
+                    shardlog::admin::topic::describe(&bootstrap, &name)
+                }
+                TopicCmd::Delete { name, bootstrap } => {
+                    shardlog::admin::topic::delete(&bootstrap, &name)
+                }
+            }
+        }
+    }
+}

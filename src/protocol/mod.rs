@@ -1,0 +1,206 @@
+//! Kafka wire protocol: request framing and headers, hand-written bounded decoders for the
+//! requests shardlog serves, and response encoding (through the `kafka-protocol` crate's
+//! message types).
+//!
+//! Invariant: this module knows nothing of shards, files or topics' state; it turns bytes
+//! into typed requests and typed responses into bytes, and never panics on client input.
+
+pub mod requests;
+pub mod wire;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+use thiserror::Error;
+
+pub use requests::*;
+use wire::{DecodeError, Reader};
+
+/// One API shardlog serves: key, advertised version range, first flexible version.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSupport {
+    pub key: i16,
+    pub min: i16,
+    pub max: i16,
+    pub flexible_from: i16,
+}
+
+pub const PRODUCE: i16 = 0;
+pub const FETCH: i16 = 1;
+pub const LIST_OFFSETS: i16 = 2;
+pub const METADATA: i16 = 3;
+pub const DESCRIBE_CONFIGS: i16 = 32;
+pub const API_VERSIONS: i16 = 18;
+pub const CREATE_TOPICS: i16 = 19;
+pub const DELETE_TOPICS: i16 = 20;
+pub const CREATE_PARTITIONS: i16 = 37;
+
+/// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
+/// refused: librdkafka turns compression off against a broker whose Produce minimum is
+/// above 2.
+pub const SUPPORTED: &[ApiSupport] = &[
+    ApiSupport { key: PRODUCE, min: 0, max: 11, flexible_from: 9 },
+    ApiSupport { key: FETCH, min: 4, max: 12, flexible_from: 12 },
+    ApiSupport { key: LIST_OFFSETS, min: 1, max: 6, flexible_from: 6 },
+    ApiSupport { key: METADATA, min: 0, max: 12, flexible_from: 9 },
+    ApiSupport { key: API_VERSIONS, min: 0, max: 4, flexible_from: 3 },
+    ApiSupport { key: CREATE_TOPICS, min: 2, max: 7, flexible_from: 5 },
+    ApiSupport { key: DELETE_TOPICS, min: 1, max: 6, flexible_from: 4 },
+    ApiSupport { key: DESCRIBE_CONFIGS, min: 1, max: 4, flexible_from: 4 },
+    ApiSupport { key: CREATE_PARTITIONS, min: 0, max: 3, flexible_from: 2 },
+];
+
+/// Lowest Produce version actually decoded (v0-2 carry legacy message sets).
+pub const PRODUCE_MIN_DECODED: i16 = 3;
+
+pub fn support(key: i16) -> Option<&'static ApiSupport> {
+    SUPPORTED.iter().find(|s| s.key == key)
+}
+
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    #[error("malformed request: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("unsupported API key {key} version {version}")]
+    Unsupported { key: i16, version: i16 },
+    #[error("response encoding failed: {0}")]
+    Encode(String),
+}
+
+/// Request header fields shardlog uses.
+#[derive(Debug, Clone)]
+pub struct RequestHeader {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+impl RequestHeader {
+    pub fn flexible(&self) -> bool {
+        support(self.api_key).is_some_and(|s| self.api_version >= s.flexible_from)
+    }
+}
+
+/// Reads the fixed part of a request header (key, version, correlation id). Returns `None`
+/// if the frame is too short to hold them.
+pub fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
+    if frame.len() < 8 {
+        return None;
+    }
+    Some((
+        i16::from_be_bytes([frame[0], frame[1]]),
+        i16::from_be_bytes([frame[2], frame[3]]),
+        i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+    ))
+}
+
+/// Decodes a whole request frame (without its 4-byte length prefix).
+pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), ProtocolError> {
+    let mut r = Reader::new(frame);
+    let api_key = r.i16()?;
+    let api_version = r.i16()?;
+    let correlation_id = r.i32()?;
+    let client_id = r.nullable_string(false)?;
+    let header = RequestHeader {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id,
+    };
+    let Some(s) = support(api_key) else {
+        return Err(ProtocolError::Unsupported {
+            key: api_key,
+            version: api_version,
+        });
+    };
+    if api_version < s.min || api_version > s.max {
+        return Err(ProtocolError::Unsupported {
+            key: api_key,
+            version: api_version,
+        });
+    }
+    let flex = header.flexible();
+    // ApiVersions v3+ uses request header v2 like other flexible requests.
+    r.tagged_fields(flex)?;
+    let v = api_version;
+    let req = match api_key {
+        API_VERSIONS => Request::ApiVersions,
+        METADATA => Request::Metadata(MetadataRequest::decode(&mut r, v, flex)?),
+        PRODUCE => {
+            if v < PRODUCE_MIN_DECODED {
+                return Err(ProtocolError::Unsupported {
+                    key: api_key,
+                    version: v,
+                });
+            }
+            Request::Produce(ProduceRequest::decode(&mut r, v, flex)?)
+        }
+        FETCH => Request::Fetch(FetchRequest::decode(&mut r, v, flex)?),
+        LIST_OFFSETS => Request::ListOffsets(ListOffsetsRequest::decode(&mut r, v, flex)?),
+        CREATE_TOPICS => Request::CreateTopics(CreateTopicsRequest::decode(&mut r, v, flex)?),
+        DELETE_TOPICS => Request::DeleteTopics(DeleteTopicsRequest::decode(&mut r, v, flex)?),
+        CREATE_PARTITIONS => {
+            Request::CreatePartitions(CreatePartitionsRequest::decode(&mut r, v, flex)?)
+        }
+        DESCRIBE_CONFIGS => {
+            Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)
+        }
+        _ => {
+            return Err(ProtocolError::Unsupported {
+                key: api_key,
+                version: v,
+            })
+        }
+    };
+    Ok((header, req))
+}
+
+/// Encodes a response frame: 4-byte length, response header, body.
+pub fn encode_response<M: Encodable>(
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Result<Bytes, ProtocolError> {
+    let header_version = ApiKey::try_from(api_key)
+        .map(|k| k.response_header_version(api_version))
+        .unwrap_or(0);
+    let size = body
+        .compute_size(api_version)
+        .map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    let mut buf = BytesMut::with_capacity(size + 16);
+    buf.put_i32(0);
+    buf.put_i32(correlation_id);
+    if header_version >= 1 {
+        buf.put_u8(0); // empty tagged fields
+    }
+    body.encode(&mut buf, api_version)
+        .map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// The ApiVersions response listing [`SUPPORTED`], or an `UNSUPPORTED_VERSION` answer (v0
+/// body) for an ApiVersions version shardlog does not know, so the client retries lower.
+pub fn api_versions_response(
+    version: i16,
+    correlation_id: i32,
+) -> Result<Bytes, ProtocolError> {
+    use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+    let known = (0..=4).contains(&version);
+    let mut resp = ApiVersionsResponse::default();
+    resp.error_code = if known { 0 } else { 35 };
+    resp.api_keys = SUPPORTED
+        .iter()
+        .filter(|s| known || s.key == API_VERSIONS)
+        .map(|s| {
+            ApiVersion::default()
+                .with_api_key(s.key)
+                .with_min_version(s.min)
+                .with_max_version(s.max)
+        })
+        .collect();
+    encode_response(API_VERSIONS, if known { version } else { 0 }, correlation_id, &resp)
+}

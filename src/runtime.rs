@@ -1,0 +1,33 @@
+//! The thin waist between shardlog and its async runtime (glommio): spawning shard-local
+//! tasks and timers. Code outside `broker/` and `log/file.rs` reaches the runtime only here,
+//! so swapping the runtime touches a handful of modules.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `fut` on the current shard, detached; it must not panic.
+pub fn spawn_local<F>(fut: F)
+where
+    F: Future<Output = ()> + 'static,
+{
+    glommio::spawn_local(fut).detach();
+}
+
+/// Sleeps on the current shard's timer wheel.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` with a deadline; `None` when the deadline passed first.
+pub async fn timeout<F, T>(d: Duration, fut: F) -> Option<T>
+where
+    F: Future<Output = T>,
+{
+    use futures::future::{select, Either};
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(sleep(d));
+    match select(fut, timer).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
