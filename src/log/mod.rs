@@ -574,3 +574,6 @@ async fn roll_segment(inner: &Inner) -> io::Result<()> {
     inner.state.borrow_mut().segments.push(seg);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

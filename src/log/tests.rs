@@ -1,0 +1,204 @@
+//! Storage engine tests: append, read by offset and time, roll, recovery from torn tails.
+
+use std::future::Future;
+
+use super::batch::test_support::make_batch;
+use super::batch::{parse_header, BatchScan};
+use super::*;
+
+fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move { f().await })
+        .expect("executor")
+        .join()
+        .expect("join");
+}
+
+fn small(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn offsets_in(buf: &[u8]) -> Vec<i64> {
+    BatchScan::new(buf, true)
+        .flat_map(|(_, h)| h.base_offset..=h.last_offset())
+        .collect()
+}
+
+#[test]
+fn append_and_read_by_offset() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        for i in 0..5 {
+            let info = log.append(&make_batch(999, 3, 1000 + i, 20)).await.expect("append");
+            assert_eq!(info.base_offset, i * 3);
+            assert_eq!(info.last_offset, i * 3 + 2);
+        }
+        assert_eq!(log.high_watermark(), 15);
+        let all = log.read(0, 1 << 20, true).await.expect("read");
+        assert_eq!(offsets_in(&all.records), (0..15).collect::<Vec<_>>());
+        // A read in the middle of a batch starts with that batch.
+        let mid = log.read(7, 1 << 20, true).await.expect("read");
+        assert_eq!(offsets_in(&mid.records)[0], 6);
+        // At the end: empty; past it: out of range.
+        assert!(log.read(15, 1 << 20, true).await.expect("read").records.is_empty());
+        assert!(matches!(
+            log.read(16, 1 << 20, true).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // max_bytes smaller than one batch still returns one batch when min_one.
+        let one = log.read(0, 1, true).await.expect("read");
+        assert_eq!(offsets_in(&one.records), vec![0, 1, 2]);
+        assert!(log.read(0, 1, false).await.expect("read").records.is_empty());
+    });
+}
+
+#[test]
+fn corrupt_batch_is_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        let good = make_batch(0, 2, 1, 10);
+        let mut bad = make_batch(0, 2, 1, 10);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let mut both = good.clone();
+        both.extend_from_slice(&bad);
+        assert!(matches!(log.append(&both).await, Err(LogError::Corrupt(_))));
+        assert_eq!(log.high_watermark(), 0);
+        assert_eq!(log.size_bytes(), 0);
+        log.append(&good).await.expect("good append");
+        assert_eq!(log.high_watermark(), 2);
+    });
+}
+
+#[test]
+fn rolls_segments_and_reopens() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        {
+            let (log, _) = Log::open(&path, small(1024)).await.expect("open");
+            for i in 0..40 {
+                log.append(&make_batch(0, 2, 1000 + i, 50)).await.expect("append");
+            }
+            assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+            let r = log.read(33, 1 << 20, true).await.expect("read");
+            assert_eq!(offsets_in(&r.records)[0], 32);
+        }
+        let (log, report) = Log::open(&path, small(1024)).await.expect("reopen");
+        assert!(report.is_empty(), "clean reopen needs no repair: {report:?}");
+        assert_eq!(log.high_watermark(), 80);
+        let mut next = 0;
+        // Read everything back across segment boundaries, one batch at a time.
+        for _ in 0..100 {
+            if next == 80 {
+                break;
+            }
+            let r = log.read(next, 1, true).await.expect("read");
+            let offs = offsets_in(&r.records);
+            assert_eq!(offs[0], next);
+            next = offs.last().copied().expect("nonempty") + 1;
+        }
+        assert_eq!(next, 80);
+    });
+}
+
+#[test]
+fn recovery_cuts_torn_tail() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        for _ in 0..4 {
+            log.append(&make_batch(0, 1, 5, 30)).await.expect("append");
+        }
+        let seg = path.join(segment::file_name(0, "log"));
+        drop(log);
+        // Tear the last batch in half and add garbage after a valid prefix.
+        let len = std::fs::metadata(&seg).expect("meta").len();
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).expect("open");
+        f.set_len(len - 10).expect("truncate");
+        drop(f);
+        let (log, report) = Log::open(&path, LogConfig::default()).await.expect("reopen");
+        assert_eq!(log.high_watermark(), 3);
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert!(report[0].contains("cut"), "{report:?}");
+        // The log accepts appends after the cut, at the next offset.
+        let info = log.append(&make_batch(0, 1, 5, 30)).await.expect("append");
+        assert_eq!(info.base_offset, 3);
+    });
+}
+
+#[test]
+fn recovery_cuts_corrupt_tail_and_rebuilds_index() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, small(1 << 20)).await.expect("open");
+        for _ in 0..30 {
+            log.append(&make_batch(0, 1, 5, 40)).await.expect("append");
+        }
+        drop(log);
+        let seg = path.join(segment::file_name(0, "log"));
+        let mut bytes = std::fs::read(&seg).expect("read");
+        let n = bytes.len();
+        bytes[n - 5] ^= 0xff; // flip a byte in the last batch
+        std::fs::write(&seg, &bytes).expect("write");
+        std::fs::remove_file(path.join(segment::file_name(0, "index"))).expect("rm index");
+        let (log, report) = Log::open(&path, small(1 << 20)).await.expect("reopen");
+        assert_eq!(log.high_watermark(), 29);
+        assert!(report.iter().any(|l| l.contains("CRC")), "{report:?}");
+        let r = log.read(20, 1 << 20, true).await.expect("read");
+        assert_eq!(offsets_in(&r.records)[0], 20);
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_batch_at_or_after() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, small(2048)).await.expect("open");
+        for i in 0..50i64 {
+            log.append(&make_batch(0, 2, 10_000 + i * 100, 30)).await.expect("append");
+        }
+        assert_eq!(log.offset_for_timestamp(0).await.expect("ts"), Some((0, 10_000)));
+        assert_eq!(log.offset_for_timestamp(12_050).await.expect("ts"), Some((42, 12_100)));
+        assert_eq!(log.offset_for_timestamp(14_900).await.expect("ts"), Some((98, 14_900)));
+        assert_eq!(log.offset_for_timestamp(99_999).await.expect("ts"), None);
+        drop(log);
+        let (log, _) = Log::open(&path, small(2048)).await.expect("reopen");
+        assert_eq!(log.offset_for_timestamp(12_050).await.expect("ts"), Some((42, 12_100)));
+    });
+}
+
+#[test]
+fn concurrent_appends_get_dense_offsets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, small(4096)).await.expect("open");
+        let futs = (0..64).map(|i| {
+            let log = log.clone();
+            async move { log.append(&make_batch(0, 1 + i % 3, 1, 16)).await.expect("append") }
+        });
+        let mut infos = futures::future::join_all(futs).await;
+        infos.sort_by_key(|i| i.base_offset);
+        let mut next = 0;
+        for i in &infos {
+            assert_eq!(i.base_offset, next);
+            next = i.last_offset + 1;
+        }
+        assert_eq!(log.high_watermark(), next);
+        let r = log.read(0, 1 << 20, true).await.expect("read");
+        let first = parse_header(&r.records).expect("header");
+        assert_eq!(first.base_offset, 0);
+    });
+}

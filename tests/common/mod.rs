@@ -1,0 +1,215 @@
+//! Test harness: runs the real `shardlog` binary on free ports with a temporary data dir.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Broker {
+    pub port: u16,
+    pub cores: usize,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub log: PathBuf,
+    extra: Vec<String>,
+}
+
+fn ports_free(base: u16, n: usize) -> bool {
+    (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok())
+}
+
+fn pick_port(n: usize) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = 20_000 + (x % 30_000) as u16;
+        if ports_free(base, n) {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+impl Broker {
+    pub fn start(cores: usize) -> Broker {
+        Self::start_with(cores, &[])
+    }
+
+    pub fn start_with(cores: usize, extra: &[&str]) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("broker.log");
+        let mut b = Broker {
+            port: 0,
+            cores,
+            dir,
+            child: None,
+            log,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        b.launch();
+        b
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn launch(&mut self) {
+        for _attempt in 0..5 {
+            if self.port == 0 || !ports_free(self.port, self.cores) {
+                self.port = pick_port(self.cores);
+            }
+            let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+                .args(["serve", "--listen"])
+                .arg(format!("127.0.0.1:{}", self.port))
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .args(["--cores", &self.cores.to_string()])
+                .args(&self.extra)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn shardlog");
+            let stderr = child.stderr.take().expect("stderr");
+            let (tx, rx) = mpsc::channel();
+            let log_path = self.log.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path)
+                    .expect("log file");
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = writeln!(out, "{line}");
+                    if line.contains("listening on") {
+                        let _ = tx.send(true);
+                    }
+                }
+                let _ = tx.send(false);
+            });
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(true) => {
+                    self.child = Some(child);
+                    return;
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    self.port = 0;
+                }
+            }
+        }
+        panic!("broker did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let status = c.wait().expect("wait");
+            assert!(status.success(), "broker exit status {status}; log:\n{}", self.log_text());
+        }
+    }
+
+    /// SIGKILL, no clean shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A valid uncompressed magic-2 record batch of `values`, with null keys.
+pub fn record_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let mut records = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let mut r = vec![0u8];
+        varint(&mut r, 0);
+        varint(&mut r, i as i64);
+        varint(&mut r, -1);
+        varint(&mut r, v.len() as i64);
+        r.extend_from_slice(v);
+        varint(&mut r, 0);
+        varint(&mut records, r.len() as i64);
+        records.extend(r);
+    }
+    let n = values.len() as i32;
+    let mut b = Vec::new();
+    b.extend(0i64.to_be_bytes());
+    b.extend(0i32.to_be_bytes());
+    b.extend(0i32.to_be_bytes());
+    b.push(2);
+    b.extend(0u32.to_be_bytes());
+    b.extend(0i16.to_be_bytes());
+    b.extend((n - 1).to_be_bytes());
+    b.extend(timestamp.to_be_bytes());
+    b.extend(timestamp.to_be_bytes());
+    b.extend((-1i64).to_be_bytes());
+    b.extend((-1i16).to_be_bytes());
+    b.extend((-1i32).to_be_bytes());
+    b.extend(n.to_be_bytes());
+    b.extend(records);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
