@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use shardlog::config::BrokerConfig;
 
 #[derive(Parser)]
-#[command(name = "shardlog", version, about = "A Kafka-compatible, thread-per-core log broker")]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-compatible, thread-per-core log broker"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -103,8 +107,17 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve(a) => {
             init_logging(&a.log);

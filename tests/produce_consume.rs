@@ -84,15 +84,16 @@ fn consume_all(
     }
     // Nothing beyond what was produced.
     if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
-        panic!("unexpected extra message at {}:{}", m.partition(), m.offset());
+        panic!(
+            "unexpected extra message at {}:{}",
+            m.partition(),
+            m.offset()
+        );
     }
     out
 }
 
-fn check_keyed(
-    msgs: &[(i32, i64, Vec<u8>, Vec<u8>)],
-    n: usize,
-) -> HashMap<Vec<u8>, i32> {
+fn check_keyed(msgs: &[(i32, i64, Vec<u8>, Vec<u8>)], n: usize) -> HashMap<Vec<u8>, i32> {
     assert_eq!(msgs.len(), n, "message count");
     let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
     let mut last_offset: HashMap<i32, i64> = HashMap::new();
@@ -101,10 +102,19 @@ fn check_keyed(
     for (p, off, key, value) in msgs {
         // Offsets within a partition are dense and in order.
         let prev = last_offset.insert(*p, *off);
-        assert_eq!(*off, prev.map(|o| o + 1).unwrap_or(0), "partition {p} offsets");
+        assert_eq!(
+            *off,
+            prev.map(|o| o + 1).unwrap_or(0),
+            "partition {p} offsets"
+        );
         // A key always lands on the same partition.
         let kp = *key_partition.entry(key.clone()).or_insert(*p);
-        assert_eq!(kp, *p, "key {:?} on two partitions", String::from_utf8_lossy(key));
+        assert_eq!(
+            kp,
+            *p,
+            "key {:?} on two partitions",
+            String::from_utf8_lossy(key)
+        );
         // Content matches the key, and per-key order is production order.
         let text = String::from_utf8(value.clone()).expect("utf8");
         let (k, seq) = text.split_once('|').expect("value format");
@@ -155,7 +165,13 @@ fn keyed_produce_consume_and_restart() {
     }
     let msgs = consume_all(&b, topic, 8, n);
     let placement = check_keyed(&msgs, n);
-    assert!(placement.values().collect::<std::collections::HashSet<_>>().len() > 1);
+    assert!(
+        placement
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1
+    );
 
     b.restart();
     let again = consume_all(&b, topic, 8, n);

@@ -19,7 +19,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: &str) -> Result<Client> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+        let stream =
+            TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         stream.set_nodelay(true)?;
         Ok(Client {
@@ -58,7 +59,10 @@ impl Client {
         let mut buf = Bytes::from(buf);
         let corr = buf.get_i32();
         if corr != self.correlation_id {
-            bail!("response correlation id {corr}, expected {}", self.correlation_id);
+            bail!(
+                "response correlation id {corr}, expected {}",
+                self.correlation_id
+            );
         }
         if key.response_header_version(version) >= 1 {
             // Tagged fields of the response header: shardlog sends none.

@@ -53,7 +53,10 @@ pub fn create(
                 r.error_message.map(|m| m.to_string()).unwrap_or_default()
             );
         }
-        println!("created topic {} with {} partitions", r.name.0, r.num_partitions);
+        println!(
+            "created topic {} with {} partitions",
+            r.name.0, r.num_partitions
+        );
     }
     Ok(())
 }
@@ -94,7 +97,11 @@ pub fn list(bootstrap: &str) -> Result<()> {
     let mut names: Vec<(String, usize)> = md
         .topics
         .iter()
-        .filter_map(|t| t.name.as_ref().map(|n| (n.0.to_string(), t.partitions.len())))
+        .filter_map(|t| {
+            t.name
+                .as_ref()
+                .map(|n| (n.0.to_string(), t.partitions.len()))
+        })
         .collect();
     names.sort();
     for (n, p) in names {
@@ -157,7 +164,11 @@ pub fn describe(bootstrap: &str, topic: &str) -> Result<()> {
         .collect();
     let earliest = offsets(&md, topic, &parts, -2)?;
     let latest = offsets(&md, topic, &parts, -1)?;
-    println!("topic {topic}  id {}  partitions {}", t.topic_id, parts.len());
+    println!(
+        "topic {topic}  id {}  partitions {}",
+        t.topic_id,
+        parts.len()
+    );
     println!("partition\tleader\tearliest\tlatest");
     for (i, (p, leader)) in parts.iter().enumerate() {
         println!(

@@ -11,8 +11,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
 };
-use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
@@ -20,7 +24,9 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use tracing::{error, info};
 
-use super::catalog::{topic_config_defaults, valid_topic_name, validate_topic_config, Catalog, TopicMeta};
+use super::catalog::{
+    topic_config_defaults, valid_topic_name, validate_topic_config, Catalog, TopicMeta,
+};
 use super::errors;
 use super::router::{Call, Reply};
 use super::shard::Shard;
@@ -63,7 +69,10 @@ async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<(), String> {
     for j in 0..shard.nshards {
         if j == shard.id {
             shard.apply_catalog(cat.clone()).await;
-        } else if !matches!(shard.call(j, Call::Apply(cat.clone())).await, Some(Reply::Done)) {
+        } else if !matches!(
+            shard.call(j, Call::Apply(cat.clone())).await,
+            Some(Reply::Done)
+        ) {
             error!(shard = j, "shard did not apply the new catalog");
         }
     }
@@ -82,23 +91,43 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
         } else {
             t.num_partitions
         };
-        let bad_config = t.configs.iter().find_map(|(k, v)| {
-            validate_topic_config(k, v.as_deref().unwrap_or("")).err()
-        });
+        let bad_config = t
+            .configs
+            .iter()
+            .find_map(|(k, v)| validate_topic_config(k, v.as_deref().unwrap_or("")).err());
         let r = if !valid_topic_name(&t.name) {
-            TopicResult::err(&t.name, errors::INVALID_TOPIC_EXCEPTION, "invalid topic name")
-        } else if cat.topics.contains_key(&t.name) {
-            TopicResult::err(&t.name, errors::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", t.name))
+            TopicResult::err(
+                &t.name,
+                errors::INVALID_TOPIC_EXCEPTION,
+                "invalid topic name",
+            )
+        } else if cat.topics.keys().any(|k| *k == t.name) {
+            TopicResult::err(
+                &t.name,
+                errors::TOPIC_ALREADY_EXISTS,
+                format!("topic '{}' already exists", t.name),
+            )
         } else if partitions <= 0 || partitions > MAX_PARTITIONS {
-            TopicResult::err(&t.name, errors::INVALID_PARTITIONS, format!("partitions must be in [1, {MAX_PARTITIONS}]"))
+            TopicResult::err(
+                &t.name,
+                errors::INVALID_PARTITIONS,
+                format!("partitions must be in [1, {MAX_PARTITIONS}]"),
+            )
         } else if t.replication_factor != -1 && t.replication_factor != 1 {
             TopicResult::err(
                 &t.name,
                 errors::INVALID_REPLICATION_FACTOR,
-                format!("replication factor {} larger than available brokers: 1", t.replication_factor),
+                format!(
+                    "replication factor {} larger than available brokers: 1",
+                    t.replication_factor
+                ),
             )
         } else if t.has_assignments {
-            TopicResult::err(&t.name, errors::INVALID_REPLICA_ASSIGNMENT, "manual replica assignment is not supported")
+            TopicResult::err(
+                &t.name,
+                errors::INVALID_REPLICA_ASSIGNMENT,
+                "manual replica assignment is not supported",
+            )
         } else if let Some(msg) = bad_config {
             TopicResult::err(&t.name, errors::INVALID_CONFIG, msg)
         } else {
@@ -154,7 +183,11 @@ pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Top
                     partitions: meta.partitions,
                 });
             }
-            None => results.push(TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")),
+            None => results.push(TopicResult::err(
+                &name,
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                "unknown topic",
+            )),
         }
     }
     if results.iter().any(|r| r.error == errors::NONE) {
@@ -182,11 +215,16 @@ pub async fn controller_create_partitions(
             Some(m) if count <= m.partitions => TopicResult::err(
                 &name,
                 errors::INVALID_PARTITIONS,
-                format!("topic has {} partitions; the new count must be larger", m.partitions),
+                format!(
+                    "topic has {} partitions; the new count must be larger",
+                    m.partitions
+                ),
             ),
-            Some(_) if count > MAX_PARTITIONS => {
-                TopicResult::err(&name, errors::INVALID_PARTITIONS, format!("at most {MAX_PARTITIONS} partitions"))
-            }
+            Some(_) if count > MAX_PARTITIONS => TopicResult::err(
+                &name,
+                errors::INVALID_PARTITIONS,
+                format!("at most {MAX_PARTITIONS} partitions"),
+            ),
             Some(m) => {
                 if !req.validate_only {
                     info!(topic = %name, from = m.partitions, to = count, "adding partitions");
@@ -244,7 +282,13 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> Creat
             .iter()
             .find(|r| r.name == name)
             .cloned()
-            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+            .unwrap_or_else(|| {
+                TopicResult::err(
+                    &name,
+                    errors::UNKNOWN_SERVER_ERROR,
+                    "controller unavailable",
+                )
+            });
         let mut t = CreatableTopicResult::default();
         t.name = TopicName(s(name));
         t.topic_id = uuid::Uuid::from_bytes(r.id);
@@ -274,7 +318,9 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest) -> Delet
             .iter()
             .find(|r| r.name == name)
             .cloned()
-            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"));
+            .unwrap_or_else(|| {
+                TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
+            });
         let mut t = DeletableTopicResult::default();
         t.name = Some(TopicName(s(name)));
         t.topic_id = uuid::Uuid::from_bytes(r.id);
@@ -297,7 +343,13 @@ pub async fn create_partitions(
             .iter()
             .find(|r| r.name == name)
             .cloned()
-            .unwrap_or_else(|| TopicResult::err(&name, errors::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+            .unwrap_or_else(|| {
+                TopicResult::err(
+                    &name,
+                    errors::UNKNOWN_SERVER_ERROR,
+                    "controller unavailable",
+                )
+            });
         let mut t = CreatePartitionsTopicResult::default();
         t.name = TopicName(s(name));
         t.error_code = r.error;
@@ -352,7 +404,10 @@ pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> Descr
                 let entries = [
                     ("broker.id", res.name.clone()),
                     ("num.partitions", cfg.default_partitions.to_string()),
-                    ("auto.create.topics.enable", cfg.auto_create_topics.to_string()),
+                    (
+                        "auto.create.topics.enable",
+                        cfg.auto_create_topics.to_string(),
+                    ),
                     ("log.segment.bytes", cfg.segment_bytes.to_string()),
                     ("log.roll.ms", cfg.segment_ms.to_string()),
                     ("message.max.bytes", cfg.message_max_bytes.to_string()),

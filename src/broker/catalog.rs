@@ -70,7 +70,9 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     match key {
         "segment.bytes" => match value.parse::<i64>() {
             Ok(n) if (14..=(1 << 30)).contains(&n) => Ok(()),
-            _ => Err(format!("segment.bytes must be in [14, 1073741824], got {value:?}")),
+            _ => Err(format!(
+                "segment.bytes must be in [14, 1073741824], got {value:?}"
+            )),
         },
         "segment.ms" | "index.interval.bytes" | "max.message.bytes" => positive(value),
         "retention.ms" | "retention.bytes" => match value.parse::<i64>() {
@@ -79,7 +81,9 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
         },
         "cleanup.policy" => match value {
             "delete" => Ok(()),
-            _ => Err(format!("cleanup.policy {value:?} is not supported (only delete)")),
+            _ => Err(format!(
+                "cleanup.policy {value:?} is not supported (only delete)"
+            )),
         },
         "message.timestamp.type" => match value {
             "CreateTime" => Ok(()),
@@ -175,7 +179,9 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
     let get = |k: &str| meta.configs.get(k).and_then(|v| v.parse::<i64>().ok());
     LogConfig {
-        segment_bytes: get("segment.bytes").map(|v| v as u64).unwrap_or(cfg.segment_bytes),
+        segment_bytes: get("segment.bytes")
+            .map(|v| v as u64)
+            .unwrap_or(cfg.segment_bytes),
         segment_ms: get("segment.ms").unwrap_or(cfg.segment_ms),
         index_interval_bytes: get("index.interval.bytes")
             .map(|v| v as u64)
@@ -193,7 +199,12 @@ mod tests {
     #[test]
     fn owner_is_stable_and_spreads() {
         let owners: Vec<usize> = (0..8).map(|p| Catalog::owner("events", p, 2)).collect();
-        assert_eq!(owners, (0..8).map(|p| Catalog::owner("events", p, 2)).collect::<Vec<_>>());
+        assert_eq!(
+            owners,
+            (0..8)
+                .map(|p| Catalog::owner("events", p, 2))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(owners.iter().filter(|&&o| o == 0).count(), 4);
     }
 

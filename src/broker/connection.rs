@@ -14,7 +14,7 @@ use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::shard::Shard;
-use super::{admin, fetch, list_offsets, metadata, produce};
+use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce};
 use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
 
 /// Smallest valid request: api key, version, correlation id, client id length.
@@ -93,9 +93,7 @@ async fn dispatch(
             None => return Ok(None),
         },
         Request::Fetch(r) => encode_response(k, v, c, &fetch::handle(shard, r).await)?,
-        Request::ListOffsets(r) => {
-            encode_response(k, v, c, &list_offsets::handle(shard, r).await)?
-        }
+        Request::ListOffsets(r) => encode_response(k, v, c, &list_offsets::handle(shard, r).await)?,
         Request::CreateTopics(r) => {
             encode_response(k, v, c, &admin::create_topics(shard, r).await)?
         }
@@ -105,7 +103,12 @@ async fn dispatch(
         Request::CreatePartitions(r) => {
             encode_response(k, v, c, &admin::create_partitions(shard, r).await)?
         }
-        Request::DescribeConfigs(r) => encode_response(k, v, c, &admin::describe_configs(shard, r))?,
+        Request::DescribeConfigs(r) => {
+            encode_response(k, v, c, &admin::describe_configs(shard, r))?
+        }
+        Request::FindCoordinator(r) => {
+            encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?
+        }
     };
     Ok(Some(bytes))
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
@@ -117,7 +119,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
             if !known {
                 continue;
             }
-            let topics = by_owner.entry(shard.owner(&t.name, p.partition)).or_default();
+            let topics = by_owner
+                .entry(shard.owner(&t.name, p.partition))
+                .or_default();
             match topics.last_mut() {
                 Some(last) if last.name == t.name => last.partitions.push(*p),
                 _ => topics.push(FetchTopic {

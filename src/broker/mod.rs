@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod connection;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -44,9 +45,8 @@ const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 struct DirLock(#[allow(dead_code)] File);
 
 fn lock_data_dir(cfg: &BrokerConfig) -> anyhow::Result<DirLock> {
-    std::fs::create_dir_all(cfg.data_dir.join("topics")).with_context(|| {
-        format!("cannot create data directory {}", cfg.data_dir.display())
-    })?;
+    std::fs::create_dir_all(cfg.data_dir.join("topics"))
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
     let path = cfg.data_dir.join(".lock");
     let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     // SAFETY: flock on a valid, open file descriptor.
@@ -109,7 +109,9 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     if cfg.cores == 0 {
         bail!("--cores must be at least 1");
     }
-    if usize::from(cfg.listen.port()) + cfg.cores - 1 > usize::from(u16::MAX) || cfg.listen.port() == 0 {
+    if usize::from(cfg.listen.port()) + cfg.cores - 1 > usize::from(u16::MAX)
+        || cfg.listen.port() == 0
+    {
         bail!(
             "--listen port {} leaves no room for {} shard ports (port + shard index)",
             cfg.listen.port(),
@@ -128,7 +130,11 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
 
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
     if cfg.cores > cpus.len() && !cpus.is_empty() {
-        warn!(cores = cfg.cores, cpus = cpus.len(), "more shards than cores: extra shards are not pinned");
+        warn!(
+            cores = cfg.cores,
+            cpus = cpus.len(),
+            "more shards than cores: extra shards are not pinned"
+        );
     }
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
@@ -137,7 +143,8 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             Some(c) => Placement::Fixed(c.id),
             None => Placement::Unbound,
         };
-        let (cfg, catalog, stop, ready) = (cfg.clone(), catalog.clone(), stop.clone(), ready_tx.clone());
+        let (cfg, catalog, stop, ready) =
+            (cfg.clone(), catalog.clone(), stop.clone(), ready_tx.clone());
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .spawn(move || shard_main(i, cfg, catalog, senders, receivers, ready, stop))
@@ -179,6 +186,17 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Binds without SO_REUSEPORT (which glommio's own `bind` sets), so a second broker on the
+/// same port fails loudly instead of silently sharing the port's connections.
+fn bind_exclusive(addr: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let fd = std_listener.into_raw_fd();
+    // SAFETY: `fd` is a freshly bound, listening TCP socket whose ownership moves here.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
+}
+
 async fn shard_main(
     id: usize,
     cfg: Arc<BrokerConfig>,
@@ -201,13 +219,18 @@ async fn shard_main(
         }
     }));
     let (peers, inbound) = futures::join!(connect_tx, connect_rx);
-    let shard = Rc::new(Shard::new(id, cfg.clone(), Arc::new(Catalog::default()), peers));
+    let shard = Rc::new(Shard::new(
+        id,
+        cfg.clone(),
+        Arc::new(Catalog::default()),
+        peers,
+    ));
     shard.apply_catalog(catalog).await;
     for rx in inbound.into_iter().flatten() {
         crate::runtime::spawn_local(router::serve_peer(shard.clone(), rx));
     }
     let addr = cfg.shard_addr(id);
-    let listener = match glommio::net::TcpListener::bind(addr) {
+    let listener = match bind_exclusive(addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));

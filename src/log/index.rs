@@ -167,9 +167,18 @@ mod tests {
     fn lookup_finds_floor_entry() {
         let mut idx = OffsetIndex::default();
         assert_eq!(idx.lookup(5), 0);
-        assert!(idx.push(OffsetEntry { rel_offset: 10, position: 4096 }));
-        assert!(idx.push(OffsetEntry { rel_offset: 20, position: 8192 }));
-        assert!(!idx.push(OffsetEntry { rel_offset: 15, position: 9000 }));
+        assert!(idx.push(OffsetEntry {
+            rel_offset: 10,
+            position: 4096
+        }));
+        assert!(idx.push(OffsetEntry {
+            rel_offset: 20,
+            position: 8192
+        }));
+        assert!(!idx.push(OffsetEntry {
+            rel_offset: 15,
+            position: 9000
+        }));
         assert_eq!(idx.lookup(9), 0);
         assert_eq!(idx.lookup(10), 4096);
         assert_eq!(idx.lookup(19), 4096);
@@ -182,8 +191,14 @@ mod tests {
     #[test]
     fn time_scan_start() {
         let mut t = TimeIndex::default();
-        t.push(TimeEntry { timestamp: 100, rel_offset: 5 });
-        t.push(TimeEntry { timestamp: 200, rel_offset: 9 });
+        t.push(TimeEntry {
+            timestamp: 100,
+            rel_offset: 5,
+        });
+        t.push(TimeEntry {
+            timestamp: 200,
+            rel_offset: 9,
+        });
         assert_eq!(t.scan_start(50), 0);
         assert_eq!(t.scan_start(150), 5);
         assert_eq!(t.scan_start(200), 5);

@@ -67,7 +67,11 @@ pub enum LogError {
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     TooLarge { size: usize, max: usize },
     #[error("offset {requested} out of range [{start}, {end}]")]
-    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        start: i64,
+        end: i64,
+    },
     #[error("append failed because an earlier write to this log failed")]
     Aborted,
 }
@@ -210,7 +214,13 @@ impl Log {
 
     /// Total bytes of whole batches across segments.
     pub fn size_bytes(&self) -> u64 {
-        self.inner.state.borrow().segments.iter().map(|s| s.size).sum()
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.size)
+            .sum()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -242,7 +252,11 @@ impl Log {
             pos += h.size;
         }
         if headers.is_empty() {
-            return Err(BatchError::Truncated { have: 0, need: batch::HEADER_LEN }.into());
+            return Err(BatchError::Truncated {
+                have: 0,
+                need: batch::HEADER_LEN,
+            }
+            .into());
         }
         // Backpressure: bounded queue behind the writer. Each wait ends at the next write.
         while self.inner.state.borrow().pending.buf.len() >= MAX_PENDING_BYTES {
@@ -254,7 +268,9 @@ impl Log {
             let mut next = base;
             for (at, h) in &headers {
                 let start = st.pending.buf.len();
-                st.pending.buf.extend_from_slice(&records[*at..*at + h.size]);
+                st.pending
+                    .buf
+                    .extend_from_slice(&records[*at..*at + h.size]);
                 batch::stamp(&mut st.pending.buf[start..start + h.size], next, 0);
                 let mut stamped = *h;
                 stamped.base_offset = next;
@@ -405,7 +421,9 @@ async fn read_from_segment(
 ) -> Result<Option<Bytes>, LogError> {
     // Each iteration either returns or advances `pos` past at least one batch, or re-reads
     // once with a length that fits the first wanted batch.
-    let mut want = max_bytes.saturating_add(READ_SLACK).min(max_batch.max(max_bytes) + READ_SLACK);
+    let mut want = max_bytes
+        .saturating_add(READ_SLACK)
+        .min(max_batch.max(max_bytes) + READ_SLACK);
     while pos < seg_end {
         let len = want.min((seg_end - pos) as usize);
         let buf = file.read_at(pos, len).await?;
@@ -445,7 +463,11 @@ async fn read_from_segment(
                         error!(
                             "log read at position {pos}: batch needs {need} bytes; treating as corrupt"
                         );
-                        return Err(BatchError::Truncated { have: buf.len(), need }.into());
+                        return Err(BatchError::Truncated {
+                            have: buf.len(),
+                            need,
+                        }
+                        .into());
                     }
                     want = need;
                 } else {

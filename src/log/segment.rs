@@ -118,7 +118,8 @@ impl Segment {
             let tidx = TimeIndex::decode(&tbuf);
             if let (Some(idx), Some(tidx)) = (idx, tidx) {
                 if file_size == 0 || !tidx.entries().is_empty() {
-                    seg.index_on_disk = (idx.entries().len() * super::index::OFFSET_ENTRY_LEN) as u64;
+                    seg.index_on_disk =
+                        (idx.entries().len() * super::index::OFFSET_ENTRY_LEN) as u64;
                     seg.time_on_disk = (tidx.entries().len() * super::index::TIME_ENTRY_LEN) as u64;
                     if let Some(last) = tidx.entries().last() {
                         seg.max_timestamp = last.timestamp;

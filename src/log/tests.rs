@@ -35,7 +35,10 @@ fn append_and_read_by_offset() {
     run(move || async move {
         let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
         for i in 0..5 {
-            let info = log.append(&make_batch(999, 3, 1000 + i, 20)).await.expect("append");
+            let info = log
+                .append(&make_batch(999, 3, 1000 + i, 20))
+                .await
+                .expect("append");
             assert_eq!(info.base_offset, i * 3);
             assert_eq!(info.last_offset, i * 3 + 2);
         }
@@ -46,7 +49,12 @@ fn append_and_read_by_offset() {
         let mid = log.read(7, 1 << 20, true).await.expect("read");
         assert_eq!(offsets_in(&mid.records)[0], 6);
         // At the end: empty; past it: out of range.
-        assert!(log.read(15, 1 << 20, true).await.expect("read").records.is_empty());
+        assert!(log
+            .read(15, 1 << 20, true)
+            .await
+            .expect("read")
+            .records
+            .is_empty());
         assert!(matches!(
             log.read(16, 1 << 20, true).await,
             Err(LogError::OffsetOutOfRange { .. })
@@ -54,7 +62,12 @@ fn append_and_read_by_offset() {
         // max_bytes smaller than one batch still returns one batch when min_one.
         let one = log.read(0, 1, true).await.expect("read");
         assert_eq!(offsets_in(&one.records), vec![0, 1, 2]);
-        assert!(log.read(0, 1, false).await.expect("read").records.is_empty());
+        assert!(log
+            .read(0, 1, false)
+            .await
+            .expect("read")
+            .records
+            .is_empty());
     });
 }
 
@@ -86,14 +99,19 @@ fn rolls_segments_and_reopens() {
         {
             let (log, _) = Log::open(&path, small(1024)).await.expect("open");
             for i in 0..40 {
-                log.append(&make_batch(0, 2, 1000 + i, 50)).await.expect("append");
+                log.append(&make_batch(0, 2, 1000 + i, 50))
+                    .await
+                    .expect("append");
             }
             assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
             let r = log.read(33, 1 << 20, true).await.expect("read");
             assert_eq!(offsets_in(&r.records)[0], 32);
         }
         let (log, report) = Log::open(&path, small(1024)).await.expect("reopen");
-        assert!(report.is_empty(), "clean reopen needs no repair: {report:?}");
+        assert!(
+            report.is_empty(),
+            "clean reopen needs no repair: {report:?}"
+        );
         assert_eq!(log.high_watermark(), 80);
         let mut next = 0;
         // Read everything back across segment boundaries, one batch at a time.
@@ -123,10 +141,15 @@ fn recovery_cuts_torn_tail() {
         drop(log);
         // Tear the last batch in half and add garbage after a valid prefix.
         let len = std::fs::metadata(&seg).expect("meta").len();
-        let f = std::fs::OpenOptions::new().write(true).open(&seg).expect("open");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .expect("open");
         f.set_len(len - 10).expect("truncate");
         drop(f);
-        let (log, report) = Log::open(&path, LogConfig::default()).await.expect("reopen");
+        let (log, report) = Log::open(&path, LogConfig::default())
+            .await
+            .expect("reopen");
         assert_eq!(log.high_watermark(), 3);
         assert_eq!(report.len(), 1, "{report:?}");
         assert!(report[0].contains("cut"), "{report:?}");
@@ -167,15 +190,29 @@ fn offset_for_timestamp_finds_first_batch_at_or_after() {
     run(move || async move {
         let (log, _) = Log::open(&path, small(2048)).await.expect("open");
         for i in 0..50i64 {
-            log.append(&make_batch(0, 2, 10_000 + i * 100, 30)).await.expect("append");
+            log.append(&make_batch(0, 2, 10_000 + i * 100, 30))
+                .await
+                .expect("append");
         }
-        assert_eq!(log.offset_for_timestamp(0).await.expect("ts"), Some((0, 10_000)));
-        assert_eq!(log.offset_for_timestamp(12_050).await.expect("ts"), Some((42, 12_100)));
-        assert_eq!(log.offset_for_timestamp(14_900).await.expect("ts"), Some((98, 14_900)));
+        assert_eq!(
+            log.offset_for_timestamp(0).await.expect("ts"),
+            Some((0, 10_000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(12_050).await.expect("ts"),
+            Some((42, 12_100))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(14_900).await.expect("ts"),
+            Some((98, 14_900))
+        );
         assert_eq!(log.offset_for_timestamp(99_999).await.expect("ts"), None);
         drop(log);
         let (log, _) = Log::open(&path, small(2048)).await.expect("reopen");
-        assert_eq!(log.offset_for_timestamp(12_050).await.expect("ts"), Some((42, 12_100)));
+        assert_eq!(
+            log.offset_for_timestamp(12_050).await.expect("ts"),
+            Some((42, 12_100))
+        );
     });
 }
 
@@ -187,7 +224,11 @@ fn concurrent_appends_get_dense_offsets() {
         let (log, _) = Log::open(&path, small(4096)).await.expect("open");
         let futs = (0..64).map(|i| {
             let log = log.clone();
-            async move { log.append(&make_batch(0, 1 + i % 3, 1, 16)).await.expect("append") }
+            async move {
+                log.append(&make_batch(0, 1 + i % 3, 1, 16))
+                    .await
+                    .expect("append")
+            }
         });
         let mut infos = futures::future::join_all(futs).await;
         infos.sort_by_key(|i| i.base_offset);

@@ -34,20 +34,72 @@ pub const API_VERSIONS: i16 = 18;
 pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
 pub const CREATE_PARTITIONS: i16 = 37;
+pub const FIND_COORDINATOR: i16 = 10;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
 /// above 2.
 pub const SUPPORTED: &[ApiSupport] = &[
-    ApiSupport { key: PRODUCE, min: 0, max: 11, flexible_from: 9 },
-    ApiSupport { key: FETCH, min: 4, max: 12, flexible_from: 12 },
-    ApiSupport { key: LIST_OFFSETS, min: 1, max: 6, flexible_from: 6 },
-    ApiSupport { key: METADATA, min: 0, max: 12, flexible_from: 9 },
-    ApiSupport { key: API_VERSIONS, min: 0, max: 4, flexible_from: 3 },
-    ApiSupport { key: CREATE_TOPICS, min: 2, max: 7, flexible_from: 5 },
-    ApiSupport { key: DELETE_TOPICS, min: 1, max: 6, flexible_from: 4 },
-    ApiSupport { key: DESCRIBE_CONFIGS, min: 1, max: 4, flexible_from: 4 },
-    ApiSupport { key: CREATE_PARTITIONS, min: 0, max: 3, flexible_from: 2 },
+    ApiSupport {
+        key: PRODUCE,
+        min: 0,
+        max: 11,
+        flexible_from: 9,
+    },
+    ApiSupport {
+        key: FETCH,
+        min: 4,
+        max: 12,
+        flexible_from: 12,
+    },
+    ApiSupport {
+        key: LIST_OFFSETS,
+        min: 1,
+        max: 6,
+        flexible_from: 6,
+    },
+    ApiSupport {
+        key: METADATA,
+        min: 0,
+        max: 12,
+        flexible_from: 9,
+    },
+    ApiSupport {
+        key: API_VERSIONS,
+        min: 0,
+        max: 4,
+        flexible_from: 3,
+    },
+    ApiSupport {
+        key: CREATE_TOPICS,
+        min: 2,
+        max: 7,
+        flexible_from: 5,
+    },
+    ApiSupport {
+        key: DELETE_TOPICS,
+        min: 1,
+        max: 6,
+        flexible_from: 4,
+    },
+    ApiSupport {
+        key: DESCRIBE_CONFIGS,
+        min: 1,
+        max: 4,
+        flexible_from: 4,
+    },
+    ApiSupport {
+        key: CREATE_PARTITIONS,
+        min: 0,
+        max: 3,
+        flexible_from: 2,
+    },
+    ApiSupport {
+        key: FIND_COORDINATOR,
+        min: 0,
+        max: 4,
+        flexible_from: 3,
+    },
 ];
 
 /// Lowest Produce version actually decoded (v0-2 carry legacy message sets).
@@ -143,6 +195,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         CREATE_PARTITIONS => {
             Request::CreatePartitions(CreatePartitionsRequest::decode(&mut r, v, flex)?)
         }
+        FIND_COORDINATOR => {
+            Request::FindCoordinator(FindCoordinatorRequest::decode(&mut r, v, flex)?)
+        }
         DESCRIBE_CONFIGS => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)
         }
@@ -184,10 +239,7 @@ pub fn encode_response<M: Encodable>(
 
 /// The ApiVersions response listing [`SUPPORTED`], or an `UNSUPPORTED_VERSION` answer (v0
 /// body) for an ApiVersions version shardlog does not know, so the client retries lower.
-pub fn api_versions_response(
-    version: i16,
-    correlation_id: i32,
-) -> Result<Bytes, ProtocolError> {
+pub fn api_versions_response(version: i16, correlation_id: i32) -> Result<Bytes, ProtocolError> {
     use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
     let known = (0..=4).contains(&version);
     let mut resp = ApiVersionsResponse::default();
@@ -202,5 +254,10 @@ pub fn api_versions_response(
                 .with_max_version(s.max)
         })
         .collect();
-    encode_response(API_VERSIONS, if known { version } else { 0 }, correlation_id, &resp)
+    encode_response(
+        API_VERSIONS,
+        if known { version } else { 0 },
+        correlation_id,
+        &resp,
+    )
 }

@@ -16,6 +16,7 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     DescribeConfigs(DescribeConfigsRequest),
+    FindCoordinator(FindCoordinatorRequest),
 }
 
 #[derive(Debug, Clone)]
@@ -371,5 +372,28 @@ impl DescribeConfigsRequest {
             include_synonyms,
             include_documentation,
         })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FindCoordinatorRequest {
+    /// 0: group, 1: transaction.
+    pub key_type: i8,
+    /// One key before v4; a batch of keys from v4.
+    pub keys: Vec<String>,
+}
+
+impl FindCoordinatorRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let (key_type, keys) = if v >= 4 {
+            let kt = r.i8()?;
+            (kt, r.array(flex, |r| r.string(flex))?)
+        } else {
+            let key = r.string(flex)?;
+            let kt = if v >= 1 { r.i8()? } else { 0 };
+            (kt, vec![key])
+        };
+        r.tagged_fields(flex)?;
+        Ok(FindCoordinatorRequest { key_type, keys })
     }
 }

@@ -218,7 +218,9 @@ mod tests {
 
     #[test]
     fn strings_and_nulls() {
-        let mut r = Reader::new(Bytes::from_static(&[0, 2, b'h', b'i', 0xff, 0xff, 3, b'o', b'k', 0]));
+        let mut r = Reader::new(Bytes::from_static(&[
+            0, 2, b'h', b'i', 0xff, 0xff, 3, b'o', b'k', 0,
+        ]));
         assert_eq!(r.string(false).unwrap(), "hi");
         assert_eq!(r.nullable_string(false).unwrap(), None);
         assert_eq!(r.string(true).unwrap(), "ok");

@@ -130,7 +130,11 @@ impl Broker {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }
             let status = c.wait().expect("wait");
-            assert!(status.success(), "broker exit status {status}; log:\n{}", self.log_text());
+            assert!(
+                status.success(),
+                "broker exit status {status}; log:\n{}",
+                self.log_text()
+            );
         }
     }
 

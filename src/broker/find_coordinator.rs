@@ -1,0 +1,56 @@
+//! FindCoordinator: which shard (advertised broker) coordinates a consumer group. Groups are
+//! placed on shards by a stable hash of the group id, like partitions.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::protocol::StrBytes;
+
+use super::catalog::Catalog;
+use super::shard::Shard;
+use crate::protocol::FindCoordinatorRequest;
+
+const GROUP: i8 = 0;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// The shard that coordinates `group`.
+pub fn group_shard(group: &str, shards: usize) -> usize {
+    Catalog::owner(group, 0, shards)
+}
+
+pub fn handle(
+    shard: &Rc<Shard>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let answer = |key: &str| {
+        let mut c = Coordinator::default();
+        c.key = StrBytes::from_string(key.to_string());
+        if req.key_type == GROUP {
+            let node = group_shard(key, shard.nshards);
+            let addr = shard.cfg.shard_addr(node);
+            c.node_id = BrokerId(node as i32);
+            c.host = StrBytes::from_string(addr.ip().to_string());
+            c.port = i32::from(addr.port());
+        } else {
+            c.error_code = COORDINATOR_NOT_AVAILABLE;
+            c.error_message = Some(StrBytes::from_static_str("transactions are not supported"));
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+        }
+        c
+    };
+    let mut resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        resp.coordinators = req.keys.iter().map(|k| answer(k)).collect();
+    } else {
+        let c = answer(req.keys.first().map(String::as_str).unwrap_or(""));
+        resp.error_code = c.error_code;
+        resp.error_message = c.error_message;
+        resp.node_id = c.node_id;
+        resp.host = c.host;
+        resp.port = c.port;
+    }
+    resp
+}
