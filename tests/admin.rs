@@ -1,0 +1,222 @@
+//! Topic administration through the `shardlog topic` CLI and librdkafka's AdminClient.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+
+use common::Broker;
+
+fn cli(b: &Broker, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap", &b.bootstrap()])
+        .output()
+        .expect("run cli");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn admin(b: &Broker) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .create()
+        .expect("admin")
+}
+
+fn opts() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+#[test]
+fn topic_cli_create_list_describe_delete() {
+    let b = Broker::start(2);
+    let (ok, out, err) = cli(&b, &["topic", "create", "orders", "--partitions", "3"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created topic orders with 3 partitions"), "{out}");
+    let (ok, _, err) = cli(&b, &["topic", "create", "orders", "--partitions", "3"]);
+    assert!(!ok);
+    assert!(err.contains("error 36"), "already exists: {err}");
+    let (ok, _, err) = cli(&b, &["topic", "create", "bad/name"]);
+    assert!(!ok, "{err}");
+    let (ok, _, err) = cli(&b, &["topic", "create", "cfg", "--config", "no.such.key=1"]);
+    assert!(!ok && err.contains("error 40"), "{err}");
+
+    // Put two records in partition 1.
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .create()
+        .expect("producer");
+    for v in ["a", "b"] {
+        block_on(
+            p.send_result(FutureRecord::<(), _>::to("orders").partition(1).payload(v))
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        )
+        .expect("not cancelled")
+        .expect("delivered");
+    }
+
+    let (ok, out, err) = cli(&b, &["topic", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("orders\t3 partitions"), "{out}");
+    let (ok, out, err) = cli(&b, &["topic", "describe", "orders"]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows[1][0], "1");
+    assert_eq!((rows[1][2], rows[1][3]), ("0", "2"), "{out}");
+    assert_eq!((rows[0][2], rows[0][3]), ("0", "0"), "{out}");
+
+    let (ok, out, err) = cli(&b, &["topic", "delete", "orders"]);
+    assert!(ok && out.contains("deleted"), "{err}");
+    let (ok, out, _) = cli(&b, &["topic", "list"]);
+    assert!(ok && !out.contains("orders"), "{out}");
+    let (ok, _, err) = cli(&b, &["topic", "describe", "orders"]);
+    assert!(!ok && err.contains("error 3"), "{err}");
+}
+
+#[test]
+fn admin_client_configs_partitions_and_delete() {
+    let mut b = Broker::start(2);
+    let a = admin(&b);
+    let topic = NewTopic::new("cfgd", 3, TopicReplication::Fixed(1))
+        .set("retention.ms", "3600000")
+        .set("segment.bytes", "1048576");
+    for r in block_on(a.create_topics(&[topic], &opts())).expect("create") {
+        r.expect("created");
+    }
+    // Replication factor 3 cannot be met by one broker.
+    let res = block_on(a.create_topics(
+        &[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))],
+        &opts(),
+    ))
+    .expect("create");
+    assert!(matches!(
+        res[0],
+        Err((_, RDKafkaErrorCode::InvalidReplicationFactor))
+    ));
+
+    let described = block_on(a.describe_configs(&[ResourceSpecifier::Topic("cfgd")], &opts()))
+        .expect("describe");
+    let res = described[0].as_ref().expect("resource");
+    let get = |k: &str| {
+        res.entries
+            .iter()
+            .find(|e| e.name == k)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(get("retention.ms").as_deref(), Some("3600000"));
+    assert_eq!(get("segment.bytes").as_deref(), Some("1048576"));
+    assert_eq!(get("cleanup.policy").as_deref(), Some("delete"));
+    let broker = block_on(a.describe_configs(&[ResourceSpecifier::Broker(0)], &opts()))
+        .expect("describe broker");
+    assert!(broker[0]
+        .as_ref()
+        .expect("broker")
+        .entries
+        .iter()
+        .any(|e| e.name == "auto.create.topics.enable"));
+
+    let more = block_on(a.create_partitions(&[NewPartitions::new("cfgd", 5)], &opts()))
+        .expect("create partitions");
+    more[0].as_ref().expect("grown");
+    let fewer = block_on(a.create_partitions(&[NewPartitions::new("cfgd", 2)], &opts()))
+        .expect("create partitions");
+    assert!(matches!(fewer[0], Err((_, RDKafkaErrorCode::InvalidPartitions))));
+
+    // Topics, their partition count and configs survive a restart.
+    b.restart();
+    let a = admin(&b);
+    let md = a
+        .inner()
+        .fetch_metadata(Some("cfgd"), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(md.topics()[0].partitions().len(), 5);
+    assert_eq!(md.brokers().len(), 2, "one advertised broker per shard");
+
+    let del = block_on(a.delete_topics(&["cfgd"], &opts())).expect("delete");
+    del[0].as_ref().expect("deleted");
+    let del = block_on(a.delete_topics(&["cfgd"], &opts())).expect("delete");
+    assert!(matches!(
+        del[0],
+        Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))
+    ));
+}
+
+#[test]
+fn offsets_for_times_and_auto_create_setting() {
+    let b = Broker::start_with(1, &["--auto-create-topics", "false"]);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", "unused")
+        .create()
+        .expect("consumer");
+    // Auto-creation off: metadata for an unknown topic says so and nothing is created.
+    let md = consumer
+        .fetch_metadata(Some("nope"), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(
+        md.topics()[0].error().map(RDKafkaErrorCode::from),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    );
+
+    let a = admin(&b);
+    for r in block_on(a.create_topics(
+        &[NewTopic::new("timed", 1, TopicReplication::Fixed(1))],
+        &opts(),
+    ))
+    .expect("create")
+    {
+        r.expect("created");
+    }
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    for i in 0..10i64 {
+        block_on(
+            p.send_result(
+                FutureRecord::<(), _>::to("timed")
+                    .partition(0)
+                    .payload("v")
+                    .timestamp(1_000_000 + i * 1000),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue"),
+        )
+        .expect("not cancelled")
+        .expect("delivered");
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("timed", 0, rdkafka::Offset::Offset(1_004_500))
+        .expect("tpl");
+    let found = consumer
+        .offsets_for_times(tpl, Duration::from_secs(10))
+        .expect("offsets_for_times");
+    let off = found.elements()[0].offset();
+    assert_eq!(off, rdkafka::Offset::Offset(5));
+    let (lo, hi) = consumer
+        .fetch_watermarks("timed", 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!((lo, hi), (0, 10));
+}
