@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::{debug, warn};
@@ -28,6 +28,7 @@ fn api_name(key: i16) -> String {
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let mut rbuf = BytesMut::new();
     // Bounded by the connection's lifetime; each iteration handles one request.
     loop {
         let mut len = [0u8; 4];
@@ -43,12 +44,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             );
             return;
         }
-        let mut buf = vec![0u8; size as usize];
-        if let Err(e) = stream.read_exact(&mut buf).await {
+        // Reuses the connection's buffer once the previous request's bytes are released
+        // (fresh allocations of large frames cost page faults and zeroing per request).
+        rbuf.clear();
+        rbuf.resize(size as usize, 0);
+        if let Err(e) = stream.read_exact(&mut rbuf[..]).await {
             warn!(%peer, size, "connection closed mid-frame: {e}");
             return;
         }
-        let frame = Bytes::from(buf);
+        let frame = rbuf.split().freeze();
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
             warn!(%peer, "request too short for a header; closing connection");
             return;
