@@ -26,7 +26,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the name).
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -36,7 +41,10 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let size: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let acks = args.get(2).cloned().unwrap_or_else(|| "1".into());
     let partitions = 8;
@@ -47,7 +55,11 @@ fn main() {
         .create()
         .expect("admin");
     for r in block_on(admin.create_topics(
-        &[NewTopic::new("bench", partitions, TopicReplication::Fixed(1))],
+        &[NewTopic::new(
+            "bench",
+            partitions,
+            TopicReplication::Fixed(1),
+        )],
         &AdminOptions::new(),
     ))
     .expect("create")

@@ -47,7 +47,10 @@ fn topic_cli_create_list_describe_delete() {
     let b = Broker::start(2);
     let (ok, out, err) = cli(&b, &["topic", "create", "orders", "--partitions", "3"]);
     assert!(ok, "{err}");
-    assert!(out.contains("created topic orders with 3 partitions"), "{out}");
+    assert!(
+        out.contains("created topic orders with 3 partitions"),
+        "{out}"
+    );
     let (ok, _, err) = cli(&b, &["topic", "create", "orders", "--partitions", "3"]);
     assert!(!ok);
     assert!(err.contains("error 36"), "already exists: {err}");
@@ -141,7 +144,10 @@ fn admin_client_configs_partitions_and_delete() {
     more[0].as_ref().expect("grown");
     let fewer = block_on(a.create_partitions(&[NewPartitions::new("cfgd", 2)], &opts()))
         .expect("create partitions");
-    assert!(matches!(fewer[0], Err((_, RDKafkaErrorCode::InvalidPartitions))));
+    assert!(matches!(
+        fewer[0],
+        Err((_, RDKafkaErrorCode::InvalidPartitions))
+    ));
 
     // Topics, their partition count and configs survive a restart.
     b.restart();
