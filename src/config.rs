@@ -25,6 +25,8 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// `log.index.interval.bytes`
     pub index_interval_bytes: u64,
+    /// `producer.id.expiration.ms`
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -42,6 +44,7 @@ impl Default for BrokerConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             message_max_bytes: 1_048_588,
             index_interval_bytes: 4096,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }

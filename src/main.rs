@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Largest record batch accepted (message.max.bytes).
     #[arg(long, default_value_t = 1_048_588)]
     message_max_bytes: usize,
+    /// How long an idempotent producer's state is kept after its last write
+    /// (producer.id.expiration.ms).
+    #[arg(long, default_value_t = 24 * 3600 * 1000)]
+    producer_id_expiration_ms: i64,
     /// Log filter, RUST_LOG syntax (overridden by RUST_LOG).
     #[arg(long, default_value = "info")]
     log: String,
@@ -130,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
                 segment_bytes: a.segment_bytes,
                 segment_ms: a.segment_ms,
                 message_max_bytes: a.message_max_bytes,
+                producer_id_expiration_ms: a.producer_id_expiration_ms,
                 ..BrokerConfig::default()
             };
             if let Some(c) = a.cores {

@@ -9,51 +9,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
-use kafka_protocol::messages::produce_request::{
-    PartitionProduceData, ProduceRequest, TopicProduceData,
-};
-use kafka_protocol::messages::{BrokerId, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::BrokerId;
 use shardlog::admin::client::Client;
 
+use common::wire::{create_topic as create, latest, name, produce};
 use common::{record_batch, Broker};
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-fn produce(c: &mut Client, topic: &str, partition: i32, records: Vec<u8>) -> (i16, i64) {
-    let mut p = PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(Bytes::from(records));
-    let mut t = TopicProduceData::default();
-    t.name = name(topic);
-    t.partition_data = vec![p];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 10_000;
-    req.topic_data = vec![t];
-    let resp = c.call(&req, 9).expect("produce");
-    let pr = &resp.responses[0].partition_responses[0];
-    (pr.error_code, pr.base_offset)
-}
-
-fn latest(c: &mut Client, topic: &str, partition: i32) -> i64 {
-    let mut lp = ListOffsetsPartition::default();
-    lp.partition_index = partition;
-    lp.timestamp = -1;
-    let mut lt = ListOffsetsTopic::default();
-    lt.name = name(topic);
-    lt.partitions = vec![lp];
-    let mut req = ListOffsetsRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.topics = vec![lt];
-    let resp = c.call(&req, 5).expect("list offsets");
-    resp.topics[0].partitions[0].offset
-}
 
 fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64, wait_ms: i32) -> (i16, Bytes) {
     let mut fp = FetchPartition::default();
@@ -72,25 +32,6 @@ fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64, wait_ms: i32)
     let resp = c.call(&req, 11).expect("fetch");
     let pd = &resp.responses[0].partitions[0];
     (pd.error_code, pd.records.clone().unwrap_or_default())
-}
-
-fn create(b: &Broker, topic: &str, partitions: i32) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args([
-            "topic",
-            "create",
-            topic,
-            "--partitions",
-            &partitions.to_string(),
-        ])
-        .args(["--bootstrap", &b.bootstrap()])
-        .output()
-        .expect("run cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// True if the peer closed the connection (EOF or reset) within a few seconds.

@@ -110,6 +110,32 @@ pub fn list(bootstrap: &str) -> Result<()> {
     Ok(())
 }
 
+/// ListOffsets for one partition: (error code, offset). `timestamp` -1 is the latest
+/// offset, -2 the earliest, otherwise the first offset at or after that time.
+pub fn list_offset(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i16, i64)> {
+    let mut lp = ListOffsetsPartition::default();
+    lp.partition_index = partition;
+    lp.timestamp = timestamp;
+    let mut lt = ListOffsetsTopic::default();
+    lt.name = name(topic);
+    lt.partitions = vec![lp];
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.topics = vec![lt];
+    let resp = c.call(&req, 4)?;
+    Ok(resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| (p.error_code, p.offset))
+        .unwrap_or((-1, -1)))
+}
+
 fn offsets(
     bootstrap_md: &MetadataResponse,
     topic: &str,
@@ -127,22 +153,8 @@ fn offsets(
             continue;
         };
         let mut c = Client::connect(&format!("{}:{}", b.host, b.port))?;
-        let mut lp = ListOffsetsPartition::default();
-        lp.partition_index = *p;
-        lp.timestamp = which;
-        let mut lt = ListOffsetsTopic::default();
-        lt.name = name(topic);
-        lt.partitions = vec![lp];
-        let mut req = ListOffsetsRequest::default();
-        req.replica_id = BrokerId(-1);
-        req.topics = vec![lt];
-        let resp = c.call(&req, 4)?;
-        let off = resp
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .map(|p| if p.error_code == 0 { p.offset } else { -1 })
-            .unwrap_or(-1);
+        let (err, off) = list_offset(&mut c, topic, *p, which)?;
+        let off = if err == 0 { off } else { -1 };
         out.push((*p, off));
     }
     Ok(out)

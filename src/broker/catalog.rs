@@ -189,6 +189,7 @@ pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
         max_batch_bytes: get("max.message.bytes")
             .map(|v| v as usize)
             .unwrap_or(cfg.message_max_bytes),
+        producer_expiration_ms: cfg.producer_id_expiration_ms,
     }
 }
 

@@ -14,7 +14,7 @@ use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::shard::Shard;
-use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce};
+use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id};
 use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
 
 /// Smallest valid request: api key, version, correlation id, client id length.
@@ -109,6 +109,9 @@ async fn dispatch(
         }
         Request::DescribeConfigs(r) => {
             encode_response(k, v, c, &admin::describe_configs(shard, r))?
+        }
+        Request::InitProducerId(r) => {
+            encode_response(k, v, c, &producer_id::handle(shard, r).await)?
         }
         Request::FindCoordinator(r) => {
             encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?

@@ -1,5 +1,7 @@
 //! Kafka error codes shardlog returns, and the mapping from storage errors.
 
+use crate::log::batch::BatchError;
+use crate::log::producer_state::SequenceError;
 use crate::log::LogError;
 
 pub const NONE: i16 = 0;
@@ -17,13 +19,22 @@ pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub const INVALID_CONFIG: i16 = 40;
 pub const INVALID_REQUEST: i16 = 42;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// The Kafka error code for a storage error.
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
+        LogError::Corrupt(BatchError::Transactional) => INVALID_RECORD,
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
+        LogError::MultipleIdempotentBatches => INVALID_RECORD,
+        LogError::Sequence(SequenceError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::Sequence(SequenceError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
+        LogError::Sequence(SequenceError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
         LogError::TooLarge { .. } => MESSAGE_TOO_LARGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::Io(_) | LogError::Aborted => KAFKA_STORAGE_ERROR,

@@ -15,6 +15,7 @@ pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer_id;
 pub mod router;
 pub mod shard;
 

@@ -35,6 +35,8 @@ pub enum Call {
     CreatePartitions(CreatePartitionsRequest),
     /// Install a new catalog.
     Apply(Arc<Catalog>),
+    /// Controller only: (current producer id, epoch), -1 for a new producer.
+    InitProducerId(i64, i16),
 }
 
 pub enum Reply {
@@ -42,6 +44,8 @@ pub enum Reply {
     Fetch(Vec<FetchPartResult>),
     ListOffsets(Vec<OffsetResult>),
     Topics(Vec<TopicResult>),
+    /// (error code, producer id, epoch)
+    ProducerId(i16, i64, i16),
     Done,
 }
 
@@ -73,6 +77,10 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         Call::DeleteTopics(names) => Reply::Topics(admin::controller_delete(shard, names).await),
         Call::CreatePartitions(req) => {
             Reply::Topics(admin::controller_create_partitions(shard, req).await)
+        }
+        Call::InitProducerId(id, epoch) => {
+            let (c, id, e) = super::producer_id::controller_init(shard, id, epoch);
+            Reply::ProducerId(c, id, e)
         }
         Call::Apply(cat) => {
             shard.apply_catalog(cat).await;

@@ -37,6 +37,8 @@ pub struct Shard {
     pub admin_lock: futures::lock::Mutex<()>,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
+    /// Producer id allocator (used on the controller only).
+    pub producer_ids: super::producer_id::Allocator,
 }
 
 impl Shard {
@@ -57,6 +59,7 @@ impl Shard {
             stopping: Cell::new(false),
             admin_lock: futures::lock::Mutex::new(()),
             connections: Cell::new(0),
+            producer_ids: Default::default(),
         }
     }
 
@@ -163,6 +166,9 @@ impl Shard {
         for ((t, p), log) in self.open_logs() {
             if let Err(e) = log.sync().await {
                 error!(topic = %t, partition = p, "sync at shutdown failed: {e}");
+            }
+            if let Err(e) = log.snapshot_producers().await {
+                error!(topic = %t, partition = p, "producer snapshot at shutdown failed: {e}");
             }
         }
     }

@@ -29,6 +29,8 @@ pub enum BatchError {
     Crc { expected: u32, actual: u32 },
     #[error("inconsistent header: record count {count}, last offset delta {delta}")]
     BadCounts { count: i32, delta: i32 },
+    #[error("transactional and control batches are not accepted from producers")]
+    Transactional,
 }
 
 /// The fixed header of one record batch.
@@ -143,6 +145,9 @@ pub fn validate_incoming(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             delta: h.last_offset_delta,
         });
     }
+    if h.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return Err(BatchError::Transactional);
+    }
     Ok(h)
 }
 
@@ -217,6 +222,19 @@ impl Iterator for BatchScan<'_> {
 pub mod test_support {
     /// Builds a valid uncompressed magic-2 batch with `count` records of `value_len` bytes.
     pub fn make_batch(base_offset: i64, count: i32, timestamp: i64, value_len: usize) -> Vec<u8> {
+        make_producer_batch(base_offset, count, timestamp, value_len, -1, -1, -1)
+    }
+
+    /// Like [`make_batch`], from an idempotent producer.
+    pub fn make_producer_batch(
+        base_offset: i64,
+        count: i32,
+        timestamp: i64,
+        value_len: usize,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
         let mut records = Vec::new();
         for i in 0..count {
             let mut rec = Vec::new();
@@ -240,9 +258,9 @@ pub mod test_support {
         b.extend((count - 1).to_be_bytes());
         b.extend(timestamp.to_be_bytes());
         b.extend(timestamp.to_be_bytes());
-        b.extend((-1i64).to_be_bytes());
-        b.extend((-1i16).to_be_bytes());
-        b.extend((-1i32).to_be_bytes());
+        b.extend(producer_id.to_be_bytes());
+        b.extend(epoch.to_be_bytes());
+        b.extend(base_sequence.to_be_bytes());
         b.extend(count.to_be_bytes());
         b.extend(records);
         let len = (b.len() - 12) as i32;

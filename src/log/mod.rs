@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod file;
 pub mod index;
+pub mod producer_state;
 pub mod segment;
 
 use std::cell::RefCell;
@@ -27,6 +28,7 @@ use tracing::{error, info};
 
 use crate::notify::Notify;
 use batch::{BatchError, BatchHeader, BatchScan};
+use producer_state::{ProducerState, SequenceError, Verdict};
 use segment::Segment;
 
 /// Per-log settings (Kafka topic config names in comments).
@@ -40,6 +42,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// `max.message.bytes`: largest batch accepted.
     pub max_batch_bytes: usize,
+    /// `producer.id.expiration.ms`: idempotent-producer state kept this long after a
+    /// producer's last append.
+    pub producer_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -49,6 +54,7 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
+            producer_expiration_ms: producer_state::DEFAULT_EXPIRATION_MS,
         }
     }
 }
@@ -74,6 +80,10 @@ pub enum LogError {
     },
     #[error("append failed because an earlier write to this log failed")]
     Aborted,
+    #[error("idempotent producer: {0}")]
+    Sequence(#[from] SequenceError),
+    #[error("a batch of an idempotent producer must be alone in its produce request")]
+    MultipleIdempotentBatches,
 }
 
 /// Result of a successful append.
@@ -118,6 +128,9 @@ struct State {
     pending: Pending,
     writer_active: bool,
     config: LogConfig,
+    /// Idempotent producers' recent batches, updated as batches are queued.
+    producers: ProducerState,
+    last_expiry_ms: i64,
 }
 
 struct Inner {
@@ -187,17 +200,94 @@ impl Log {
             pending: Pending::new(),
             writer_active: false,
             config,
+            producers: ProducerState::default(),
+            last_expiry_ms: now,
         };
-        Ok((
-            Log {
-                inner: Rc::new(Inner {
-                    dir: dir.to_path_buf(),
-                    state: RefCell::new(state),
-                    written: Notify::new(),
-                }),
-            },
-            report,
-        ))
+        let log = Log {
+            inner: Rc::new(Inner {
+                dir: dir.to_path_buf(),
+                state: RefCell::new(state),
+                written: Notify::new(),
+            }),
+        };
+        log.recover_producers(&mut report).await?;
+        Ok((log, report))
+    }
+
+    /// Rebuilds the idempotent-producer state: the newest snapshot at or below the end of
+    /// the log, then every batch after it.
+    async fn recover_producers(&self, report: &mut Vec<String>) -> Result<(), LogError> {
+        let dir = self.inner.dir.clone();
+        let (end, start) = (self.high_watermark(), self.log_start_offset());
+        let mut snaps = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            if let Some(off) = name
+                .strip_suffix(".snapshot")
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                snaps.push(off);
+            }
+        }
+        snaps.sort_unstable();
+        let mut from = start;
+        let mut state = ProducerState::default();
+        for off in snaps.iter().rev().filter(|o| **o <= end && **o >= start) {
+            let path = dir.join(producer_state_file(*off));
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| ProducerState::decode(&b))
+            {
+                Some(s) => {
+                    state = s;
+                    from = *off;
+                    break;
+                }
+                None => report.push(format!(
+                    "producer snapshot {} is damaged; using an older one",
+                    path.display()
+                )),
+            }
+        }
+        let segs: Vec<(LogFile, u64, u64)> = {
+            let st = self.inner.state.borrow();
+            st.segments
+                .iter()
+                .filter(|s| s.next_offset > from && s.size > 0)
+                .map(|s| {
+                    let rel = (from - s.base_offset).clamp(0, u32::MAX as i64) as u32;
+                    (s.log.clone(), u64::from(s.index.lookup(rel)), s.size)
+                })
+                .collect()
+        };
+        let max_batch = self.inner.state.borrow().config.max_batch_bytes;
+        let now = now_ms();
+        for (file, pos, size) in segs {
+            segment::scan_batches(&file, pos, size, max_batch, |_, h| {
+                if h.base_offset >= from {
+                    state.record(h, now);
+                }
+            })
+            .await?;
+        }
+        state.forget_from(end);
+        self.inner.state.borrow_mut().producers = state;
+        Ok(())
+    }
+
+    /// Writes a snapshot of the producer state as of the end of the written log, keeping
+    /// the two newest snapshots.
+    pub async fn snapshot_producers(&self) -> Result<(), LogError> {
+        let (bytes, at) = {
+            let st = self.inner.state.borrow();
+            if !st.pending.buf.is_empty() {
+                // Queued batches are already recorded; a snapshot now would name offsets
+                // that are not written yet. The next roll or shutdown takes it.
+                return Ok(());
+            }
+            (st.producers.encode(), st.high_watermark)
+        };
+        write_snapshot(&self.inner.dir, at, bytes).await
     }
 
     pub fn dir(&self) -> &Path {
@@ -262,6 +352,17 @@ impl Log {
         while self.inner.state.borrow().pending.buf.len() >= MAX_PENDING_BYTES {
             self.inner.written.notified().await;
         }
+        let idempotent = headers.iter().any(|(_, h)| h.producer_id >= 0);
+        if idempotent && headers.len() > 1 {
+            return Err(LogError::MultipleIdempotentBatches);
+        }
+        if idempotent {
+            let verdict = self.inner.state.borrow().producers.check(&headers[0].1)?;
+            if let Verdict::Duplicate(rec) = verdict {
+                return self.await_duplicate(headers[0].1.producer_id, rec).await;
+            }
+        }
+        let now = now_ms();
         let (rx, info, spawn) = {
             let mut st = self.inner.state.borrow_mut();
             let base = st.next_offset;
@@ -274,6 +375,7 @@ impl Log {
                 batch::stamp(&mut st.pending.buf[start..start + h.size], next, 0);
                 let mut stamped = *h;
                 stamped.base_offset = next;
+                st.producers.record(&stamped, now);
                 st.pending.batches.push((start, stamped));
                 next += h.offset_span();
             }
@@ -299,6 +401,36 @@ impl Log {
             Ok(Ok(())) => Ok(info),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(LogError::Aborted),
+        }
+    }
+
+    /// Answers a retried batch with its original offsets once they are written.
+    async fn await_duplicate(
+        &self,
+        pid: i64,
+        rec: producer_state::BatchRecord,
+    ) -> Result<AppendInfo, LogError> {
+        // Bounded: each wait ends at the next write; the original is either written (high
+        // watermark passes it) or failed (forgotten by the producer state).
+        loop {
+            let written = self.inner.written.notified();
+            {
+                let st = self.inner.state.borrow();
+                if st.high_watermark > rec.last_offset {
+                    return Ok(AppendInfo {
+                        base_offset: rec.first_offset,
+                        last_offset: rec.last_offset,
+                    });
+                }
+                let known = st
+                    .producers
+                    .get(pid)
+                    .is_some_and(|e| e.batches.iter().any(|b| *b == rec));
+                if !known {
+                    return Err(LogError::Aborted);
+                }
+            }
+            written.await;
         }
     }
 
@@ -535,6 +667,15 @@ async fn run_writer(inner: Rc<Inner>) {
                         active.size = pos + len;
                     }
                     st.high_watermark = hw;
+                    let now = now_ms();
+                    if now - st.last_expiry_ms > 60_000 {
+                        st.last_expiry_ms = now;
+                        let ttl = st.config.producer_expiration_ms;
+                        let n = st.producers.expire(now, ttl);
+                        if n > 0 {
+                            info!(dir = %inner.dir.display(), expired = n, "expired idempotent producers");
+                        }
+                    }
                 }
                 for w in waiters {
                     let _ = w.send(Ok(()));
@@ -561,6 +702,8 @@ fn fail_pending(inner: &Inner, e: &io::Error) {
     let waiters = {
         let mut st = inner.state.borrow_mut();
         st.next_offset = st.high_watermark;
+        let hw = st.high_watermark;
+        st.producers.forget_from(hw);
         std::mem::replace(&mut st.pending, Pending::new()).waiters
     };
     for w in waiters {
@@ -593,7 +736,45 @@ async fn roll_segment(inner: &Inner) -> io::Result<()> {
     }
     let seg = Segment::create(&inner.dir, base, now_ms()).await?;
     info!(dir = %inner.dir.display(), base_offset = base, "rolled segment");
+    // The producer state as of the roll. Batches queued behind the writer are already
+    // recorded in it; their entries are dropped again if they are not in the log on
+    // recovery (`forget_from` the recovered end), so the snapshot stays safe.
+    let snapshot = inner.state.borrow().producers.encode();
     inner.state.borrow_mut().segments.push(seg);
+    write_snapshot(&inner.dir, base, snapshot)
+        .await
+        .map_err(|e| match e {
+            LogError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+    Ok(())
+}
+
+fn producer_state_file(offset: i64) -> String {
+    segment::file_name(offset, "snapshot")
+}
+
+/// Writes `<offset>.snapshot` durably and removes all but the two newest snapshots.
+async fn write_snapshot(dir: &Path, offset: i64, bytes: Vec<u8>) -> Result<(), LogError> {
+    let path = dir.join(producer_state_file(offset));
+    let f = LogFile::open(&path).await?;
+    f.truncate(0).await?;
+    f.write_all_at(bytes, 0).await?;
+    f.sync().await?;
+    let mut snaps: Vec<i64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".snapshot")
+                .and_then(|s| s.parse::<i64>().ok())
+        })
+        .collect();
+    snaps.sort_unstable();
+    let keep = snaps.len().saturating_sub(2);
+    for old in &snaps[..keep] {
+        let _ = std::fs::remove_file(dir.join(producer_state_file(*old)));
+    }
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 
 use std::future::Future;
 
-use super::batch::test_support::make_batch;
+use super::batch::test_support::{make_batch, make_producer_batch};
 use super::batch::{parse_header, BatchScan};
+use super::producer_state::SequenceError;
 use super::*;
 
 fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
@@ -241,5 +242,92 @@ fn concurrent_appends_get_dense_offsets() {
         let r = log.read(0, 1 << 20, true).await.expect("read");
         let first = parse_header(&r.records).expect("header");
         assert_eq!(first.base_offset, 0);
+    });
+}
+
+#[test]
+fn idempotent_retries_are_not_written_twice_even_after_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let b0 = make_producer_batch(0, 3, 1, 10, 42, 0, 0);
+        let b1 = make_producer_batch(0, 2, 1, 10, 42, 0, 3);
+        {
+            let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+            log.append(&make_batch(0, 1, 1, 5)).await.expect("plain");
+            assert_eq!(log.append(&b0).await.expect("b0").base_offset, 1);
+            assert_eq!(log.append(&b1).await.expect("b1").base_offset, 4);
+            let dup = log.append(&b0).await.expect("retry");
+            assert_eq!((dup.base_offset, dup.last_offset), (1, 3));
+            assert_eq!(log.high_watermark(), 6);
+            let gap = make_producer_batch(0, 1, 1, 10, 42, 0, 9);
+            assert!(matches!(
+                log.append(&gap).await,
+                Err(LogError::Sequence(SequenceError::OutOfOrder {
+                    expected: 5,
+                    ..
+                }))
+            ));
+            let stranger = make_producer_batch(0, 1, 1, 10, 77, 0, 4);
+            assert!(matches!(
+                log.append(&stranger).await,
+                Err(LogError::Sequence(SequenceError::UnknownProducer { .. }))
+            ));
+            // Dropped without a snapshot: like a crash.
+        }
+        let (log, _) = Log::open(&path, LogConfig::default())
+            .await
+            .expect("reopen");
+        let dup = log.append(&b1).await.expect("retry after reopen");
+        assert_eq!(dup.base_offset, 4);
+        assert_eq!(log.high_watermark(), 6);
+        // A bumped epoch starts again at 0; the old epoch is fenced.
+        let e1 = make_producer_batch(0, 1, 1, 10, 42, 1, 0);
+        assert_eq!(log.append(&e1).await.expect("epoch 1").base_offset, 6);
+        let old = make_producer_batch(0, 1, 1, 10, 42, 0, 5);
+        assert!(matches!(
+            log.append(&old).await,
+            Err(LogError::Sequence(SequenceError::InvalidEpoch { .. }))
+        ));
+    });
+}
+
+#[test]
+fn producer_state_recovers_from_snapshots_across_rolls() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let batch = |seq: i32| make_producer_batch(0, 2, 1, 100, 9, 0, seq);
+        {
+            let (log, _) = Log::open(&path, small(2048)).await.expect("open");
+            for i in 0..60 {
+                log.append(&batch(i * 2)).await.expect("append");
+            }
+            assert!(log.segment_count() > 3);
+        }
+        let snapshots = std::fs::read_dir(&path)
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.file_name().to_string_lossy().ends_with(".snapshot"))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert_eq!(snapshots, 2, "two newest snapshots kept");
+        let (log, _) = Log::open(&path, small(2048)).await.expect("reopen");
+        // The last five batches are recognised; the next sequence is accepted.
+        for i in 55..60 {
+            let dup = log.append(&batch(i * 2)).await.expect("dup");
+            assert_eq!(dup.base_offset, i64::from(i) * 2);
+        }
+        assert_eq!(log.high_watermark(), 120);
+        assert_eq!(
+            log.append(&batch(120)).await.expect("next").base_offset,
+            120
+        );
+        log.snapshot_producers().await.expect("snapshot");
+        drop(log);
+        let (log, _) = Log::open(&path, small(2048)).await.expect("reopen 2");
+        assert_eq!(log.append(&batch(120)).await.expect("dup").base_offset, 120);
     });
 }

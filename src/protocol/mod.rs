@@ -35,72 +35,33 @@ pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
 pub const CREATE_PARTITIONS: i16 = 37;
 pub const FIND_COORDINATOR: i16 = 10;
+pub const INIT_PRODUCER_ID: i16 = 22;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
 /// above 2.
 pub const SUPPORTED: &[ApiSupport] = &[
-    ApiSupport {
-        key: PRODUCE,
-        min: 0,
-        max: 11,
-        flexible_from: 9,
-    },
-    ApiSupport {
-        key: FETCH,
-        min: 4,
-        max: 12,
-        flexible_from: 12,
-    },
-    ApiSupport {
-        key: LIST_OFFSETS,
-        min: 1,
-        max: 6,
-        flexible_from: 6,
-    },
-    ApiSupport {
-        key: METADATA,
-        min: 0,
-        max: 12,
-        flexible_from: 9,
-    },
-    ApiSupport {
-        key: API_VERSIONS,
-        min: 0,
-        max: 4,
-        flexible_from: 3,
-    },
-    ApiSupport {
-        key: CREATE_TOPICS,
-        min: 2,
-        max: 7,
-        flexible_from: 5,
-    },
-    ApiSupport {
-        key: DELETE_TOPICS,
-        min: 1,
-        max: 6,
-        flexible_from: 4,
-    },
-    ApiSupport {
-        key: DESCRIBE_CONFIGS,
-        min: 1,
-        max: 4,
-        flexible_from: 4,
-    },
-    ApiSupport {
-        key: CREATE_PARTITIONS,
-        min: 0,
-        max: 3,
-        flexible_from: 2,
-    },
-    ApiSupport {
-        key: FIND_COORDINATOR,
-        min: 0,
-        max: 4,
-        flexible_from: 3,
-    },
+    api(PRODUCE, 0, 11, 9),
+    api(FETCH, 4, 12, 12),
+    api(LIST_OFFSETS, 1, 6, 6),
+    api(METADATA, 0, 12, 9),
+    api(FIND_COORDINATOR, 0, 4, 3),
+    api(API_VERSIONS, 0, 4, 3),
+    api(CREATE_TOPICS, 2, 7, 5),
+    api(DELETE_TOPICS, 1, 6, 4),
+    api(INIT_PRODUCER_ID, 0, 4, 2),
+    api(DESCRIBE_CONFIGS, 1, 4, 4),
+    api(CREATE_PARTITIONS, 0, 3, 2),
 ];
+
+const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min,
+        max,
+        flexible_from,
+    }
+}
 
 /// Lowest Produce version actually decoded (v0-2 carry legacy message sets).
 pub const PRODUCE_MIN_DECODED: i16 = 3;
@@ -197,6 +158,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         }
         FIND_COORDINATOR => {
             Request::FindCoordinator(FindCoordinatorRequest::decode(&mut r, v, flex)?)
+        }
+        INIT_PRODUCER_ID => {
+            Request::InitProducerId(InitProducerIdRequest::decode(&mut r, v, flex)?)
         }
         DESCRIBE_CONFIGS => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)

@@ -17,6 +17,7 @@ pub enum Request {
     CreatePartitions(CreatePartitionsRequest),
     DescribeConfigs(DescribeConfigsRequest),
     FindCoordinator(FindCoordinatorRequest),
+    InitProducerId(InitProducerIdRequest),
 }
 
 #[derive(Debug, Clone)]
@@ -395,5 +396,31 @@ impl FindCoordinatorRequest {
         };
         r.tagged_fields(flex)?;
         Ok(FindCoordinatorRequest { key_type, keys })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InitProducerIdRequest {
+    pub transactional_id: Option<String>,
+    /// From v3: the producer's current id and epoch (-1 if none), for an epoch bump.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+impl InitProducerIdRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let transactional_id = r.nullable_string(flex)?;
+        let _timeout = r.i32()?;
+        let (producer_id, producer_epoch) = if v >= 3 {
+            (r.i64()?, r.i16()?)
+        } else {
+            (-1, -1)
+        };
+        r.tagged_fields(flex)?;
+        Ok(InitProducerIdRequest {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+        })
     }
 }

@@ -179,6 +179,17 @@ pub fn path_str(p: &Path) -> String {
 
 /// A valid uncompressed magic-2 record batch of `values`, with null keys.
 pub fn record_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
+    producer_batch(values, timestamp, -1, -1, -1)
+}
+
+/// Like [`record_batch`], from an idempotent producer.
+pub fn producer_batch(
+    values: &[&[u8]],
+    timestamp: i64,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
@@ -210,9 +221,9 @@ pub fn record_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
     b.extend((n - 1).to_be_bytes());
     b.extend(timestamp.to_be_bytes());
     b.extend(timestamp.to_be_bytes());
-    b.extend((-1i64).to_be_bytes());
-    b.extend((-1i16).to_be_bytes());
-    b.extend((-1i32).to_be_bytes());
+    b.extend(producer_id.to_be_bytes());
+    b.extend(epoch.to_be_bytes());
+    b.extend(base_sequence.to_be_bytes());
     b.extend(n.to_be_bytes());
     b.extend(records);
     let len = (b.len() - 12) as i32;
@@ -220,4 +231,63 @@ pub fn record_batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
+}
+
+/// Wire-level helpers: raw requests through the admin client.
+pub mod wire {
+    use bytes::Bytes;
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    use shardlog::admin::client::Client;
+
+    pub fn name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    /// Creates a topic with the `shardlog topic create` command.
+    pub fn create_topic(b: &super::Broker, topic: &str, partitions: i32) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--bootstrap", &b.bootstrap()])
+            .output()
+            .expect("run cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produce v9, acks=all, one partition: (error code, base offset).
+    pub fn produce(c: &mut Client, topic: &str, partition: i32, records: Vec<u8>) -> (i16, i64) {
+        let mut p = PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(Bytes::from(records));
+        let mut t = TopicProduceData::default();
+        t.name = name(topic);
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 10_000;
+        req.topic_data = vec![t];
+        let resp = c.call(&req, 9).expect("produce");
+        let pr = &resp.responses[0].partition_responses[0];
+        (pr.error_code, pr.base_offset)
+    }
+
+    /// The latest offset (high watermark) of a partition.
+    pub fn latest(c: &mut Client, topic: &str, partition: i32) -> i64 {
+        shardlog::admin::topic::list_offset(c, topic, partition, -1)
+            .expect("list offsets")
+            .1
+    }
 }

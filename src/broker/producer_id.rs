@@ -1,0 +1,111 @@
+//! InitProducerId: hands out idempotent-producer ids, unique across restarts.
+//!
+//! Invariant: only the controller (shard 0) allocates. It reserves ids in blocks of
+//! [`BLOCK`], persisting the end of the reserved block in `<data-dir>/producer_ids` (write,
+//! fsync, rename) before handing out any id from it, so a crash skips ids but never repeats
+//! one.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::path::Path;
+use std::rc::Rc;
+
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::ProducerId;
+use tracing::error;
+
+use super::admin::CONTROLLER;
+use super::errors;
+use super::router::{Call, Reply};
+use super::shard::Shard;
+use crate::protocol::InitProducerIdRequest;
+
+pub const BLOCK: i64 = 1000;
+const FILE: &str = "producer_ids";
+
+/// The controller's id allocator: next id to hand out and end of the reserved block.
+#[derive(Default)]
+pub struct Allocator {
+    next: Cell<i64>,
+    end: Cell<i64>,
+}
+
+fn read_reserved(dir: &Path) -> std::io::Result<i64> {
+    match std::fs::read_to_string(dir.join(FILE)) {
+        Ok(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|e| std::io::Error::other(format!("{FILE}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_reserved(dir: &Path, end: i64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(end.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Allocator {
+    /// A fresh producer id. Blocking file I/O happens once per [`BLOCK`] ids.
+    pub fn allocate(&self, dir: &Path) -> std::io::Result<i64> {
+        if self.next.get() >= self.end.get() {
+            let start = read_reserved(dir)?.max(self.end.get());
+            write_reserved(dir, start + BLOCK)?;
+            self.next.set(start);
+            self.end.set(start + BLOCK);
+        }
+        let id = self.next.get();
+        self.next.set(id + 1);
+        Ok(id)
+    }
+}
+
+/// (error code, producer id, epoch), computed on the controller.
+pub fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) -> (i16, i64, i16) {
+    // KIP-360: a producer that names its current id and epoch gets the epoch bumped; a new
+    // id once the epoch would overflow.
+    if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return (errors::NONE, producer_id, epoch + 1);
+    }
+    match shard.producer_ids.allocate(&shard.cfg.data_dir) {
+        Ok(id) => (errors::NONE, id, 0),
+        Err(e) => {
+            error!("cannot reserve producer ids: {e}");
+            (errors::KAFKA_STORAGE_ERROR, -1, -1)
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    if req.transactional_id.is_some() {
+        // No transaction coordinator: refuse with a non-retriable error.
+        resp.error_code = errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        resp.producer_id = ProducerId(-1);
+        resp.producer_epoch = -1;
+        return resp;
+    }
+    let (code, id, epoch) = if shard.id == CONTROLLER {
+        controller_init(shard, req.producer_id, req.producer_epoch)
+    } else {
+        match shard
+            .call(
+                CONTROLLER,
+                Call::InitProducerId(req.producer_id, req.producer_epoch),
+            )
+            .await
+        {
+            Some(Reply::ProducerId(c, id, e)) => (c, id, e),
+            _ => (errors::UNKNOWN_SERVER_ERROR, -1, -1),
+        }
+    };
+    resp.error_code = code;
+    resp.producer_id = ProducerId(id);
+    resp.producer_epoch = epoch;
+    resp
+}
