@@ -27,6 +27,8 @@ pub struct BrokerConfig {
     pub index_interval_bytes: u64,
     /// `producer.id.expiration.ms`
     pub producer_id_expiration_ms: i64,
+    /// Consumer-group settings.
+    pub groups: crate::group::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +47,7 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             index_interval_bytes: 4096,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            groups: crate::group::GroupConfig::default(),
         }
     }
 }

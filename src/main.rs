@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -63,6 +64,17 @@ struct ServeArgs {
     /// (producer.id.expiration.ms).
     #[arg(long, default_value_t = 24 * 3600 * 1000)]
     producer_id_expiration_ms: i64,
+    /// Delay before the first rebalance of an empty group, letting more members join
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(long, default_value_t = 3000)]
+    group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).
+    #[arg(long, default_value_t = 6000)]
+    group_min_session_timeout_ms: u64,
+    /// Committed offsets of a group empty for this long are deleted
+    /// (offsets.retention.minutes).
+    #[arg(long, default_value_t = 10080)]
+    offsets_retention_minutes: u64,
     /// Log filter, RUST_LOG syntax (overridden by RUST_LOG).
     #[arg(long, default_value = "info")]
     log: String,
@@ -135,6 +147,12 @@ fn run(cli: Cli) -> Result<()> {
                 segment_ms: a.segment_ms,
                 message_max_bytes: a.message_max_bytes,
                 producer_id_expiration_ms: a.producer_id_expiration_ms,
+                groups: shardlog::group::GroupConfig {
+                    initial_rebalance_delay: Duration::from_millis(a.group_initial_rebalance_delay_ms),
+                    min_session_timeout: Duration::from_millis(a.group_min_session_timeout_ms),
+                    offsets_retention: Duration::from_secs(a.offsets_retention_minutes * 60),
+                    ..Default::default()
+                },
                 ..BrokerConfig::default()
             };
             if let Some(c) = a.cores {

@@ -58,7 +58,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             return;
         };
         let response = match protocol::decode_request(frame) {
-            Ok((header, req)) => dispatch(&shard, header, req).await,
+            Ok((header, req)) => dispatch(&shard, header, req, peer).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 protocol::api_versions_response(version, correlation_id).map(Some)
             }
@@ -87,8 +87,10 @@ async fn dispatch(
     shard: &Rc<Shard>,
     h: RequestHeader,
     req: Request,
+    peer: SocketAddr,
 ) -> Result<Option<Bytes>, ProtocolError> {
     let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
+    let groups = &shard.groups;
     let bytes = match req {
         Request::ApiVersions => protocol::api_versions_response(v, c)?,
         Request::Metadata(r) => encode_response(k, v, c, &metadata::handle(shard, r).await)?,
@@ -113,6 +115,20 @@ async fn dispatch(
         Request::InitProducerId(r) => {
             encode_response(k, v, c, &producer_id::handle(shard, r).await)?
         }
+        Request::JoinGroup(r) => {
+            let client = h.client_id.as_deref().unwrap_or("");
+            let host = format!("/{}", peer.ip());
+            encode_response(k, v, c, &groups.join(r, client, &host, v).await)?
+        }
+        Request::SyncGroup(r) => encode_response(k, v, c, &groups.sync(r).await)?,
+        Request::Heartbeat(r) => encode_response(k, v, c, &groups.heartbeat(r))?,
+        Request::LeaveGroup(r) => encode_response(k, v, c, &groups.leave(r, v))?,
+        Request::OffsetCommit(r) => encode_response(k, v, c, &groups.commit(r).await)?,
+        Request::OffsetFetch(r) => encode_response(k, v, c, &groups.fetch_offsets(r, v))?,
+        Request::ListGroups(r) => encode_response(k, v, c, &groups.list(r))?,
+        Request::DescribeGroups(r) => encode_response(k, v, c, &groups.describe(r))?,
+        Request::DeleteGroups(r) => encode_response(k, v, c, &groups.delete(r).await)?,
+        Request::OffsetDelete(r) => encode_response(k, v, c, &groups.delete_offsets(r).await)?,
         Request::FindCoordinator(r) => {
             encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?
         }

@@ -14,9 +14,13 @@ use crate::protocol::FindCoordinatorRequest;
 const GROUP: i8 = 0;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
-/// The shard that coordinates `group`.
+/// The shard that coordinates `group`: the owner of its offsets partition.
 pub fn group_shard(group: &str, shards: usize) -> usize {
-    Catalog::owner(group, 0, shards)
+    Catalog::owner(
+        crate::group::OFFSETS_TOPIC,
+        crate::group::offsets_partition(group),
+        shards,
+    )
 }
 
 pub fn handle(

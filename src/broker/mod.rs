@@ -233,11 +233,18 @@ async fn shard_main(
         }
     }));
     let (peers, inbound) = futures::join!(connect_tx, connect_rx);
+    let owned: Vec<i32> = (0..crate::group::OFFSETS_PARTITIONS)
+        .filter(|p| Catalog::owner(crate::group::OFFSETS_TOPIC, *p, cfg.cores) == id)
+        .collect();
+    let groups =
+        crate::group::coordinator::Coordinator::open(&cfg.data_dir, &owned, cfg.groups.clone())
+            .await;
     let shard = Rc::new(Shard::new(
         id,
         cfg.clone(),
         Arc::new(Catalog::default()),
         peers,
+        groups,
     ));
     shard.apply_catalog(catalog).await;
     for rx in inbound.into_iter().flatten() {
@@ -252,6 +259,16 @@ async fn shard_main(
         }
     };
     let _ = ready.send(Ok(id));
+    {
+        // Group timers: session expiry, due rebalances, offsets retention. Ends with the shard.
+        let (shard, stop) = (shard.clone(), stop.clone());
+        crate::runtime::spawn_local(async move {
+            while !stop.load(Ordering::Relaxed) {
+                crate::runtime::sleep(Duration::from_millis(100)).await;
+                shard.groups.tick().await;
+            }
+        });
+    }
     // Bounded by the stop flag, checked at least every 100 ms.
     while !stop.load(Ordering::Relaxed) {
         match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {

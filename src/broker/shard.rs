@@ -39,6 +39,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Producer id allocator (used on the controller only).
     pub producer_ids: super::producer_id::Allocator,
+    /// Coordinator of the consumer groups placed on this shard.
+    pub groups: crate::group::coordinator::Coordinator,
 }
 
 impl Shard {
@@ -47,6 +49,7 @@ impl Shard {
         cfg: Arc<BrokerConfig>,
         catalog: Arc<Catalog>,
         peers: Vec<Option<ConnectedSender<Envelope>>>,
+        groups: crate::group::coordinator::Coordinator,
     ) -> Shard {
         Shard {
             id,
@@ -60,6 +63,7 @@ impl Shard {
             admin_lock: futures::lock::Mutex::new(()),
             connections: Cell::new(0),
             producer_ids: Default::default(),
+            groups,
         }
     }
 
@@ -163,6 +167,7 @@ impl Shard {
 
     /// Flushes every log this shard owns (clean shutdown).
     pub async fn sync_all(&self) {
+        self.groups.sync_logs().await;
         for ((t, p), log) in self.open_logs() {
             if let Err(e) = log.sync().await {
                 error!(topic = %t, partition = p, "sync at shutdown failed: {e}");

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod file;
 pub mod index;
 pub mod producer_state;
+pub mod records;
 pub mod segment;
 
 use std::cell::RefCell;

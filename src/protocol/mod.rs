@@ -5,6 +5,7 @@
 //! Invariant: this module knows nothing of shards, files or topics' state; it turns bytes
 //! into typed requests and typed responses into bytes, and never panics on client input.
 
+pub mod group_requests;
 pub mod requests;
 pub mod wire;
 
@@ -13,6 +14,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 use thiserror::Error;
 
+pub use group_requests::*;
 pub use requests::*;
 use wire::{DecodeError, Reader};
 
@@ -36,6 +38,16 @@ pub const DELETE_TOPICS: i16 = 20;
 pub const CREATE_PARTITIONS: i16 = 37;
 pub const FIND_COORDINATOR: i16 = 10;
 pub const INIT_PRODUCER_ID: i16 = 22;
+pub const OFFSET_COMMIT: i16 = 8;
+pub const OFFSET_FETCH: i16 = 9;
+pub const JOIN_GROUP: i16 = 11;
+pub const HEARTBEAT: i16 = 12;
+pub const LEAVE_GROUP: i16 = 13;
+pub const SYNC_GROUP: i16 = 14;
+pub const DESCRIBE_GROUPS: i16 = 15;
+pub const LIST_GROUPS: i16 = 16;
+pub const DELETE_GROUPS: i16 = 42;
+pub const OFFSET_DELETE: i16 = 47;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
@@ -45,13 +57,23 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(FETCH, 4, 12, 12),
     api(LIST_OFFSETS, 1, 6, 6),
     api(METADATA, 0, 12, 9),
+    api(OFFSET_COMMIT, 2, 9, 8),
+    api(OFFSET_FETCH, 1, 9, 6),
     api(FIND_COORDINATOR, 0, 4, 3),
+    api(JOIN_GROUP, 0, 9, 6),
+    api(HEARTBEAT, 0, 4, 4),
+    api(LEAVE_GROUP, 0, 5, 4),
+    api(SYNC_GROUP, 0, 5, 4),
+    api(DESCRIBE_GROUPS, 0, 5, 5),
+    api(LIST_GROUPS, 0, 4, 3),
     api(API_VERSIONS, 0, 4, 3),
     api(CREATE_TOPICS, 2, 7, 5),
     api(DELETE_TOPICS, 1, 6, 4),
     api(INIT_PRODUCER_ID, 0, 4, 2),
     api(DESCRIBE_CONFIGS, 1, 4, 4),
     api(CREATE_PARTITIONS, 0, 3, 2),
+    api(DELETE_GROUPS, 0, 2, 2),
+    api(OFFSET_DELETE, 0, 0, 99),
 ];
 
 const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
@@ -162,6 +184,18 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         INIT_PRODUCER_ID => {
             Request::InitProducerId(InitProducerIdRequest::decode(&mut r, v, flex)?)
         }
+        JOIN_GROUP => Request::JoinGroup(JoinGroupRequest::decode(&mut r, v, flex)?),
+        SYNC_GROUP => Request::SyncGroup(SyncGroupRequest::decode(&mut r, v, flex)?),
+        HEARTBEAT => Request::Heartbeat(HeartbeatRequest::decode(&mut r, v, flex)?),
+        LEAVE_GROUP => Request::LeaveGroup(LeaveGroupRequest::decode(&mut r, v, flex)?),
+        OFFSET_COMMIT => Request::OffsetCommit(OffsetCommitRequest::decode(&mut r, v, flex)?),
+        OFFSET_FETCH => Request::OffsetFetch(OffsetFetchRequest::decode(&mut r, v, flex)?),
+        LIST_GROUPS => Request::ListGroups(ListGroupsRequest::decode(&mut r, v, flex)?),
+        DESCRIBE_GROUPS => {
+            Request::DescribeGroups(GroupsRequest::decode_describe(&mut r, v, flex)?)
+        }
+        DELETE_GROUPS => Request::DeleteGroups(GroupsRequest::decode_delete(&mut r, v, flex)?),
+        OFFSET_DELETE => Request::OffsetDelete(OffsetDeleteRequest::decode(&mut r, v, flex)?),
         DESCRIBE_CONFIGS => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)
         }

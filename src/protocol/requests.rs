@@ -18,6 +18,16 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     FindCoordinator(FindCoordinatorRequest),
     InitProducerId(InitProducerIdRequest),
+    JoinGroup(super::JoinGroupRequest),
+    SyncGroup(super::SyncGroupRequest),
+    Heartbeat(super::HeartbeatRequest),
+    LeaveGroup(super::LeaveGroupRequest),
+    OffsetCommit(super::OffsetCommitRequest),
+    OffsetFetch(super::OffsetFetchRequest),
+    ListGroups(super::ListGroupsRequest),
+    DescribeGroups(super::GroupsRequest),
+    DeleteGroups(super::GroupsRequest),
+    OffsetDelete(super::OffsetDeleteRequest),
 }
 
 #[derive(Debug, Clone)]
