@@ -148,7 +148,9 @@ fn run(cli: Cli) -> Result<()> {
                 message_max_bytes: a.message_max_bytes,
                 producer_id_expiration_ms: a.producer_id_expiration_ms,
                 groups: shardlog::group::GroupConfig {
-                    initial_rebalance_delay: Duration::from_millis(a.group_initial_rebalance_delay_ms),
+                    initial_rebalance_delay: Duration::from_millis(
+                        a.group_initial_rebalance_delay_ms,
+                    ),
                     min_session_timeout: Duration::from_millis(a.group_min_session_timeout_ms),
                     offsets_retention: Duration::from_secs(a.offsets_retention_minutes * 60),
                     ..Default::default()

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
+use kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
 use kafka_protocol::messages::describe_groups_response::{
     DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
 };
@@ -36,7 +38,7 @@ use tracing::{error, info, warn};
 use super::offsets::{self, encode_key, encode_value};
 use super::state::{self, Committed, Group, GroupState, JoinArgs, Step};
 use super::{offsets_partition, GroupConfig, OFFSETS_TOPIC};
-use crate::log::records::build_batch;
+use crate::log::records::{build_batch, Record};
 use crate::log::{now_ms, Log, LogConfig};
 use crate::protocol::{
     GroupsRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
@@ -54,6 +56,9 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
+
+/// A topic's partitions with their committed offsets, if any.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 pub struct Coordinator {
     cfg: GroupConfig,
@@ -157,8 +162,9 @@ impl Coordinator {
                 Instant::now(),
             )
         };
-        let wait = Duration::from_millis(req.rebalance_timeout_ms.max(req.session_timeout_ms).max(0) as u64)
-            + Duration::from_secs(5);
+        let wait = Duration::from_millis(
+            req.rebalance_timeout_ms.max(req.session_timeout_ms).max(0) as u64,
+        ) + Duration::from_secs(5);
         let out = match step {
             Step::Now(o) => o,
             Step::Wait(rx) => match crate::runtime::timeout(wait, rx).await {
@@ -291,7 +297,11 @@ impl Coordinator {
             let g = groups
                 .entry(req.group_id.clone())
                 .or_insert_with(|| Group::new(&req.group_id, now_ms()));
-            g.check_commit(&req.member_id, req.group_instance_id.as_deref(), req.generation_id)
+            g.check_commit(
+                &req.member_id,
+                req.group_instance_id.as_deref(),
+                req.generation_id,
+            )
         };
         let now = now_ms();
         let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
@@ -360,11 +370,15 @@ impl Coordinator {
     }
 
     /// Appends commit records (`None` value: tombstone) for a group; Kafka error on failure.
-    async fn append_records(&self, group: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), i16> {
+    async fn append_records(
+        &self,
+        group: &str,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), i16> {
         let Some(log) = self.log_of(group) else {
             return Err(NOT_COORDINATOR);
         };
-        let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+        let refs: Vec<Record<'_>> = records
             .iter()
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
@@ -375,7 +389,11 @@ impl Coordinator {
         })
     }
 
-    async fn append_offsets(&self, group: &str, writes: &[(String, i32, Committed)]) -> Result<(), i16> {
+    async fn append_offsets(
+        &self,
+        group: &str,
+        writes: &[(String, i32, Committed)],
+    ) -> Result<(), i16> {
         let records = writes
             .iter()
             .map(|(t, p, c)| (encode_key(group, t, *p), Some(encode_value(c))))
@@ -387,7 +405,7 @@ impl Coordinator {
         &self,
         group: &str,
         topics: &Option<Vec<(String, Vec<i32>)>>,
-    ) -> (i16, Vec<(String, Vec<(i32, Option<Committed>)>)>) {
+    ) -> (i16, Vec<TopicOffsets>) {
         if !self.owns(group) {
             return (NOT_COORDINATOR, Vec::new());
         }
@@ -407,7 +425,10 @@ impl Coordinator {
             None => {
                 let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
                 for ((t, p), c) in offsets.into_iter().flatten() {
-                    by_topic.entry(t.clone()).or_default().push((*p, Some(c.clone())));
+                    by_topic
+                        .entry(t.clone())
+                        .or_default()
+                        .push((*p, Some(c.clone())));
                 }
                 for v in by_topic.values_mut() {
                     v.sort_by_key(|x| x.0);
@@ -434,7 +455,10 @@ impl Coordinator {
                         pr.partition_index = p;
                         pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
                         pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
-                        pr.metadata = Some(s(c.as_ref().and_then(|c| c.metadata.as_deref()).unwrap_or("")));
+                        pr.metadata = Some(s(c
+                            .as_ref()
+                            .and_then(|c| c.metadata.as_deref())
+                            .unwrap_or("")));
                         tr.partitions.push(pr);
                     }
                     gr.topics.push(tr);
@@ -450,7 +474,10 @@ impl Coordinator {
                         pr.partition_index = p;
                         pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
                         pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
-                        pr.metadata = Some(s(c.as_ref().and_then(|c| c.metadata.as_deref()).unwrap_or("")));
+                        pr.metadata = Some(s(c
+                            .as_ref()
+                            .and_then(|c| c.metadata.as_deref())
+                            .unwrap_or("")));
                         pr.error_code = code;
                         tr.partitions.push(pr);
                     }
@@ -530,7 +557,10 @@ impl Coordinator {
             Some(g) => g.offsets.keys().cloned().collect(),
         };
         if !keys.is_empty() {
-            let records = keys.iter().map(|(t, p)| (encode_key(id, t, *p), None)).collect();
+            let records = keys
+                .iter()
+                .map(|(t, p)| (encode_key(id, t, *p), None))
+                .collect();
             self.append_records(id, records).await?;
         }
         self.groups.borrow_mut().remove(id);
@@ -631,7 +661,9 @@ impl Coordinator {
         };
         for id in expired {
             match self.remove_group(&id).await {
-                Ok(()) => info!(group = %id, "offsets expired (group empty past offsets.retention.minutes)"),
+                Ok(()) => {
+                    info!(group = %id, "offsets expired (group empty past offsets.retention.minutes)")
+                }
                 Err(code) => warn!(group = %id, code, "could not expire group offsets"),
             }
         }

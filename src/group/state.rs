@@ -223,7 +223,8 @@ impl Group {
             } else {
                 member_id = new_member_id(a.client_id);
             }
-        } else if !self.members.contains_key(&member_id) && self.pending.remove(&member_id).is_none()
+        } else if !self.members.contains_key(&member_id)
+            && self.pending.remove(&member_id).is_none()
         {
             return Self::fail_join(UNKNOWN_MEMBER_ID, &member_id);
         } else if let Some(inst) = a.instance_id {
@@ -237,20 +238,23 @@ impl Group {
         let (tx, rx) = oneshot::channel();
         let rebalance = Duration::from_millis(a.rebalance_timeout_ms.max(0) as u64).max(session);
         let is_new = !self.members.contains_key(&member_id);
-        let m = self.members.entry(member_id.clone()).or_insert_with(|| Member {
-            id: member_id.clone(),
-            instance_id: a.instance_id.map(str::to_string),
-            client_id: a.client_id.to_string(),
-            client_host: a.client_host.to_string(),
-            session_timeout: session,
-            rebalance_timeout: rebalance,
-            protocol_type: a.protocol_type.to_string(),
-            protocols: Vec::new(),
-            assignment: Bytes::new(),
-            last_seen: now,
-            join_tx: None,
-            sync_tx: None,
-        });
+        let m = self
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                id: member_id.clone(),
+                instance_id: a.instance_id.map(str::to_string),
+                client_id: a.client_id.to_string(),
+                client_host: a.client_host.to_string(),
+                session_timeout: session,
+                rebalance_timeout: rebalance,
+                protocol_type: a.protocol_type.to_string(),
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_seen: now,
+                join_tx: None,
+                sync_tx: None,
+            });
         m.session_timeout = session;
         m.rebalance_timeout = rebalance;
         m.protocols = a.protocols.to_vec();
@@ -521,7 +525,13 @@ impl Group {
         NONE
     }
 
-    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, cfg: &GroupConfig, now: Instant) -> i16 {
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        cfg: &GroupConfig,
+        now: Instant,
+    ) -> i16 {
         let id = match (member_id.is_empty(), instance_id) {
             (true, Some(inst)) => match self.instances.get(inst) {
                 Some(m) => m.clone(),
@@ -644,19 +654,32 @@ mod tests {
         let first = now_outcome(g.join(args("", &protos), &cfg, t0));
         assert_eq!(first.error, MEMBER_ID_REQUIRED);
         let a = first.member_id;
-        let Step::Wait(mut rx_a) = g.join(args(&a, &protos), &cfg, t0) else { panic!() };
+        let Step::Wait(mut rx_a) = g.join(args(&a, &protos), &cfg, t0) else {
+            panic!()
+        };
         let out_a = rx_a.try_recv().expect("open").expect("completed at once");
         assert_eq!((out_a.generation, out_a.leader.as_str()), (1, a.as_str()));
         assert_eq!(g.state, GroupState::CompletingRebalance);
-        let Step::Wait(mut sync_a) = g.sync(&a, None, 1, &[(a.clone(), Bytes::from_static(b"A"))], t0) else { panic!() };
-        assert_eq!(sync_a.try_recv().expect("open").expect("done").assignment, Bytes::from_static(b"A"));
+        let Step::Wait(mut sync_a) =
+            g.sync(&a, None, 1, &[(a.clone(), Bytes::from_static(b"A"))], t0)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            sync_a.try_recv().expect("open").expect("done").assignment,
+            Bytes::from_static(b"A")
+        );
         assert_eq!(g.state, GroupState::Stable);
 
         // A second member triggers a rebalance; the first learns it from its heartbeat.
         let b = now_outcome(g.join(args("", &protos), &cfg, t0)).member_id;
-        let Step::Wait(mut rx_b) = g.join(args(&b, &protos), &cfg, t0) else { panic!() };
+        let Step::Wait(mut rx_b) = g.join(args(&b, &protos), &cfg, t0) else {
+            panic!()
+        };
         assert_eq!(g.heartbeat(&a, None, 1, t0), REBALANCE_IN_PROGRESS);
-        let Step::Wait(mut rx_a) = g.join(args(&a, &protos), &cfg, t0) else { panic!() };
+        let Step::Wait(mut rx_a) = g.join(args(&a, &protos), &cfg, t0) else {
+            panic!()
+        };
         let out_a = rx_a.try_recv().expect("open").expect("done");
         let out_b = rx_b.try_recv().expect("open").expect("done");
         assert_eq!(out_a.generation, 2);

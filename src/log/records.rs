@@ -8,6 +8,8 @@ use super::batch::{self, HEADER_LEN};
 
 /// One record: key and value, either may be null.
 pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+/// A record read back: offset, key, value.
+pub type OffsetRecord<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -96,7 +98,7 @@ impl<'a> Cur<'a> {
 
 /// The records of one whole, uncompressed batch as (offset, key, value). Compressed or
 /// malformed batches yield nothing past the first inconsistency.
-pub fn read_records(b: &[u8]) -> Vec<(i64, Option<&[u8]>, Option<&[u8]>)> {
+pub fn read_records(b: &[u8]) -> Vec<OffsetRecord<'_>> {
     let mut out = Vec::new();
     let Ok(h) = batch::parse_header(b) else {
         return out;
@@ -136,7 +138,14 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let b = build_batch(&[(Some(b"k1"), Some(b"v1")), (None, None), (Some(b""), Some(b"x"))], 5);
+        let b = build_batch(
+            &[
+                (Some(b"k1"), Some(b"v1")),
+                (None, None),
+                (Some(b""), Some(b"x")),
+            ],
+            5,
+        );
         assert!(batch::validate_incoming(&b).is_ok());
         let r = read_records(&b);
         assert_eq!(r.len(), 3);

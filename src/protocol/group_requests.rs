@@ -22,7 +22,11 @@ impl JoinGroupRequest {
         let session_timeout_ms = r.i32()?;
         let rebalance_timeout_ms = if v >= 1 { r.i32()? } else { session_timeout_ms };
         let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 5 { r.nullable_string(flex)? } else { None };
+        let group_instance_id = if v >= 5 {
+            r.nullable_string(flex)?
+        } else {
+            None
+        };
         let protocol_type = r.string(flex)?;
         let protocols = r.array(flex, |r| {
             let name = r.string(flex)?;
@@ -62,7 +66,11 @@ impl SyncGroupRequest {
         let group_id = r.string(flex)?;
         let generation_id = r.i32()?;
         let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 3 { r.nullable_string(flex)? } else { None };
+        let group_instance_id = if v >= 3 {
+            r.nullable_string(flex)?
+        } else {
+            None
+        };
         let (protocol_type, protocol_name) = if v >= 5 {
             (r.nullable_string(flex)?, r.nullable_string(flex)?)
         } else {
@@ -100,7 +108,11 @@ impl HeartbeatRequest {
         let group_id = r.string(flex)?;
         let generation_id = r.i32()?;
         let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 3 { r.nullable_string(flex)? } else { None };
+        let group_instance_id = if v >= 3 {
+            r.nullable_string(flex)?
+        } else {
+            None
+        };
         r.tagged_fields(flex)?;
         Ok(HeartbeatRequest {
             group_id,
@@ -161,7 +173,11 @@ impl OffsetCommitRequest {
         let group_id = r.string(flex)?;
         let generation_id = r.i32()?;
         let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 7 { r.nullable_string(flex)? } else { None };
+        let group_instance_id = if v >= 7 {
+            r.nullable_string(flex)?
+        } else {
+            None
+        };
         if (2..=4).contains(&v) {
             let _retention = r.i64()?;
         }
@@ -194,10 +210,13 @@ impl OffsetCommitRequest {
     }
 }
 
+/// A topic name with partition indexes.
+pub type TopicPartitions = (String, Vec<i32>);
+
 #[derive(Debug, Clone)]
 pub struct OffsetFetchRequest {
     /// (group, topics: `None` = all committed partitions)
-    pub groups: Vec<(String, Option<Vec<(String, Vec<i32>)>>)>,
+    pub groups: Vec<(String, Option<Vec<TopicPartitions>>)>,
 }
 
 impl OffsetFetchRequest {
