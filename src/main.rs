@@ -29,6 +29,45 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TopicCmd,
     },
+    /// List consumer groups, show their members and lag, reset their offsets.
+    Group {
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// List consumer groups and their states.
+    List {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Members, assigned partitions, committed and log end offsets, lag; with --window, a
+    /// status per partition: STALLED (commits not moving while lag > 0) or LAGGING (lag
+    /// growing) over the window.
+    Describe {
+        name: String,
+        /// Seconds between two samples for the STALLED/LAGGING status (0: no status).
+        #[arg(long, default_value_t = 0)]
+        window: u64,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Move an inactive group's committed offsets for a topic.
+    ResetOffsets {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, conflicts_with_all = ["to_latest", "to_offset"])]
+        to_earliest: bool,
+        #[arg(long, conflicts_with_all = ["to_earliest", "to_offset"])]
+        to_latest: bool,
+        #[arg(long, conflicts_with_all = ["to_earliest", "to_latest"])]
+        to_offset: Option<i64>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 #[derive(Parser)]
@@ -161,6 +200,34 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.cores = c;
             }
             shardlog::broker::serve(cfg)
+        }
+        Cmd::Group { cmd } => {
+            init_logging("warn");
+            use shardlog::admin::group;
+            match cmd {
+                GroupCmd::List { bootstrap } => group::list(&bootstrap),
+                GroupCmd::Describe {
+                    name,
+                    window,
+                    bootstrap,
+                } => group::describe(&bootstrap, &name, Duration::from_secs(window)),
+                GroupCmd::ResetOffsets {
+                    name,
+                    topic,
+                    to_earliest,
+                    to_latest,
+                    to_offset,
+                    bootstrap,
+                } => {
+                    let to = match (to_earliest, to_latest, to_offset) {
+                        (true, _, _) => group::ResetTo::Earliest,
+                        (_, true, _) => group::ResetTo::Latest,
+                        (_, _, Some(n)) => group::ResetTo::Offset(n),
+                        _ => anyhow::bail!("give --to-earliest, --to-latest or --to-offset N"),
+                    };
+                    group::reset_offsets(&bootstrap, &name, &topic, to)
+                }
+            }
         }
         Cmd::Topic { cmd } => {
             init_logging("warn");

@@ -377,3 +377,99 @@ fn cooperative_sticky_assignment() {
     a.close();
     m2.close();
 }
+
+fn cli(b: &Broker, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap", &b.bootstrap()])
+        .output()
+        .expect("run cli");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The row of `group describe` output for a partition, split on tabs.
+fn row(out: &str, topic: &str, partition: i32) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+        .find(|r| r.len() >= 9 && r[0] == topic && r[1] == partition.to_string())
+        .unwrap_or_else(|| panic!("no row for {topic}/{partition} in:\n{out}"))
+}
+
+#[test]
+fn group_cli_shows_lag_and_resets_offsets() {
+    let b = Broker::start_with(2, FAST);
+    create_topic(&b, "lagging", 1);
+    produce(&b, "lagging", 1, 100);
+    {
+        let consumer: BaseConsumer = consumer_config(&b.bootstrap(), "slow", "range")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["lagging"]).expect("subscribe");
+        let mut read = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while read < 40 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                read += 1;
+                if read == 40 {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset("lagging", 0, Offset::Offset(m.offset() + 1))
+                        .expect("tpl");
+                    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+                }
+            }
+        }
+    }
+    let (ok, out) = cli(&b, &["group", "list"]);
+    assert!(ok && out.contains("slow\tEmpty"), "{out}");
+    let (ok, out) = cli(&b, &["group", "describe", "slow", "--window", "1"]);
+    assert!(ok, "{out}");
+    let r = row(&out, "lagging", 0);
+    assert_eq!(
+        (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+        ("40", "100", "60"),
+        "{out}"
+    );
+    assert_eq!(r[8], "STALLED", "commits not moving while lag > 0: {out}");
+
+    let (ok, out) = cli(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "slow",
+            "--topic",
+            "lagging",
+            "--to-offset",
+            "10",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (_, out) = cli(&b, &["group", "describe", "slow"]);
+    let r = row(&out, "lagging", 0);
+    assert_eq!((r[2].as_str(), r[4].as_str()), ("10", "90"), "{out}");
+
+    // An active group cannot be reset, and describe names the member holding the partition.
+    let mut m = Member::start(&b, "slow", "lagging", "range");
+    wait_for(30, "member assigned", || m.assigned().len() == 1);
+    let (_, out) = cli(&b, &["group", "describe", "slow"]);
+    let r = row(&out, "lagging", 0);
+    assert!(r[5].starts_with("rdkafka"), "consumer id shown: {out}");
+    let (ok, out) = cli(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "slow",
+            "--topic",
+            "lagging",
+            "--to-earliest",
+        ],
+    );
+    assert!(!ok && out.contains("active"), "{out}");
+    m.close();
+}

@@ -2,4 +2,5 @@
 //! running broker over the wire, like any other client.
 
 pub mod client;
+pub mod group;
 pub mod topic;

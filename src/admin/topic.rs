@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::client::Client;
 
-fn name(s: &str) -> TopicName {
+pub fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
@@ -76,7 +76,7 @@ pub fn delete(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-fn metadata(c: &mut Client, topics: Option<Vec<String>>) -> Result<MetadataResponse> {
+pub fn metadata(c: &mut Client, topics: Option<Vec<String>>) -> Result<MetadataResponse> {
     let mut req = MetadataRequest::default();
     req.topics = topics.map(|ts| {
         ts.into_iter()
@@ -136,7 +136,7 @@ pub fn list_offset(
         .unwrap_or((-1, -1)))
 }
 
-fn offsets(
+pub fn offsets(
     bootstrap_md: &MetadataResponse,
     topic: &str,
     partitions: &[(i32, i32)],

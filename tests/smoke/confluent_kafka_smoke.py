@@ -1,5 +1,6 @@
 """confluent-kafka (PyPI, bundled librdkafka) against shardlog: create a topic with the
-AdminClient, produce with acks=all and zstd, read everything back by assignment."""
+AdminClient, produce with acks=all and zstd, read everything back with a group consumer,
+commit, and check a new member of the group resumes after the commits."""
 import os
 import subprocess
 import sys
@@ -50,9 +51,12 @@ def main():
             assert producer.flush(60) == 0, "undelivered messages"
             assert len(delivered) == n and all(e is None for e in delivered), "delivery errors"
 
-            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "py-smoke",
-                                 "enable.auto.commit": False})
-            consumer.assign([TopicPartition("py", p, 0) for p in range(3)])
+            # A group consumer (subscribe, coordinator, rebalance, commits).
+            conf = {"bootstrap.servers": bootstrap, "group.id": "py-group",
+                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                    "session.timeout.ms": 6000}
+            consumer = Consumer(conf)
+            consumer.subscribe(["py"])
             seen = set()
             deadline = time.time() + 60
             while len(seen) < n and time.time() < deadline:
@@ -61,10 +65,22 @@ def main():
                     continue
                 assert m.error() is None, m.error()
                 seen.add(m.value().decode())
+            consumer.commit(asynchronous=False)
             consumer.close()
-            del producer, admin
             assert len(seen) == n, f"read {len(seen)} of {n}"
-            print(f"confluent-kafka smoke: ok ({n} zstd records, 3 partitions)")
+            # The group's commits hold: a new member of the group finds nothing left to read.
+            consumer = Consumer(conf)
+            consumer.subscribe(["py"])
+            extra = 0
+            deadline = time.time() + 8
+            while time.time() < deadline:
+                m = consumer.poll(0.5)
+                if m is not None and m.error() is None:
+                    extra += 1
+            consumer.close()
+            assert extra == 0, f"{extra} messages re-read after commit"
+            del producer, admin
+            print(f"confluent-kafka smoke: ok ({n} zstd records, 3 partitions, group consumer + commits)")
         finally:
             proc.terminate()
             proc.wait(30)

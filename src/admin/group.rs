@@ -1,0 +1,299 @@
+//! `shardlog group list|describe|reset-offsets`: consumer groups, their members, committed
+//! offsets and lag, like `kafka-consumer-groups.sh`, plus a Burrow-style status per
+//! partition (stalled, lagging) evaluated over a sampling window.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::Buf;
+use kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
+use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use kafka_protocol::messages::{GroupId, MetadataResponse};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use super::client::Client;
+use super::topic::{metadata, offsets};
+
+fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut req = FindCoordinatorRequest::default();
+    req.key = StrBytes::from_string(group.to_string());
+    let resp = c.call(&req, 2)?;
+    if resp.error_code != 0 {
+        bail!(
+            "no coordinator for group {group}: error {}",
+            resp.error_code
+        );
+    }
+    Client::connect(&format!("{}:{}", resp.host, resp.port))
+}
+
+pub fn list(bootstrap: &str) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let md = metadata(&mut c, Some(Vec::new()))?;
+    let mut rows = BTreeMap::new();
+    for b in &md.brokers {
+        let mut bc = Client::connect(&format!("{}:{}", b.host, b.port))?;
+        let resp = bc.call(&ListGroupsRequest::default(), 4)?;
+        for g in resp.groups {
+            rows.insert(g.group_id.0.to_string(), g.group_state.to_string());
+        }
+    }
+    println!("GROUP\tSTATE");
+    for (g, st) in rows {
+        println!("{g}\t{st}");
+    }
+    Ok(())
+}
+
+fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup> {
+    let mut req = DescribeGroupsRequest::default();
+    req.groups = vec![GroupId(StrBytes::from_string(group.to_string()))];
+    let resp = c.call(&req, 4)?;
+    let g = resp
+        .groups
+        .into_iter()
+        .next()
+        .context("empty DescribeGroups answer")?;
+    if g.error_code != 0 {
+        bail!("describe {group}: error {}", g.error_code);
+    }
+    Ok(g)
+}
+
+/// (topic, partition) → committed offset.
+fn committed(c: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.topics = None;
+    let resp = c.call(&req, 7)?;
+    if resp.error_code != 0 {
+        bail!("offset fetch for {group}: error {}", resp.error_code);
+    }
+    let mut out = BTreeMap::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            if p.committed_offset >= 0 {
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (topic, partition) → log end offset, for the given topics.
+fn end_offsets(bootstrap: &str, topics: &BTreeSet<String>) -> Result<BTreeMap<(String, i32), i64>> {
+    let mut c = Client::connect(bootstrap)?;
+    let md: MetadataResponse = metadata(&mut c, Some(topics.iter().cloned().collect()))?;
+    let mut out = BTreeMap::new();
+    for t in &md.topics {
+        let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+            continue;
+        };
+        let parts: Vec<(i32, i32)> = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect();
+        for (p, off) in offsets(&md, &name, &parts, -1)? {
+            out.insert((name.clone(), p), off);
+        }
+    }
+    Ok(out)
+}
+
+/// Who holds each partition: (topic, partition) → (member id, host, client id).
+fn owners(g: &DescribedGroup) -> BTreeMap<(String, i32), (String, String, String)> {
+    let mut out = BTreeMap::new();
+    for m in &g.members {
+        let mut buf = m.member_assignment.clone();
+        if buf.remaining() < 2 {
+            continue;
+        }
+        let version = buf.get_i16();
+        let Ok(a) = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) else {
+            continue;
+        };
+        for tp in a.assigned_partitions {
+            for p in tp.partitions {
+                out.insert(
+                    (tp.topic.0.to_string(), p),
+                    (
+                        m.member_id.to_string(),
+                        m.client_host.to_string(),
+                        m.client_id.to_string(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Status of a partition from two samples (committed, end) a window apart.
+pub fn status(before: (Option<i64>, i64), after: (Option<i64>, i64)) -> &'static str {
+    let lag = |(c, e): (Option<i64>, i64)| c.map(|c| (e - c).max(0));
+    match (lag(before), lag(after)) {
+        (Some(l0), Some(l1)) if before.0 == after.0 && l1 > 0 && l0 > 0 => "STALLED",
+        (Some(l0), Some(l1)) if l1 > l0 => "LAGGING",
+        (Some(_), Some(_)) => "OK",
+        _ => "-",
+    }
+}
+
+pub fn describe(bootstrap: &str, group: &str, window: Duration) -> Result<()> {
+    let mut c = coordinator(bootstrap, group)?;
+    let g = describe_group(&mut c, group)?;
+    let owners = owners(&g);
+    let sample =
+        |c: &mut Client| -> Result<(BTreeMap<(String, i32), i64>, BTreeMap<(String, i32), i64>)> {
+            let committed = committed(c, group)?;
+            let topics: BTreeSet<String> = committed
+                .keys()
+                .chain(owners.keys())
+                .map(|(t, _)| t.clone())
+                .collect();
+            Ok((committed, end_offsets(bootstrap, &topics)?))
+        };
+    let (c0, e0) = sample(&mut c)?;
+    let (c1, e1) = if window.is_zero() {
+        (c0.clone(), e0.clone())
+    } else {
+        std::thread::sleep(window);
+        sample(&mut c)?
+    };
+    println!(
+        "group {group}  state {}  protocol {}  members {}",
+        g.group_state,
+        g.protocol_data,
+        g.members.len()
+    );
+    println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID\tSTATUS");
+    let keys: BTreeSet<&(String, i32)> = c1.keys().chain(owners.keys()).chain(e1.keys()).collect();
+    for key in keys {
+        if !c1.contains_key(key) && !owners.contains_key(key) {
+            continue;
+        }
+        let end = e1.get(key).copied().unwrap_or(-1);
+        let cur = c1.get(key).copied();
+        let lag = cur
+            .map(|c| (end - c).max(0).to_string())
+            .unwrap_or_else(|| "-".into());
+        let (member, host, client) = owners
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+        let st = if window.is_zero() {
+            "-"
+        } else {
+            status(
+                (c0.get(key).copied(), e0.get(key).copied().unwrap_or(end)),
+                (cur, end),
+            )
+        };
+        println!(
+            "{}\t{}\t{}\t{end}\t{lag}\t{member}\t{host}\t{client}\t{st}",
+            key.0,
+            key.1,
+            cur.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}
+
+/// Where to move a group's offsets.
+#[derive(Debug, Clone, Copy)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+pub fn reset_offsets(bootstrap: &str, group: &str, topic: &str, to: ResetTo) -> Result<()> {
+    let mut c = coordinator(bootstrap, group)?;
+    let g = describe_group(&mut c, group)?;
+    if !g.members.is_empty() {
+        bail!(
+            "group {group} is active ({} members, state {}): stop its consumers first",
+            g.members.len(),
+            g.group_state
+        );
+    }
+    let mut mc = Client::connect(bootstrap)?;
+    let md = metadata(&mut mc, Some(vec![topic.to_string()]))?;
+    let t = md.topics.first().context("no metadata")?;
+    if t.error_code != 0 {
+        bail!("topic {topic}: error {}", t.error_code);
+    }
+    let parts: Vec<(i32, i32)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    let targets: Vec<(i32, i64)> = match to {
+        ResetTo::Earliest => offsets(&md, topic, &parts, -2)?,
+        ResetTo::Latest => offsets(&md, topic, &parts, -1)?,
+        ResetTo::Offset(n) => {
+            let lo = offsets(&md, topic, &parts, -2)?;
+            let hi = offsets(&md, topic, &parts, -1)?;
+            lo.iter()
+                .zip(hi.iter())
+                .map(|((p, l), (_, h))| (*p, n.clamp(*l, *h)))
+                .collect()
+        }
+    };
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.generation_id_or_member_epoch = -1;
+    req.member_id = StrBytes::from_static_str("");
+    let mut rt = OffsetCommitRequestTopic::default();
+    rt.name = super::topic::name(topic);
+    rt.partitions = targets
+        .iter()
+        .map(|(p, off)| {
+            let mut rp = OffsetCommitRequestPartition::default();
+            rp.partition_index = *p;
+            rp.committed_offset = *off;
+            rp
+        })
+        .collect();
+    req.topics = vec![rt];
+    let resp = c.call(&req, 8)?;
+    for t in &resp.topics {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                bail!("partition {}: error {}", p.partition_index, p.error_code);
+            }
+        }
+    }
+    println!("TOPIC\tPARTITION\tNEW-OFFSET");
+    for (p, off) in targets {
+        println!("{topic}\t{p}\t{off}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status;
+
+    #[test]
+    fn burrow_style_status() {
+        assert_eq!(status((Some(10), 20), (Some(10), 25)), "STALLED");
+        assert_eq!(status((Some(10), 20), (Some(12), 30)), "LAGGING");
+        assert_eq!(status((Some(10), 20), (Some(20), 22)), "OK");
+        assert_eq!(status((Some(20), 20), (Some(20), 20)), "OK");
+        assert_eq!(status((None, 20), (None, 20)), "-");
+    }
+}
