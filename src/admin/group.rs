@@ -22,6 +22,9 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::client::Client;
 use super::topic::{metadata, offsets};
 
+/// (topic, partition) → offset.
+type Offsets = BTreeMap<(String, i32), i64>;
+
 fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
     let mut c = Client::connect(bootstrap)?;
     let mut req = FindCoordinatorRequest::default();
@@ -70,7 +73,7 @@ fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup> {
 }
 
 /// (topic, partition) → committed offset.
-fn committed(c: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+fn committed(c: &mut Client, group: &str) -> Result<Offsets> {
     let mut req = OffsetFetchRequest::default();
     req.group_id = GroupId(StrBytes::from_string(group.to_string()));
     req.topics = None;
@@ -93,7 +96,7 @@ fn committed(c: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), i64>
 }
 
 /// (topic, partition) → log end offset, for the given topics.
-fn end_offsets(bootstrap: &str, topics: &BTreeSet<String>) -> Result<BTreeMap<(String, i32), i64>> {
+fn end_offsets(bootstrap: &str, topics: &BTreeSet<String>) -> Result<Offsets> {
     let mut c = Client::connect(bootstrap)?;
     let md: MetadataResponse = metadata(&mut c, Some(topics.iter().cloned().collect()))?;
     let mut out = BTreeMap::new();
@@ -156,16 +159,15 @@ pub fn describe(bootstrap: &str, group: &str, window: Duration) -> Result<()> {
     let mut c = coordinator(bootstrap, group)?;
     let g = describe_group(&mut c, group)?;
     let owners = owners(&g);
-    let sample =
-        |c: &mut Client| -> Result<(BTreeMap<(String, i32), i64>, BTreeMap<(String, i32), i64>)> {
-            let committed = committed(c, group)?;
-            let topics: BTreeSet<String> = committed
-                .keys()
-                .chain(owners.keys())
-                .map(|(t, _)| t.clone())
-                .collect();
-            Ok((committed, end_offsets(bootstrap, &topics)?))
-        };
+    let sample = |c: &mut Client| -> Result<(Offsets, Offsets)> {
+        let committed = committed(c, group)?;
+        let topics: BTreeSet<String> = committed
+            .keys()
+            .chain(owners.keys())
+            .map(|(t, _)| t.clone())
+            .collect();
+        Ok((committed, end_offsets(bootstrap, &topics)?))
+    };
     let (c0, e0) = sample(&mut c)?;
     let (c1, e1) = if window.is_zero() {
         (c0.clone(), e0.clone())
