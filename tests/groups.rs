@@ -473,3 +473,48 @@ fn group_cli_shows_lag_and_resets_offsets() {
     assert!(!ok && out.contains("active"), "{out}");
     m.close();
 }
+
+#[test]
+fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
+    let b = Broker::start_with(2, FAST);
+    create_topic(&b, "static", 4);
+    let start = |instance: &str| -> BaseConsumer {
+        let c: BaseConsumer = consumer_config(&b.bootstrap(), "g5", "range")
+            .set("group.instance.id", instance)
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer");
+        c.subscribe(&["static"]).expect("subscribe");
+        c
+    };
+    let held = |c: &BaseConsumer| -> HashSet<i32> {
+        c.assignment()
+            .map(|t| t.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    };
+    let a = start("instance-a");
+    let other = start("instance-b");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && (held(&a).len() != 2 || held(&other).len() != 2) {
+        a.poll(Duration::from_millis(50));
+        other.poll(Duration::from_millis(50));
+    }
+    let (before_a, before_b) = (held(&a), held(&other));
+    assert_eq!((before_a.len(), before_b.len()), (2, 2));
+    // A static member does not leave the group when it closes (KIP-345)...
+    drop(a);
+    let a = start("instance-a");
+    // ...and coming back within its session timeout it gets the same partitions, while the
+    // other member keeps its own throughout (no rebalance).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && held(&a) != before_a {
+        a.poll(Duration::from_millis(50));
+        other.poll(Duration::from_millis(50));
+        assert_eq!(
+            held(&other),
+            before_b,
+            "the other member was not rebalanced"
+        );
+    }
+    assert_eq!(held(&a), before_a);
+}
