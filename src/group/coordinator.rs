@@ -91,7 +91,7 @@ impl Coordinator {
                     continue;
                 }
             };
-            match offsets::replay(&log).await {
+            match offsets::recover(&log).await {
                 Ok(map) => {
                     for ((g, t, part), c) in map {
                         groups
@@ -665,6 +665,21 @@ impl Coordinator {
                     info!(group = %id, "offsets expired (group empty past offsets.retention.minutes)")
                 }
                 Err(code) => warn!(group = %id, code, "could not expire group offsets"),
+            }
+        }
+    }
+
+    /// Compacts offsets partitions whose log has rolled since their last snapshot.
+    pub async fn compact(&self) {
+        for (p, log) in &self.logs {
+            match offsets::compact(log).await {
+                Ok(Some(at)) => info!(
+                    partition = p,
+                    offset = at,
+                    "compacted offsets log into a snapshot"
+                ),
+                Ok(None) => {}
+                Err(e) => warn!(partition = p, "offsets compaction failed: {e}"),
             }
         }
     }

@@ -318,6 +318,48 @@ impl Log {
         self.inner.state.borrow().segments.len()
     }
 
+    /// Base offset of the active (last) segment: everything below it is in closed segments.
+    pub fn active_base(&self) -> i64 {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .last()
+            .map(|s| s.base_offset)
+            .unwrap_or(0)
+    }
+
+    /// Deletes closed segments that end at or before `offset` and advances the log start
+    /// offset to the first remaining segment. The active segment is never deleted. Returns
+    /// how many segments were removed.
+    pub fn delete_segments_before(&self, offset: i64) -> Result<usize, LogError> {
+        let removed: Vec<i64> = {
+            let mut st = self.inner.state.borrow_mut();
+            let n = st.segments.len();
+            let mut k = 0;
+            while k + 1 < n && st.segments[k].next_offset <= offset {
+                k += 1;
+            }
+            let removed = st.segments.drain(..k).map(|s| s.base_offset).collect();
+            if let Some(first) = st.segments.first() {
+                st.log_start_offset = st.log_start_offset.max(first.base_offset);
+            }
+            removed
+        };
+        for base in &removed {
+            for ext in ["log", "index", "timeindex"] {
+                let path = self.inner.dir.join(segment::file_name(*base, ext));
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        return Err(e.into());
+                    }
+                }
+            }
+            info!(dir = %self.inner.dir.display(), base_offset = base, "deleted segment");
+        }
+        Ok(removed.len())
+    }
+
     pub fn set_config(&self, config: LogConfig) {
         self.inner.state.borrow_mut().config = config;
     }
