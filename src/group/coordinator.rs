@@ -693,3 +693,70 @@ impl Coordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CommitPartition;
+
+    #[test]
+    fn offsets_of_groups_empty_past_retention_expire_durably() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let owned: Vec<i32> = (0..super::super::OFFSETS_PARTITIONS).collect();
+                let cfg = GroupConfig {
+                    offsets_retention: Duration::from_millis(200),
+                    ..GroupConfig::default()
+                };
+                let c = Coordinator::open(&path, &owned, cfg.clone()).await;
+                let commit = |group: &str, offset: i64| OffsetCommitRequest {
+                    group_id: group.to_string(),
+                    generation_id: -1,
+                    member_id: String::new(),
+                    group_instance_id: None,
+                    topics: vec![(
+                        "t".to_string(),
+                        vec![CommitPartition {
+                            partition: 0,
+                            offset,
+                            leader_epoch: 3,
+                            metadata: Some("m".into()),
+                        }],
+                    )],
+                };
+                let r = c.commit(commit("old", 5)).await;
+                assert_eq!(r.topics[0].partitions[0].error_code, 0);
+                crate::runtime::sleep(Duration::from_millis(300)).await;
+                let r = c.commit(commit("fresh", 7)).await;
+                assert_eq!(r.topics[0].partitions[0].error_code, 0);
+                // "old" has been empty for longer than the retention; "fresh" was just used.
+                c.groups
+                    .borrow_mut()
+                    .get_mut("fresh")
+                    .expect("fresh")
+                    .empty_since_ms = now_ms();
+                c.tick().await;
+                assert!(c.groups.borrow().get("old").is_none());
+                let fetched = c.fetch_group("fresh", &None).1;
+                assert_eq!(
+                    fetched[0].1[0]
+                        .1
+                        .as_ref()
+                        .map(|x| (x.offset, x.leader_epoch)),
+                    Some((7, 3))
+                );
+                drop(c);
+                // After a restart the expiry holds (tombstones) and the other group survives.
+                let c = Coordinator::open(&path, &owned, cfg).await;
+                assert!(c.groups.borrow().get("old").is_none());
+                let fetched = c.fetch_group("fresh", &None).1;
+                let got = fetched[0].1[0].1.clone().expect("committed");
+                assert_eq!((got.offset, got.metadata.as_deref()), (7, Some("m")));
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+}
