@@ -1,6 +1,6 @@
 //! End-to-end throughput: the release broker, driven by librdkafka on the same machine.
 //!
-//! `cargo bench --bench e2e_throughput -- [messages] [size] [acks]` produces `messages`
+//! `cargo bench --bench e2e_throughput -- [messages] [size] [acks] [idempotent]` produces `messages`
 //! records of `size` bytes (default 1,000,000 x 1 KiB, acks=1) to an 8-partition topic,
 //! then consumes them all, and prints rates and the broker's CPU-seconds per GB.
 //! Client and broker share this machine's cores: the figures are a floor, not a ceiling.
@@ -47,6 +47,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let size: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let acks = args.get(2).cloned().unwrap_or_else(|| "1".into());
+    let idempotent = args.get(3).is_some_and(|a| a == "idempotent");
     let partitions = 8;
     let b = common::Broker::start(2);
     let pid = b.pid().expect("broker pid");
@@ -73,6 +74,10 @@ fn main() {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
         .create()
         .expect("producer");
     let payload = vec![b'x'; size];
@@ -122,7 +127,9 @@ fn main() {
     let cpu2 = cpu_seconds(pid);
     let mb = (n * size) as f64 / 1e6;
     let gb = (n * size) as f64 / 1e9;
-    println!("messages {n} x {size} B, acks={acks}, {partitions} partitions, 2 shards");
+    println!(
+        "messages {n} x {size} B, acks={acks}, idempotent={idempotent}, {partitions} partitions, 2 shards"
+    );
     println!(
         "produce: {:.0} msg/s, {:.1} MB/s, broker CPU {:.2} s/GB",
         n as f64 / produce_s,
