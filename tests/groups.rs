@@ -311,25 +311,27 @@ fn at_least_once_across_a_consumer_crash() {
     create_topic(&b, "alo", 1);
     produce(&b, "alo", 1, 200);
     let mut child = spawn_child_consumer(&b, "g3", "alo", 25);
-    // Let it read and commit part of the stream, then crash it.
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().expect("kill");
-    let _ = child.wait();
-
     let consumer: BaseConsumer = consumer_config(&b.bootstrap(), "g3", "range")
         .create()
         .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("alo", 0);
-    let committed = match consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed")
-        .elements()[0]
-        .offset()
-    {
-        Offset::Offset(o) => o,
-        _ => 0,
+    let committed_now = || {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("alo", 0);
+        match consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed")
+            .elements()[0]
+            .offset()
+        {
+            Offset::Offset(o) => o,
+            _ => 0,
+        }
     };
+    // Let it read and commit part of the stream (it takes 25 ms per message), then crash it.
+    wait_for(60, "the child committed something", || committed_now() > 0);
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let committed = committed_now();
     consumer.subscribe(&["alo"]).expect("subscribe");
     let mut offsets = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
