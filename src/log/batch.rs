@@ -220,7 +220,9 @@ impl Iterator for BatchScan<'_> {
 
 #[cfg(test)]
 pub mod test_support {
-    /// Builds a valid uncompressed magic-2 batch with `count` records of `value_len` bytes.
+    use crate::log::records::build_producer_batch;
+
+    /// A valid uncompressed magic-2 batch with `count` records of `value_len` bytes.
     pub fn make_batch(base_offset: i64, count: i32, timestamp: i64, value_len: usize) -> Vec<u8> {
         make_producer_batch(base_offset, count, timestamp, value_len, -1, -1, -1)
     }
@@ -235,51 +237,13 @@ pub mod test_support {
         epoch: i16,
         base_sequence: i32,
     ) -> Vec<u8> {
-        let mut records = Vec::new();
-        for i in 0..count {
-            let mut rec = Vec::new();
-            rec.push(0u8); // attributes
-            put_varint(&mut rec, 0); // timestamp delta
-            put_varint(&mut rec, i64::from(i)); // offset delta
-            put_varint(&mut rec, -1); // key null
-            put_varint(&mut rec, value_len as i64);
-            rec.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, value_len));
-            put_varint(&mut rec, 0); // headers
-            put_varint(&mut records, rec.len() as i64);
-            records.extend(rec);
-        }
-        let mut b = Vec::new();
-        b.extend(base_offset.to_be_bytes());
-        b.extend(0i32.to_be_bytes()); // length, patched
-        b.extend(0i32.to_be_bytes()); // leader epoch
-        b.push(2);
-        b.extend(0u32.to_be_bytes()); // crc, patched
-        b.extend(0i16.to_be_bytes());
-        b.extend((count - 1).to_be_bytes());
-        b.extend(timestamp.to_be_bytes());
-        b.extend(timestamp.to_be_bytes());
-        b.extend(producer_id.to_be_bytes());
-        b.extend(epoch.to_be_bytes());
-        b.extend(base_sequence.to_be_bytes());
-        b.extend(count.to_be_bytes());
-        b.extend(records);
-        let len = (b.len() - 12) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let values: Vec<Vec<u8>> = (0..count)
+            .map(|i| vec![b'a' + (i % 26) as u8; value_len])
+            .collect();
+        let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+        let mut b = build_producer_batch(&records, timestamp, producer_id, epoch, base_sequence);
+        super::stamp(&mut b, base_offset, 0);
         b
-    }
-
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
     }
 }
 

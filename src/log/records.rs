@@ -32,6 +32,17 @@ fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
 
 /// An uncompressed magic-2 batch holding `records`, all stamped `timestamp`.
 pub fn build_batch(records: &[Record<'_>], timestamp: i64) -> Vec<u8> {
+    build_producer_batch(records, timestamp, -1, -1, -1)
+}
+
+/// Like [`build_batch`], carrying an idempotent producer's id, epoch and first sequence.
+pub fn build_producer_batch(
+    records: &[Record<'_>],
+    timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
     let mut body = Vec::new();
     for (i, (k, v)) in records.iter().enumerate() {
         let mut r = vec![0u8];
@@ -54,9 +65,9 @@ pub fn build_batch(records: &[Record<'_>], timestamp: i64) -> Vec<u8> {
     b.extend((n - 1).to_be_bytes());
     b.extend(timestamp.to_be_bytes());
     b.extend(timestamp.to_be_bytes());
-    b.extend((-1i64).to_be_bytes());
-    b.extend((-1i16).to_be_bytes());
-    b.extend((-1i32).to_be_bytes());
+    b.extend(producer_id.to_be_bytes());
+    b.extend(producer_epoch.to_be_bytes());
+    b.extend(base_sequence.to_be_bytes());
     b.extend(n.to_be_bytes());
     b.extend(body);
     let len = (b.len() - 12) as i32;

@@ -190,47 +190,14 @@ pub fn producer_batch(
     epoch: i16,
     base_sequence: i32,
 ) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        while z >= 0x80 {
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
-    let mut records = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let mut r = vec![0u8];
-        varint(&mut r, 0);
-        varint(&mut r, i as i64);
-        varint(&mut r, -1);
-        varint(&mut r, v.len() as i64);
-        r.extend_from_slice(v);
-        varint(&mut r, 0);
-        varint(&mut records, r.len() as i64);
-        records.extend(r);
-    }
-    let n = values.len() as i32;
-    let mut b = Vec::new();
-    b.extend(0i64.to_be_bytes());
-    b.extend(0i32.to_be_bytes());
-    b.extend(0i32.to_be_bytes());
-    b.push(2);
-    b.extend(0u32.to_be_bytes());
-    b.extend(0i16.to_be_bytes());
-    b.extend((n - 1).to_be_bytes());
-    b.extend(timestamp.to_be_bytes());
-    b.extend(timestamp.to_be_bytes());
-    b.extend(producer_id.to_be_bytes());
-    b.extend(epoch.to_be_bytes());
-    b.extend(base_sequence.to_be_bytes());
-    b.extend(n.to_be_bytes());
-    b.extend(records);
-    let len = (b.len() - 12) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
+    shardlog::log::records::build_producer_batch(
+        &records,
+        timestamp,
+        producer_id,
+        epoch,
+        base_sequence,
+    )
 }
 
 /// Wire-level helpers: raw requests through the admin client.
