@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod metrics;
 pub mod notify;
 pub mod protocol;
 pub mod runtime;

@@ -114,6 +114,10 @@ struct ServeArgs {
     /// (offsets.retention.minutes).
     #[arg(long, default_value_t = 10080)]
     offsets_retention_minutes: u64,
+    /// Address of the HTTP endpoint serving /metrics (Prometheus) and /health; "off" to
+    /// disable; port 0 picks a free port (logged at startup).
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    metrics_listen: String,
     /// Log filter, RUST_LOG syntax (overridden by RUST_LOG).
     #[arg(long, default_value = "info")]
     log: String,
@@ -199,6 +203,12 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(c) = a.cores {
                 cfg.cores = c;
             }
+            cfg.metrics_listen = match a.metrics_listen.as_str() {
+                "off" => None,
+                addr => Some(addr.parse().with_context(|| {
+                    format!("--metrics-listen {addr:?} is not HOST:PORT or off")
+                })?),
+            };
             shardlog::broker::serve(cfg)
         }
         Cmd::Group { cmd } => {

@@ -31,3 +31,14 @@ where
         Either::Right(_) => None,
     }
 }
+
+/// File I/O the current shard's rings performed since the last call:
+/// ((reads, bytes read), (writes, bytes written)).
+pub fn take_io_counts() -> ((u64, u64), (u64, u64)) {
+    let stats = glommio::executor().io_stats().all_rings();
+    let r = stats.file_buffered_reads();
+    let w = stats.file_buffered_writes();
+    let dr = stats.file_reads();
+    let dw = stats.file_writes();
+    ((r.0 + dr.0, r.1 + dr.1), (w.0 + dw.0, w.1 + dw.1))
+}

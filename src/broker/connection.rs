@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -57,16 +58,21 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             warn!(%peer, "request too short for a header; closing connection");
             return;
         };
+        let started = Instant::now();
         let response = match protocol::decode_request(frame) {
             Ok((header, req)) => dispatch(&shard, header, req, peer).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 protocol::api_versions_response(version, correlation_id).map(Some)
             }
             Err(e) => {
+                shard.metrics.record_request(key, started.elapsed(), true);
                 warn!(%peer, api = %api_name(key), version, "{e}; closing connection");
                 return;
             }
         };
+        shard
+            .metrics
+            .record_request(key, started.elapsed(), response.is_err());
         match response {
             Ok(Some(bytes)) => {
                 if let Err(e) = stream.write_all(&bytes).await {

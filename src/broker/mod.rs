@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
+pub mod metrics_http;
 pub mod produce;
 pub mod producer_id;
 pub mod router;
@@ -258,6 +259,23 @@ async fn shard_main(
             return;
         }
     };
+    let metrics_listener = match cfg.metrics_listen.filter(|_| id == 0) {
+        None => None,
+        Some(addr) => match bind_exclusive(addr) {
+            Ok(l) => {
+                let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                info!("metrics on http://{bound}/metrics");
+                Some(l)
+            }
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen for metrics on {addr}: {e}")));
+                return;
+            }
+        },
+    };
+    if let Some(l) = metrics_listener {
+        crate::runtime::spawn_local(metrics_http::serve(shard.clone(), l, stop.clone()));
+    }
     let _ = ready.send(Ok(id));
     {
         // Group timers: session expiry, due rebalances, offsets retention. Ends with the shard.

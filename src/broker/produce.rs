@@ -58,6 +58,11 @@ pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Part
             match log.append(&records).await {
                 Ok(info) => {
                     shard.data_arrived.notify_all();
+                    shard.metrics.record_in(
+                        &p.topic,
+                        records.len() as u64,
+                        (info.last_offset - info.base_offset + 1) as u64,
+                    );
                     PartProduceResult {
                         slot: p.slot,
                         error: errors::NONE,

@@ -37,6 +37,8 @@ pub enum Call {
     Apply(Arc<Catalog>),
     /// Controller only: (current producer id, epoch), -1 for a new producer.
     InitProducerId(i64, i16),
+    /// The receiver's metrics snapshot.
+    Metrics,
 }
 
 pub enum Reply {
@@ -46,6 +48,7 @@ pub enum Reply {
     Topics(Vec<TopicResult>),
     /// (error code, producer id, epoch)
     ProducerId(i16, i64, i16),
+    Metrics(Box<crate::metrics::Snapshot>),
     Done,
 }
 
@@ -82,6 +85,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
             let (c, id, e) = super::producer_id::controller_init(shard, id, epoch);
             Reply::ProducerId(c, id, e)
         }
+        Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
         Call::Apply(cat) => {
             shard.apply_catalog(cat).await;
             Reply::Done

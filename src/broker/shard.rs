@@ -41,6 +41,8 @@ pub struct Shard {
     pub producer_ids: super::producer_id::Allocator,
     /// Coordinator of the consumer groups placed on this shard.
     pub groups: crate::group::coordinator::Coordinator,
+    /// This shard's counters.
+    pub metrics: crate::metrics::ShardMetrics,
 }
 
 impl Shard {
@@ -64,6 +66,7 @@ impl Shard {
             connections: Cell::new(0),
             producer_ids: Default::default(),
             groups,
+            metrics: Default::default(),
         }
     }
 
@@ -97,6 +100,9 @@ impl Shard {
             error!(shard = self.id, to, "no channel to shard");
             return None;
         };
+        self.metrics
+            .router_calls
+            .set(self.metrics.router_calls.get() + 1);
         let (reply, rx) = oneshot::channel();
         if tx.send(Envelope { call, reply }).await.is_err() {
             warn!(shard = self.id, to, "shard channel closed");
@@ -163,6 +169,27 @@ impl Shard {
                 ),
             }
         }
+    }
+
+    /// This shard's metrics, with the state of its partitions and groups, for a scrape.
+    pub fn snapshot(&self) -> crate::metrics::Snapshot {
+        let (reads, writes) = crate::runtime::take_io_counts();
+        self.metrics.add_io(reads, writes);
+        let mut s = self.metrics.snapshot(self.id);
+        s.connections = self.connections.get();
+        for ((t, p), log) in self.open_logs() {
+            s.partitions.push((
+                t,
+                p,
+                log.log_start_offset(),
+                log.high_watermark(),
+                log.size_bytes(),
+            ));
+        }
+        let (committed, groups) = self.groups.metrics();
+        s.committed = committed;
+        s.groups = groups;
+        s
     }
 
     /// Flushes every log this shard owns (clean shutdown).

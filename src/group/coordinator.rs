@@ -57,6 +57,9 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// (group, topic, partition, committed offset)
+pub type CommittedList = Vec<(String, String, i32, i64)>;
+
 /// A topic's partitions with their committed offsets, if any.
 type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
@@ -667,6 +670,21 @@ impl Coordinator {
                 Err(code) => warn!(group = %id, code, "could not expire group offsets"),
             }
         }
+    }
+
+    /// For metrics: every committed offset (group, topic, partition, offset) and every
+    /// group's (id, state, members).
+    pub fn metrics(&self) -> (CommittedList, Vec<(String, &'static str, usize)>) {
+        let groups = self.groups.borrow();
+        let mut committed = Vec::new();
+        let mut states = Vec::new();
+        for g in groups.values() {
+            for ((t, p), c) in &g.offsets {
+                committed.push((g.id.clone(), t.clone(), *p, c.offset));
+            }
+            states.push((g.id.clone(), g.state.name(), g.members.len()));
+        }
+        (committed, states)
     }
 
     /// Compacts offsets partitions whose log has rolled since their last snapshot.

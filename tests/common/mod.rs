@@ -75,6 +75,11 @@ impl Broker {
                 .arg("--data-dir")
                 .arg(self.data_dir())
                 .args(["--cores", &self.cores.to_string()])
+                .args(if self.extra.iter().any(|a| a == "--metrics-listen") {
+                    &[][..]
+                } else {
+                    &["--metrics-listen", "127.0.0.1:0"][..]
+                })
                 .args(&self.extra)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
@@ -153,6 +158,15 @@ impl Broker {
 
     pub fn start_again(&mut self) {
         self.launch();
+    }
+
+    /// The metrics address the broker logged at startup.
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.log_text()
+            .lines()
+            .rev()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .map(|rest| rest.trim_end_matches("/metrics").trim().to_string())
     }
 
     pub fn pid(&self) -> Option<u32> {

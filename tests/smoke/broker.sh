@@ -8,7 +8,7 @@ start_broker() {
     for _ in $(seq 1 20); do
         PORT=$(( 20000 + RANDOM % 30000 ))
         "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --cores 2 \
-            >"$BROKER_LOG" 2>&1 &
+            --metrics-listen 127.0.0.1:0 >"$BROKER_LOG" 2>&1 &
         BROKER_PID=$!
         for _ in $(seq 1 100); do
             if grep -q "listening on" "$BROKER_LOG"; then

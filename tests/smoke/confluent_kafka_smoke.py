@@ -17,7 +17,7 @@ def start(binary, data):
         log = open(os.path.join(data, "broker.log"), "w+")
         proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
-             os.path.join(data, "data"), "--cores", "2"],
+             os.path.join(data, "data"), "--cores", "2", "--metrics-listen", "127.0.0.1:0"],
             stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(100):
             log.seek(0)

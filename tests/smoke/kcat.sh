@@ -18,7 +18,7 @@ keys=$(kcat -C -b "$BOOTSTRAP" -t smoke -e -q -f '%k %p\n' | sort -u | awk '{pri
 [ "$keys" = 0 ] || { echo "$keys keys on several partitions"; exit 1; }
 
 stop_broker
-start_broker_again() { "$BIN" serve --listen "$BOOTSTRAP" --data-dir "$DATA/data" --cores 2 >>"$BROKER_LOG" 2>&1 & BROKER_PID=$!; }
+start_broker_again() { "$BIN" serve --listen "$BOOTSTRAP" --data-dir "$DATA/data" --cores 2 --metrics-listen 127.0.0.1:0 >>"$BROKER_LOG" 2>&1 & BROKER_PID=$!; }
 start_broker_again
 for _ in $(seq 1 100); do [ "$(grep -c 'listening on' "$BROKER_LOG")" -ge 2 ] && break; sleep 0.1; done
 got=$(kcat -C -b "$BOOTSTRAP" -t smoke -e -q -f '%s\n' | wc -l)

@@ -1,0 +1,94 @@
+//! The HTTP endpoint on shard 0: `GET /metrics` (Prometheus text, every shard's snapshot
+//! merged) and `GET /health`.
+//!
+//! Invariant: one request per connection, read up to a bounded size; a scrape costs one
+//! message to each other shard, never a lock.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use super::router::{Call, Reply};
+use super::shard::Shard;
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8192;
+
+/// Serves until `stop` is set; each connection on its own task.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
+            None => {}
+            Some(Ok(stream)) => {
+                let shard = shard.clone();
+                crate::runtime::spawn_local(async move { handle(shard, stream).await });
+            }
+            Some(Err(e)) => {
+                warn!("metrics accept failed: {e}");
+                crate::runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn gather(shard: &Rc<Shard>) -> String {
+    let mut snaps = vec![shard.snapshot()];
+    for j in 0..shard.nshards {
+        if j != shard.id {
+            if let Some(Reply::Metrics(s)) = shard.call(j, Call::Metrics).await {
+                snaps.push(*s);
+            }
+        }
+    }
+    crate::metrics::render(&snaps)
+}
+
+async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    // Bounded: each read adds at least one byte, up to MAX_REQUEST.
+    while len < MAX_REQUEST {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            gather(&shard).await,
+        ),
+        ("GET", "/health") => {
+            if shard.stopping.get() {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "stopping\n".to_string(),
+                )
+            } else {
+                ("200 OK", "text/plain", "ok\n".to_string())
+            }
+        }
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Err(e) = stream.write_all(resp.as_bytes()).await {
+        debug!("metrics response not sent: {e}");
+    }
+    let _ = stream.close().await;
+}
