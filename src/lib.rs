@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod notify;
 pub mod protocol;
 pub mod runtime;
+pub mod settings;

@@ -1,13 +1,12 @@
 //! The `shardlog` command: `serve` runs the broker; `topic ...` administers a running one.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use shardlog::config::BrokerConfig;
+use shardlog::settings::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +32,11 @@ enum Cmd {
     Group {
         #[command(subcommand)]
         cmd: GroupCmd,
+    },
+    /// Show the effective broker configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
     },
 }
 
@@ -70,57 +74,140 @@ enum GroupCmd {
     },
 }
 
-#[derive(Parser)]
+/// Broker settings. Each flag overrides the same key from `SHARDLOG_*` environment
+/// variables and the `--config` file; unset, the built-in default applies
+/// (`shardlog config print` shows the effective values and where each came from).
+#[derive(Parser, Clone)]
 struct ServeArgs {
-    /// Address of shard 0; shard i listens on the same host at port + i.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    listen: SocketAddr,
-    /// Directory holding topics and the catalog.
-    #[arg(long, default_value = "./shardlog-data")]
-    data_dir: PathBuf,
-    /// Number of shards, one pinned per core (default: all cores).
+    /// TOML file of settings, keyed by Kafka's broker config names (docs/operations.md).
     #[arg(long)]
-    cores: Option<usize>,
-    /// Largest request frame accepted (socket.request.max.bytes).
-    #[arg(long, default_value_t = 104_857_600)]
-    max_frame_bytes: usize,
-    /// Create topics on first use (auto.create.topics.enable).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    auto_create_topics: bool,
-    /// Partitions of auto-created topics (num.partitions).
-    #[arg(long, default_value_t = 1)]
-    num_partitions: i32,
-    /// Segment size before a roll (log.segment.bytes).
-    #[arg(long, default_value_t = 1 << 30)]
-    segment_bytes: u64,
-    /// Segment age before a roll, in ms (log.roll.ms).
-    #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
-    segment_ms: i64,
-    /// Largest record batch accepted (message.max.bytes).
-    #[arg(long, default_value_t = 1_048_588)]
-    message_max_bytes: usize,
+    config: Option<PathBuf>,
+    /// Address of shard 0; shard i listens on the same host at port + i [listen; default
+    /// 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory holding topics, groups and the catalog [log.dirs; default ./shardlog-data].
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Number of shards, one pinned per core [cores; default: all cores].
+    #[arg(long)]
+    cores: Option<String>,
+    /// Largest request frame accepted [socket.request.max.bytes; default 104857600].
+    #[arg(long)]
+    max_frame_bytes: Option<String>,
+    /// Create topics on first use, true or false [auto.create.topics.enable; default true].
+    #[arg(long)]
+    auto_create_topics: Option<String>,
+    /// Partitions of auto-created topics [num.partitions; default 1].
+    #[arg(long)]
+    num_partitions: Option<String>,
+    /// Segment size before a roll [log.segment.bytes; default 1073741824].
+    #[arg(long)]
+    segment_bytes: Option<String>,
+    /// Segment age before a roll, in ms [log.roll.ms; default 7 days].
+    #[arg(long)]
+    segment_ms: Option<String>,
+    /// Largest record batch accepted [message.max.bytes; default 1048588].
+    #[arg(long)]
+    message_max_bytes: Option<String>,
     /// How long an idempotent producer's state is kept after its last write
-    /// (producer.id.expiration.ms).
-    #[arg(long, default_value_t = 24 * 3600 * 1000)]
-    producer_id_expiration_ms: i64,
-    /// Delay before the first rebalance of an empty group, letting more members join
-    /// (group.initial.rebalance.delay.ms).
-    #[arg(long, default_value_t = 3000)]
-    group_initial_rebalance_delay_ms: u64,
-    /// Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).
-    #[arg(long, default_value_t = 6000)]
-    group_min_session_timeout_ms: u64,
-    /// Committed offsets of a group empty for this long are deleted
-    /// (offsets.retention.minutes).
-    #[arg(long, default_value_t = 10080)]
-    offsets_retention_minutes: u64,
-    /// Address of the HTTP endpoint serving /metrics (Prometheus) and /health; "off" to
-    /// disable; port 0 picks a free port (logged at startup).
-    #[arg(long, default_value = "127.0.0.1:9644")]
-    metrics_listen: String,
-    /// Log filter, RUST_LOG syntax (overridden by RUST_LOG).
-    #[arg(long, default_value = "info")]
-    log: String,
+    /// [producer.id.expiration.ms; default 1 day].
+    #[arg(long)]
+    producer_id_expiration_ms: Option<String>,
+    /// Wait before an empty group's first rebalance [group.initial.rebalance.delay.ms;
+    /// default 3000].
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<String>,
+    /// Smallest session timeout a consumer may ask for [group.min.session.timeout.ms;
+    /// default 6000].
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<String>,
+    /// Offsets of a group empty this long are deleted [offsets.retention.minutes; default
+    /// 10080].
+    #[arg(long)]
+    offsets_retention_minutes: Option<String>,
+    /// HTTP address of /metrics and /health, or "off"; port 0 picks a free port
+    /// [metrics.listen; default 127.0.0.1:9644].
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Log format, text or json [log.format; default text].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log filter, RUST_LOG syntax; RUST_LOG overrides it [log.level; default info].
+    #[arg(long)]
+    log: Option<String>,
+}
+
+impl ServeArgs {
+    /// (setting key, value, flag) of every flag given.
+    fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
+        let all = [
+            ("listen", &self.listen, "--listen"),
+            ("log.dirs", &self.data_dir, "--data-dir"),
+            ("cores", &self.cores, "--cores"),
+            (
+                "socket.request.max.bytes",
+                &self.max_frame_bytes,
+                "--max-frame-bytes",
+            ),
+            (
+                "auto.create.topics.enable",
+                &self.auto_create_topics,
+                "--auto-create-topics",
+            ),
+            ("num.partitions", &self.num_partitions, "--num-partitions"),
+            ("log.segment.bytes", &self.segment_bytes, "--segment-bytes"),
+            ("log.roll.ms", &self.segment_ms, "--segment-ms"),
+            (
+                "message.max.bytes",
+                &self.message_max_bytes,
+                "--message-max-bytes",
+            ),
+            (
+                "producer.id.expiration.ms",
+                &self.producer_id_expiration_ms,
+                "--producer-id-expiration-ms",
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                &self.group_initial_rebalance_delay_ms,
+                "--group-initial-rebalance-delay-ms",
+            ),
+            (
+                "group.min.session.timeout.ms",
+                &self.group_min_session_timeout_ms,
+                "--group-min-session-timeout-ms",
+            ),
+            (
+                "offsets.retention.minutes",
+                &self.offsets_retention_minutes,
+                "--offsets-retention-minutes",
+            ),
+            ("metrics.listen", &self.metrics_listen, "--metrics-listen"),
+            ("log.format", &self.log_format, "--log-format"),
+            ("log.level", &self.log, "--log"),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v, f)| v.clone().map(|v| (k, v, f)))
+            .collect()
+    }
+
+    fn resolve(&self) -> Result<settings::Resolved> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("SHARDLOG_"))
+            .collect();
+        Ok(settings::resolve(
+            self.config.as_deref(),
+            &env,
+            &self.flags(),
+        )?)
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print every setting's effective value and where it came from.
+    Print(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -157,13 +244,16 @@ enum TopicCmd {
     },
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -179,40 +269,19 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Serve(a) => {
-            init_logging(&a.log);
-            let mut cfg = BrokerConfig {
-                listen: a.listen,
-                data_dir: a.data_dir,
-                max_frame_bytes: a.max_frame_bytes,
-                auto_create_topics: a.auto_create_topics,
-                default_partitions: a.num_partitions,
-                segment_bytes: a.segment_bytes,
-                segment_ms: a.segment_ms,
-                message_max_bytes: a.message_max_bytes,
-                producer_id_expiration_ms: a.producer_id_expiration_ms,
-                groups: shardlog::group::GroupConfig {
-                    initial_rebalance_delay: Duration::from_millis(
-                        a.group_initial_rebalance_delay_ms,
-                    ),
-                    min_session_timeout: Duration::from_millis(a.group_min_session_timeout_ms),
-                    offsets_retention: Duration::from_secs(a.offsets_retention_minutes * 60),
-                    ..Default::default()
-                },
-                ..BrokerConfig::default()
-            };
-            if let Some(c) = a.cores {
-                cfg.cores = c;
-            }
-            cfg.metrics_listen = match a.metrics_listen.as_str() {
-                "off" => None,
-                addr => Some(addr.parse().with_context(|| {
-                    format!("--metrics-listen {addr:?} is not HOST:PORT or off")
-                })?),
-            };
-            shardlog::broker::serve(cfg)
+            let resolved = a.resolve()?;
+            let st = resolved.settings;
+            init_logging(&st.log_level, st.log_format);
+            shardlog::broker::serve(st.broker)
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Print(a),
+        } => {
+            print!("{}", a.resolve()?.print());
+            Ok(())
         }
         Cmd::Group { cmd } => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             use shardlog::admin::group;
             match cmd {
                 GroupCmd::List { bootstrap } => group::list(&bootstrap),
@@ -240,7 +309,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Topic { cmd } => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             match cmd {
                 TopicCmd::Create {
                     name,

@@ -1,0 +1,446 @@
+//! Layered broker settings: built-in defaults < TOML file (`--config`) < `SHARDLOG_*`
+//! environment variables < command-line flags. Keys are Kafka's broker config names where
+//! Kafka has one; each effective value remembers where it came from (`shardlog config print`).
+//!
+//! Invariant: every key is known and every value parses, or startup fails with an error
+//! naming the key and its source; nothing is silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::config::BrokerConfig;
+
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("unknown setting `{key}` ({origin})")]
+    Unknown { key: String, origin: Source },
+    #[error("invalid value {value:?} for `{key}` ({origin}): {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        origin: Source,
+        reason: String,
+    },
+}
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(fl) => write!(f, "flag {fl}"),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub broker: BrokerConfig,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+type Apply = fn(&mut Settings, &str) -> Result<(), String>;
+type Show = fn(&Settings) -> String;
+
+fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| format!("expected a number, got {v:?}"))
+}
+
+fn positive(v: &str) -> Result<u64, String> {
+    match num::<u64>(v)? {
+        0 => Err("must be positive".into()),
+        n => Ok(n),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {v:?}")),
+    }
+}
+
+/// Every setting: key, meaning, how to apply a value, how to show the effective one.
+pub const KEYS: &[(&str, &str, Apply, Show)] = &[
+    (
+        "listen",
+        "address of shard 0; shard i uses port + i",
+        |s, v| {
+            s.broker.listen = v.parse::<SocketAddr>().map_err(|e| e.to_string())?;
+            Ok(())
+        },
+        |s| s.broker.listen.to_string(),
+    ),
+    (
+        "log.dirs",
+        "data directory",
+        |s, v| {
+            s.broker.data_dir = PathBuf::from(v);
+            Ok(())
+        },
+        |s| s.broker.data_dir.display().to_string(),
+    ),
+    (
+        "cores",
+        "number of shards, one pinned per core",
+        |s, v| {
+            s.broker.cores = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.cores.to_string(),
+    ),
+    (
+        "socket.request.max.bytes",
+        "largest request frame",
+        |s, v| {
+            s.broker.max_frame_bytes = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.max_frame_bytes.to_string(),
+    ),
+    (
+        "auto.create.topics.enable",
+        "create topics on first use",
+        |s, v| {
+            s.broker.auto_create_topics = boolean(v)?;
+            Ok(())
+        },
+        |s| s.broker.auto_create_topics.to_string(),
+    ),
+    (
+        "num.partitions",
+        "partitions of auto-created topics",
+        |s, v| {
+            s.broker.default_partitions = positive(v)?.min(10_000) as i32;
+            Ok(())
+        },
+        |s| s.broker.default_partitions.to_string(),
+    ),
+    (
+        "log.segment.bytes",
+        "segment size before a roll",
+        |s, v| {
+            let n = positive(v)?;
+            if !(14..=(1 << 30)).contains(&n) {
+                return Err("must be in [14, 1073741824]".into());
+            }
+            s.broker.segment_bytes = n;
+            Ok(())
+        },
+        |s| s.broker.segment_bytes.to_string(),
+    ),
+    (
+        "log.roll.ms",
+        "segment age before a roll",
+        |s, v| {
+            s.broker.segment_ms = positive(v)? as i64;
+            Ok(())
+        },
+        |s| s.broker.segment_ms.to_string(),
+    ),
+    (
+        "message.max.bytes",
+        "largest record batch",
+        |s, v| {
+            s.broker.message_max_bytes = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.message_max_bytes.to_string(),
+    ),
+    (
+        "log.index.interval.bytes",
+        "bytes between offset index entries",
+        |s, v| {
+            s.broker.index_interval_bytes = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.index_interval_bytes.to_string(),
+    ),
+    (
+        "producer.id.expiration.ms",
+        "idempotent-producer state kept after the last write",
+        |s, v| {
+            s.broker.producer_id_expiration_ms = positive(v)? as i64;
+            Ok(())
+        },
+        |s| s.broker.producer_id_expiration_ms.to_string(),
+    ),
+    (
+        "group.initial.rebalance.delay.ms",
+        "wait before an empty group's first rebalance",
+        |s, v| {
+            s.broker.groups.initial_rebalance_delay = Duration::from_millis(num(v)?);
+            Ok(())
+        },
+        |s| {
+            s.broker
+                .groups
+                .initial_rebalance_delay
+                .as_millis()
+                .to_string()
+        },
+    ),
+    (
+        "group.min.session.timeout.ms",
+        "smallest session timeout a consumer may ask for",
+        |s, v| {
+            s.broker.groups.min_session_timeout = Duration::from_millis(positive(v)?);
+            Ok(())
+        },
+        |s| s.broker.groups.min_session_timeout.as_millis().to_string(),
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "largest session timeout a consumer may ask for",
+        |s, v| {
+            s.broker.groups.max_session_timeout = Duration::from_millis(positive(v)?);
+            Ok(())
+        },
+        |s| s.broker.groups.max_session_timeout.as_millis().to_string(),
+    ),
+    (
+        "offsets.retention.minutes",
+        "offsets of a group empty this long are deleted",
+        |s, v| {
+            s.broker.groups.offsets_retention = Duration::from_secs(positive(v)? * 60);
+            Ok(())
+        },
+        |s| (s.broker.groups.offsets_retention.as_secs() / 60).to_string(),
+    ),
+    (
+        "metrics.listen",
+        "HTTP address for /metrics and /health, or off",
+        |s, v| {
+            s.broker.metrics_listen = match v.trim() {
+                "off" => None,
+                a => Some(a.parse::<SocketAddr>().map_err(|e| e.to_string())?),
+            };
+            Ok(())
+        },
+        |s| {
+            s.broker
+                .metrics_listen
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "off".into())
+        },
+    ),
+    (
+        "log.format",
+        "text or json",
+        |s, v| {
+            s.log_format = match v.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err("expected text or json".into()),
+            };
+            Ok(())
+        },
+        |s| match s.log_format {
+            LogFormat::Text => "text".into(),
+            LogFormat::Json => "json".into(),
+        },
+    ),
+    (
+        "log.level",
+        "log filter (RUST_LOG syntax; RUST_LOG itself overrides)",
+        |s, v| {
+            s.log_level = v.trim().to_string();
+            Ok(())
+        },
+        |s| s.log_level.clone(),
+    ),
+];
+
+/// The environment variable of a key: `SHARDLOG_` + upper case, dots as underscores.
+pub fn env_name(key: &str) -> String {
+    format!("SHARDLOG_{}", key.to_uppercase().replace('.', "_"))
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Effective settings and the source of each.
+pub struct Resolved {
+    pub settings: Settings,
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+impl Resolved {
+    /// `key = value  # source`, one line per setting.
+    pub fn print(&self) -> String {
+        let mut out = String::new();
+        for (key, help, _, show) in KEYS {
+            let src = self.sources.get(key).cloned().unwrap_or(Source::Default);
+            out.push_str(&format!(
+                "{key} = {:?}  # {src}; {help}\n",
+                show(&self.settings)
+            ));
+        }
+        out
+    }
+}
+
+/// Layers defaults, `file`, the environment (`env`) and `flags` (key, value, flag name).
+pub fn resolve(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: &[(&'static str, String, &'static str)],
+) -> Result<Resolved, SettingsError> {
+    let mut r = Resolved {
+        settings: Settings {
+            broker: BrokerConfig::default(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        },
+        sources: BTreeMap::new(),
+    };
+    let set = |r: &mut Resolved, key: &str, value: &str, source: Source| {
+        let Some((k, _, apply, _)) = KEYS.iter().find(|(k, ..)| *k == key) else {
+            return Err(SettingsError::Unknown {
+                key: key.to_string(),
+                origin: source,
+            });
+        };
+        apply(&mut r.settings, value).map_err(|reason| SettingsError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            origin: source.clone(),
+            reason,
+        })?;
+        r.sources.insert(k, source);
+        Ok(())
+    };
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: toml::Value = toml::from_str(&text).map_err(|e| SettingsError::Toml {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut pairs = Vec::new();
+        flatten("", &value, &mut pairs);
+        for (k, v) in pairs {
+            set(&mut r, &k, &v, Source::File(path.to_path_buf()))?;
+        }
+    }
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("SHARDLOG_") else {
+            continue;
+        };
+        let key = KEYS
+            .iter()
+            .map(|(k, ..)| *k)
+            .find(|k| env_name(k) == *name)
+            .map(str::to_string)
+            .unwrap_or_else(|| rest.to_lowercase().replace('_', "."));
+        set(&mut r, &key, value, Source::Env(name.clone()))?;
+    }
+    for (key, value, flag) in flags {
+        set(&mut r, key, value, Source::Flag((*flag).to_string()))?;
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_env_flag() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("shardlog.toml");
+        std::fs::write(
+            &f,
+            "num.partitions = 3\nlog.segment.bytes = 1000000\n\"log.format\" = \"json\"\n",
+        )
+        .expect("write");
+        let env = vec![("SHARDLOG_NUM_PARTITIONS".to_string(), "5".to_string())];
+        let r = resolve(Some(&f), &env, &[]).expect("resolve");
+        assert_eq!(r.settings.broker.default_partitions, 5);
+        assert_eq!(r.settings.broker.segment_bytes, 1_000_000);
+        assert_eq!(r.settings.log_format, LogFormat::Json);
+        let flags = vec![("num.partitions", "7".to_string(), "--num-partitions")];
+        let r = resolve(Some(&f), &env, &flags).expect("resolve");
+        assert_eq!(r.settings.broker.default_partitions, 7);
+        let printed = r.print();
+        assert!(
+            printed.contains("num.partitions = \"7\"  # flag --num-partitions"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("log.segment.bytes = \"1000000\"  # file"),
+            "{printed}"
+        );
+        assert!(printed.contains("cores = "), "{printed}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, "no.such.key = 1\n").expect("write");
+        let e = resolve(Some(&f), &[], &[])
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(e.contains("unknown setting `no.such.key`"), "{e}");
+        std::fs::write(&f, "log.segment.bytes = \"lots\"\n").expect("write");
+        let e = resolve(Some(&f), &[], &[])
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(e.contains("log.segment.bytes") && e.contains("lots"), "{e}");
+        let env = vec![("SHARDLOG_NOPE".to_string(), "1".to_string())];
+        let e = resolve(None, &env, &[]).err().expect("error").to_string();
+        assert!(e.contains("SHARDLOG_NOPE"), "{e}");
+    }
+}
