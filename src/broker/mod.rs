@@ -134,6 +134,12 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     }
     tune_allocator();
     let _lock = lock_data_dir(&cfg)?;
+    let clean = take_clean_marker(&cfg.data_dir)?;
+    if clean {
+        info!("clean shutdown last time: no recovery needed, active segments checked from their last index entry");
+    } else {
+        info!("no clean-shutdown marker: recovering, every active segment is scanned");
+    }
     let catalog = Catalog::load_or_create(&cfg.data_dir)?;
     remove_orphans(&cfg, &catalog);
     let catalog = Arc::new(catalog);
@@ -162,8 +168,26 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             (cfg.clone(), catalog.clone(), stop.clone(), ready_tx.clone());
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
-            .spawn(move || shard_main(i, cfg, catalog, senders, receivers, ready, stop))
-            .map_err(|e| anyhow::anyhow!("cannot start executor for shard {i}: {e}"))?;
+            .spawn(move || {
+                shard_main(ShardStart {
+                    id: i,
+                    cfg,
+                    catalog,
+                    senders,
+                    receivers,
+                    ready,
+                    stop,
+                    clean,
+                })
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start executor for shard {i}: {e}. shardlog needs io_uring (Linux >= 5.8, \
+                     not blocked by seccomp: Docker needs --security-opt seccomp=unconfined or a \
+                     profile allowing io_uring_*) and >= 512 KiB of locked memory per shard \
+                     (raise `ulimit -l` or LimitMEMLOCK= in the systemd unit)"
+                )
+            })?;
         handles.push(h);
     }
     drop(ready_tx);
@@ -189,15 +213,49 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         info!("shutdown requested; flushing logs");
     }
     stop.store(true, Ordering::Relaxed);
+    let mut all_clean = failure.is_none();
     for h in handles {
-        if let Err(e) = h.join() {
-            error!("shard exited with an error: {e}");
+        match h.join() {
+            Ok(true) => {}
+            Ok(false) => all_clean = false,
+            Err(e) => {
+                error!("shard exited with an error: {e}");
+                all_clean = false;
+            }
         }
     }
     if let Some(e) = failure {
         bail!(e);
     }
-    info!("stopped cleanly");
+    if all_clean {
+        write_clean_marker(&cfg.data_dir)?;
+        info!("stopped cleanly");
+    } else {
+        warn!("stopped; some shard did not flush cleanly, the next start recovers");
+    }
+    Ok(())
+}
+
+const CLEAN_MARKER: &str = ".clean_shutdown";
+
+/// Whether the last run shut down cleanly; removes the marker so a crash from here on is
+/// seen as unclean.
+fn take_clean_marker(dir: &std::path::Path) -> anyhow::Result<bool> {
+    let path = dir.join(CLEAN_MARKER);
+    if !path.exists() {
+        return Ok(false);
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    File::open(dir)?.sync_all()?;
+    Ok(true)
+}
+
+fn write_clean_marker(dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join(CLEAN_MARKER);
+    File::create(&path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -212,7 +270,8 @@ fn bind_exclusive(addr: std::net::SocketAddr) -> std::io::Result<glommio::net::T
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
 }
 
-async fn shard_main(
+/// Everything a shard starts with.
+struct ShardStart {
     id: usize,
     cfg: Arc<BrokerConfig>,
     catalog: Arc<Catalog>,
@@ -220,7 +279,21 @@ async fn shard_main(
     receivers: Vec<Option<SharedReceiver<Envelope>>>,
     ready: mpsc::Sender<Result<usize, String>>,
     stop: Arc<AtomicBool>,
-) {
+    clean: bool,
+}
+
+/// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
+async fn shard_main(start: ShardStart) -> bool {
+    let ShardStart {
+        id,
+        cfg,
+        catalog,
+        senders,
+        receivers,
+        ready,
+        stop,
+        clean,
+    } = start;
     let connect_tx = join_all(senders.into_iter().map(|s| async move {
         match s {
             Some(s) => Some(s.connect().await),
@@ -237,9 +310,13 @@ async fn shard_main(
     let owned: Vec<i32> = (0..crate::group::OFFSETS_PARTITIONS)
         .filter(|p| Catalog::owner(crate::group::OFFSETS_TOPIC, *p, cfg.cores) == id)
         .collect();
-    let groups =
-        crate::group::coordinator::Coordinator::open(&cfg.data_dir, &owned, cfg.groups.clone())
-            .await;
+    let groups = crate::group::coordinator::Coordinator::open(
+        &cfg.data_dir,
+        &owned,
+        cfg.groups.clone(),
+        clean,
+    )
+    .await;
     let shard = Rc::new(Shard::new(
         id,
         cfg.clone(),
@@ -247,7 +324,9 @@ async fn shard_main(
         peers,
         groups,
     ));
+    shard.clean_start.set(clean);
     shard.apply_catalog(catalog).await;
+    shard.clean_start.set(false);
     for rx in inbound.into_iter().flatten() {
         crate::runtime::spawn_local(router::serve_peer(shard.clone(), rx));
     }
@@ -256,7 +335,7 @@ async fn shard_main(
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
-            return;
+            return false;
         }
     };
     let metrics_listener = match cfg.metrics_listen.filter(|_| id == 0) {
@@ -269,7 +348,7 @@ async fn shard_main(
             }
             Err(e) => {
                 let _ = ready.send(Err(format!("cannot listen for metrics on {addr}: {e}")));
-                return;
+                return false;
             }
         },
     };
@@ -320,5 +399,20 @@ async fn shard_main(
     }
     shard.stopping.set(true);
     shard.data_arrived.notify_all();
-    shard.sync_all().await;
+    // Let requests already being handled finish (long-polls return at once now), up to 10 s.
+    for _ in 0..1000 {
+        if shard.in_flight.get() == 0 {
+            break;
+        }
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+    let drained = shard.in_flight.get() == 0;
+    if !drained {
+        warn!(
+            shard = id,
+            in_flight = shard.in_flight.get(),
+            "requests still running at shutdown"
+        );
+    }
+    shard.sync_all().await && drained
 }

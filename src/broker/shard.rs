@@ -43,6 +43,10 @@ pub struct Shard {
     pub groups: crate::group::coordinator::Coordinator,
     /// This shard's counters.
     pub metrics: crate::metrics::ShardMetrics,
+    /// The broker shut down cleanly last time: logs opened at startup skip the full scan.
+    pub clean_start: Cell<bool>,
+    /// Requests being handled right now (shutdown waits for them).
+    pub in_flight: Cell<usize>,
 }
 
 impl Shard {
@@ -67,6 +71,8 @@ impl Shard {
             producer_ids: Default::default(),
             groups,
             metrics: Default::default(),
+            clean_start: Cell::new(false),
+            in_flight: Cell::new(0),
         }
     }
 
@@ -156,7 +162,7 @@ impl Shard {
                 continue;
             }
             let dir = partition_dir(&self.cfg.data_dir, &key.0, key.1);
-            match Log::open(&dir, lc).await {
+            match Log::open_with(&dir, lc, self.clean_start.get()).await {
                 Ok((log, report)) => {
                     for line in report {
                         info!(topic = %key.0, partition = key.1, "recovery: {line}");
@@ -192,16 +198,20 @@ impl Shard {
         s
     }
 
-    /// Flushes every log this shard owns (clean shutdown).
-    pub async fn sync_all(&self) {
-        self.groups.sync_logs().await;
+    /// Flushes every log this shard owns and snapshots producer state (clean shutdown).
+    /// Returns whether everything was flushed.
+    pub async fn sync_all(&self) -> bool {
+        let mut ok = self.groups.sync_logs().await;
         for ((t, p), log) in self.open_logs() {
             if let Err(e) = log.sync().await {
                 error!(topic = %t, partition = p, "sync at shutdown failed: {e}");
+                ok = false;
             }
             if let Err(e) = log.snapshot_producers().await {
                 error!(topic = %t, partition = p, "producer snapshot at shutdown failed: {e}");
+                ok = false;
             }
         }
+        ok
     }
 }

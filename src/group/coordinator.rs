@@ -72,7 +72,12 @@ pub struct Coordinator {
 impl Coordinator {
     /// Opens this shard's offsets partitions under `<data-dir>/groups/` and rebuilds the
     /// committed offsets of their groups.
-    pub async fn open(data_dir: &Path, owned: &[i32], cfg: GroupConfig) -> Coordinator {
+    pub async fn open(
+        data_dir: &Path,
+        owned: &[i32],
+        cfg: GroupConfig,
+        clean: bool,
+    ) -> Coordinator {
         let mut logs = HashMap::new();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let now = now_ms();
@@ -82,7 +87,7 @@ impl Coordinator {
                 segment_bytes: 100 << 20,
                 ..LogConfig::default()
             };
-            let log = match Log::open(&dir, lc).await {
+            let log = match Log::open_with(&dir, lc, clean).await {
                 Ok((log, report)) => {
                     for line in report {
                         info!(partition = p, "offsets log recovery: {line}");
@@ -702,13 +707,16 @@ impl Coordinator {
         }
     }
 
-    /// Flushes the offsets logs (clean shutdown).
-    pub async fn sync_logs(&self) {
+    /// Flushes the offsets logs (clean shutdown); whether all succeeded.
+    pub async fn sync_logs(&self) -> bool {
+        let mut ok = true;
         for (p, log) in &self.logs {
             if let Err(e) = log.sync().await {
                 error!(partition = p, "offsets log sync failed: {e}");
+                ok = false;
             }
         }
+        ok
     }
 }
 
@@ -728,7 +736,7 @@ mod tests {
                     offsets_retention: Duration::from_millis(200),
                     ..GroupConfig::default()
                 };
-                let c = Coordinator::open(&path, &owned, cfg.clone()).await;
+                let c = Coordinator::open(&path, &owned, cfg.clone(), false).await;
                 let commit = |group: &str, offset: i64| OffsetCommitRequest {
                     group_id: group.to_string(),
                     generation_id: -1,
@@ -767,7 +775,7 @@ mod tests {
                 );
                 drop(c);
                 // After a restart the expiry holds (tombstones) and the other group survives.
-                let c = Coordinator::open(&path, &owned, cfg).await;
+                let c = Coordinator::open(&path, &owned, cfg, false).await;
                 assert!(c.groups.borrow().get("old").is_none());
                 let fetched = c.fetch_group("fresh", &None).1;
                 let got = fetched[0].1[0].1.clone().expect("committed");

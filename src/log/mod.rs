@@ -159,6 +159,16 @@ impl Log {
     /// Opens (or creates) the log in `dir`, recovering the active segment's tail. Returns the
     /// log and one line per repair made.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Log, Vec<String>), LogError> {
+        Self::open_with(dir, config, false).await
+    }
+
+    /// Like [`Log::open`]; `clean` (the broker shut down cleanly) lets the active segment be
+    /// scanned from its last indexed batch instead of from its start.
+    pub async fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+    ) -> Result<(Log, Vec<String>), LogError> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -183,6 +193,7 @@ impl Log {
                 config.index_interval_bytes,
                 config.max_batch_bytes,
                 now,
+                clean,
             )
             .await?;
             report.extend(rep);
@@ -568,14 +579,14 @@ impl Log {
         Ok(None)
     }
 
-    /// Makes all written data durable (fdatasync of the active segment).
+    /// Makes all written data and the active segment's indexes durable.
     pub async fn sync(&self) -> Result<(), LogError> {
-        let file = {
-            let st = self.inner.state.borrow();
-            st.segments.last().map(|s| s.log.clone())
+        let work = {
+            let mut st = self.inner.state.borrow_mut();
+            st.segments.last_mut().map(|s| s.take_seal_work_keep_open())
         };
-        if let Some(f) = file {
-            f.sync().await?;
+        if let Some(w) = work {
+            w.run().await?;
         }
         Ok(())
     }

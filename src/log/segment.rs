@@ -78,7 +78,8 @@ impl Segment {
 
     /// Opens an existing segment. A closed segment (`next_offset` known from the segment
     /// after it) trusts its index files when they are consistent; the active segment
-    /// (`next_offset == None`) is always scanned, and a torn or corrupt tail is cut off.
+    /// (`next_offset == None`) is scanned — wholly, or after a clean shutdown
+    /// (`trust_index_tail`) from its last indexed batch — and a torn or corrupt tail is cut.
     /// Returns the segment and a human-readable line for each repair made.
     pub async fn open(
         dir: &Path,
@@ -87,6 +88,7 @@ impl Segment {
         index_interval: u64,
         max_batch: usize,
         now_ms: i64,
+        trust_index_tail: bool,
     ) -> io::Result<(Segment, Vec<String>)> {
         let mut report = Vec::new();
         let log = LogFile::open(&dir.join(file_name(base_offset, "log"))).await?;
@@ -135,22 +137,36 @@ impl Segment {
                 log_path(dir, base_offset)
             ));
         }
-        // Scan the whole segment, rebuilding both indexes.
-        seg.size = 0;
-        let mut metas = Vec::new();
-        let end = scan_batches(&seg.log, 0, file_size, max_batch, |pos, h| {
-            metas.push((pos, *h));
-        })
-        .await?;
-        for (pos, h) in &metas {
-            seg.track(*pos, h, index_interval);
-        }
-        seg.size = end.valid_end;
-        if let Some(last) = metas.last() {
-            if next_offset.is_none() {
-                seg.next_offset = last.1.last_offset() + 1;
+        // Scan the segment, rebuilding both indexes: from the start, or — after a clean
+        // shutdown, when the index files are consistent — from the last indexed batch.
+        let mut start = 0u64;
+        if trust_index_tail && next_offset.is_none() {
+            let ib = seg.index_file.size().await?;
+            let tb = seg.time_file.size().await?;
+            let ibuf = seg.index_file.read_at(0, ib as usize).await?;
+            let tbuf = seg.time_file.read_at(0, tb as usize).await?;
+            if let (Some(idx), Some(tidx)) = (
+                OffsetIndex::decode(&ibuf, file_size.max(1)),
+                TimeIndex::decode(&tbuf),
+            ) {
+                if let Some(last) = idx.entries().last() {
+                    start = u64::from(last.position);
+                    seg.next_offset = base_offset + i64::from(last.rel_offset);
+                }
+                if let Some(t) = tidx.entries().last() {
+                    seg.max_timestamp = t.timestamp;
+                }
+                seg.index = idx;
+                seg.time_index = tidx;
             }
         }
+        seg.size = start;
+        let file = seg.log.clone();
+        let end = scan_batches(&file, start, file_size, max_batch, |pos, h| {
+            seg.track(pos, h, index_interval);
+        })
+        .await?;
+        seg.size = end.valid_end;
         if end.valid_end < file_size {
             let reason = end
                 .error
@@ -265,6 +281,19 @@ impl Segment {
                 rel_offset: (self.last_batch_offset - self.base_offset) as u32,
             });
         }
+        let mut work = self.take_index_work();
+        work.syncs = vec![
+            self.log.clone(),
+            self.index_file.clone(),
+            self.time_file.clone(),
+        ];
+        work
+    }
+}
+
+impl Segment {
+    /// Index entries not yet on disk plus fsyncs of data and indexes, without sealing.
+    pub fn take_seal_work_keep_open(&mut self) -> IoWork {
         let mut work = self.take_index_work();
         work.syncs = vec![
             self.log.clone(),

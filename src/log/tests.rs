@@ -331,3 +331,39 @@ fn producer_state_recovers_from_snapshots_across_rolls() {
         assert_eq!(log.append(&batch(120)).await.expect("dup").base_offset, 120);
     });
 }
+
+#[test]
+fn clean_reopen_scans_only_the_tail_and_matches_a_full_scan() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        {
+            let (log, _) = Log::open(&path, small(1 << 20)).await.expect("open");
+            for i in 0..100 {
+                log.append(&make_batch(0, 2, 1000 + i, 40))
+                    .await
+                    .expect("append");
+            }
+            log.sync().await.expect("sync");
+        }
+        let (clean, report) = Log::open_with(&path, small(1 << 20), true)
+            .await
+            .expect("clean open");
+        assert!(report.is_empty(), "{report:?}");
+        assert_eq!(clean.high_watermark(), 200);
+        let r = clean.read(150, 1 << 20, true).await.expect("read");
+        assert_eq!(offsets_in(&r.records)[0], 150);
+        assert_eq!(
+            clean.offset_for_timestamp(1050).await.expect("ts"),
+            Some((100, 1050))
+        );
+        assert_eq!(
+            clean
+                .append(&make_batch(0, 1, 5, 5))
+                .await
+                .expect("append")
+                .base_offset,
+            200
+        );
+    });
+}
