@@ -131,6 +131,10 @@ pub struct Snapshot {
     pub io_reads: (u64, u64),
     pub io_writes: (u64, u64),
     pub producers_tracked: usize,
+    /// (fsyncs, total microseconds)
+    pub fsyncs: (u64, u64),
+    /// Bytes held in append queues and connection read buffers.
+    pub buffer_bytes: u64,
 }
 
 fn api_name(key: i16) -> String {
@@ -312,6 +316,15 @@ pub fn render(shards: &[Snapshot]) -> String {
         w(format!(
             "shardlog_group_members{{group=\"{}\",state=\"{st}\"}} {n}",
             esc(g)
+        ));
+    }
+    w("# HELP shardlog_shard_fsync_seconds_total Time spent in fdatasync.".into());
+    w("# TYPE shardlog_shard_fsync_seconds_total counter".into());
+    for s in shards {
+        w(format!(
+            "shardlog_shard_fsync_seconds_total{{shard=\"{}\"}} {}",
+            s.shard,
+            s.fsyncs.1 as f64 / 1e6
         ));
     }
     for (name, help, kind, get) in [

@@ -27,9 +27,22 @@ fn api_name(key: i16) -> String {
         .unwrap_or_else(|_| format!("api {key}"))
 }
 
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let mut rbuf = BytesMut::new();
+    serve_with(&shard, stream, peer, &mut rbuf).await;
+    let held = shard.read_buffer_bytes.get();
+    shard
+        .read_buffer_bytes
+        .set(held.saturating_sub(rbuf.capacity()));
+}
+
+async fn serve_with(
+    shard: &Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: &mut BytesMut,
+) {
+    let _ = stream.set_nodelay(true);
     // Bounded by the connection's lifetime; each iteration handles one request.
     loop {
         let mut len = [0u8; 4];
@@ -48,7 +61,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
         // Reuses the connection's buffer once the previous request's bytes are released
         // (fresh allocations of large frames cost page faults and zeroing per request).
         rbuf.clear();
+        let before = rbuf.capacity();
         rbuf.resize(size as usize, 0);
+        let held = shard.read_buffer_bytes.get() + rbuf.capacity();
+        shard.read_buffer_bytes.set(held.saturating_sub(before));
         if let Err(e) = stream.read_exact(&mut rbuf[..]).await {
             warn!(%peer, size, "connection closed mid-frame: {e}");
             return;
@@ -62,7 +78,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
         shard.in_flight.set(shard.in_flight.get() + 1);
         let response = match protocol::decode_request(frame) {
             Ok((header, req)) => {
-                let r = dispatch(&shard, header, req, peer).await;
+                let r = dispatch(shard, header, req, peer).await;
                 shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
                 r
             }

@@ -47,6 +47,8 @@ pub struct Shard {
     pub clean_start: Cell<bool>,
     /// Requests being handled right now (shutdown waits for them).
     pub in_flight: Cell<usize>,
+    /// Bytes held by connection read buffers on this shard.
+    pub read_buffer_bytes: Cell<usize>,
 }
 
 impl Shard {
@@ -73,6 +75,7 @@ impl Shard {
             metrics: Default::default(),
             clean_start: Cell::new(false),
             in_flight: Cell::new(0),
+            read_buffer_bytes: Cell::new(0),
         }
     }
 
@@ -183,7 +186,10 @@ impl Shard {
         self.metrics.add_io(reads, writes);
         let mut s = self.metrics.snapshot(self.id);
         s.connections = self.connections.get();
+        s.fsyncs = crate::log::file::fsync_stats();
+        s.buffer_bytes = self.read_buffer_bytes.get() as u64;
         for ((t, p), log) in self.open_logs() {
+            s.buffer_bytes += log.pending_bytes() as u64;
             s.partitions.push((
                 t,
                 p,

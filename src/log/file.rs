@@ -8,7 +8,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use std::cell::Cell;
+use std::time::Instant;
+
 use glommio::io::{BufferedFile, OpenOptions};
+
+thread_local! {
+    /// fsyncs issued on this thread (shard) and the microseconds they took in total.
+    static FSYNCS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// (fsyncs, total microseconds) issued by the calling shard so far.
+pub fn fsync_stats() -> (u64, u64) {
+    FSYNCS.with(|c| c.get())
+}
 
 /// An open file of a log segment or index.
 #[derive(Clone)]
@@ -72,6 +85,13 @@ impl LogFile {
 
     /// fdatasync through io_uring.
     pub async fn sync(&self) -> io::Result<()> {
-        self.inner.fdatasync().await.map_err(io_err)
+        let started = Instant::now();
+        let r = self.inner.fdatasync().await.map_err(io_err);
+        let us = started.elapsed().as_micros() as u64;
+        FSYNCS.with(|c| {
+            let (n, t) = c.get();
+            c.set((n + 1, t + us));
+        });
+        r
     }
 }

@@ -325,6 +325,11 @@ impl Log {
             .sum()
     }
 
+    /// Bytes queued behind the writer, not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.inner.state.borrow().pending.buf.capacity()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
     }
