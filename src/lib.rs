@@ -4,7 +4,10 @@
 //! - [`log`]: the storage engine (segments, indexes, recovery); knows nothing of Kafka requests.
 //! - [`protocol`]: Kafka wire decoding and encoding; knows nothing of shards or files.
 //! - [`broker`]: shards, connections, the cross-core router and the topic catalog.
-//! - [`admin`]: a small blocking Kafka client used by the `shardlog topic` commands.
+//! - [`group`]: consumer-group coordinator and committed offsets.
+//! - [`metrics`]: per-shard counters and their Prometheus rendering.
+//! - [`settings`]: layered configuration (defaults, TOML, environment, flags).
+//! - [`admin`]: a small blocking Kafka client used by the `topic` and `group` commands.
 
 pub mod admin;
 pub mod broker;
