@@ -31,6 +31,12 @@ pub struct BrokerConfig {
     pub groups: crate::group::GroupConfig,
     /// Where shard 0 serves `/metrics` and `/health` over HTTP (`None`: off).
     pub metrics_listen: Option<SocketAddr>,
+    /// Flush policy (`--flush`): when appended data is fdatasynced.
+    pub flush: crate::log::FlushPolicy,
+    /// `log.flush.interval.ms`
+    pub flush_ms: i64,
+    /// `log.flush.interval.messages`
+    pub flush_messages: i64,
 }
 
 impl Default for BrokerConfig {
@@ -51,6 +57,9 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 24 * 3600 * 1000,
             groups: crate::group::GroupConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            flush: crate::log::FlushPolicy::Always,
+            flush_ms: 1000,
+            flush_messages: i64::MAX,
         }
     }
 }

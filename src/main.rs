@@ -130,6 +130,11 @@ struct ServeArgs {
     /// [metrics.listen; default 127.0.0.1:9644].
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// When data is fdatasynced: always (acks=all answered after fdatasync, shared by
+    /// concurrent produces), interval (every log.flush.interval.ms), never
+    /// [log.flush.policy; default always].
+    #[arg(long)]
+    flush: Option<String>,
     /// Log format, text or json [log.format; default text].
     #[arg(long)]
     log_format: Option<String>,
@@ -184,6 +189,7 @@ impl ServeArgs {
                 "--offsets-retention-minutes",
             ),
             ("metrics.listen", &self.metrics_listen, "--metrics-listen"),
+            ("log.flush.policy", &self.flush, "--flush"),
             ("log.format", &self.log_format, "--log-format"),
             ("log.level", &self.log, "--log"),
         ];

@@ -58,6 +58,9 @@ pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> 
         ("message.timestamp.type", "CreateTime".into()),
         ("compression.type", "producer".into()),
         ("min.insync.replicas", "1".into()),
+        ("flush.policy", cfg.flush.to_string()),
+        ("flush.ms", cfg.flush_ms.to_string()),
+        ("flush.messages", cfg.flush_messages.to_string()),
     ]
 }
 
@@ -74,7 +77,12 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
                 "segment.bytes must be in [14, 1073741824], got {value:?}"
             )),
         },
-        "segment.ms" | "index.interval.bytes" | "max.message.bytes" => positive(value),
+        "segment.ms"
+        | "index.interval.bytes"
+        | "max.message.bytes"
+        | "flush.ms"
+        | "flush.messages" => positive(value),
+        "flush.policy" => value.parse::<crate::log::FlushPolicy>().map(|_| ()),
         "retention.ms" | "retention.bytes" => match value.parse::<i64>() {
             Ok(n) if n >= -1 => Ok(()),
             _ => Err(format!("{key} must be -1 or more, got {value:?}")),
@@ -190,6 +198,13 @@ pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
             .map(|v| v as usize)
             .unwrap_or(cfg.message_max_bytes),
         producer_expiration_ms: cfg.producer_id_expiration_ms,
+        flush: meta
+            .configs
+            .get("flush.policy")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cfg.flush),
+        flush_ms: get("flush.ms").unwrap_or(cfg.flush_ms),
+        flush_messages: get("flush.messages").unwrap_or(cfg.flush_messages),
     }
 }
 

@@ -357,13 +357,15 @@ async fn shard_main(start: ShardStart) -> bool {
     }
     let _ = ready.send(Ok(id));
     {
-        // Group timers: session expiry, due rebalances, offsets retention. Ends with the shard.
+        // Housekeeping every 100 ms: group timers (session expiry, due rebalances, offsets
+        // retention and compaction) and background flushes. Ends with the shard.
         let (shard, stop) = (shard.clone(), stop.clone());
         crate::runtime::spawn_local(async move {
             let mut ticks: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 crate::runtime::sleep(Duration::from_millis(100)).await;
                 shard.groups.tick().await;
+                shard.flush_due().await;
                 ticks += 1;
                 if ticks % 600 == 0 {
                     shard.groups.compact().await;

@@ -26,6 +26,8 @@ pub struct PartAppend {
     pub topic: String,
     pub partition: i32,
     pub records: Option<Bytes>,
+    /// acks=all: acknowledge only once durable (under the `always` flush policy).
+    pub durable: bool,
 }
 
 pub struct PartProduceResult {
@@ -55,7 +57,7 @@ pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Part
             let Some(records) = p.records.filter(|r| !r.is_empty()) else {
                 return failed(p.slot, errors::CORRUPT_MESSAGE);
             };
-            match log.append(&records).await {
+            match log.append_with(&records, p.durable).await {
                 Ok(info) => {
                     shard.data_arrived.notify_all();
                     shard.metrics.record_in(
@@ -117,6 +119,7 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest) -> Option<ProduceRes
                             topic: t.name.clone(),
                             partition: p.index,
                             records: p.records.clone(),
+                            durable: req.acks == -1,
                         });
                 }
             }

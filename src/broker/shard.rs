@@ -180,6 +180,16 @@ impl Shard {
         }
     }
 
+    /// Flushes logs whose `flush.ms` has passed with data unflushed.
+    pub async fn flush_due(&self) {
+        let now = crate::log::now_ms();
+        for ((t, p), log) in self.open_logs() {
+            if let Err(e) = log.flush_if_due(now).await {
+                error!(topic = %t, partition = p, "background flush failed: {e}");
+            }
+        }
+    }
+
     /// This shard's metrics, with the state of its partitions and groups, for a scrape.
     pub fn snapshot(&self) -> crate::metrics::Snapshot {
         let (reads, writes) = crate::runtime::take_io_counts();

@@ -391,10 +391,13 @@ impl Coordinator {
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
         let batch = build_batch(&refs, now_ms());
-        log.append(&batch).await.map(|_| ()).map_err(|e| {
-            error!(group, "offset commit not written: {e}");
-            KAFKA_STORAGE_ERROR
-        })
+        log.append_with(&batch, true)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                error!(group, "offset commit not written: {e}");
+                KAFKA_STORAGE_ERROR
+            })
     }
 
     async fn append_offsets(

@@ -32,6 +32,41 @@ use batch::{BatchError, BatchHeader, BatchScan};
 use producer_state::{ProducerState, SequenceError, Verdict};
 use segment::Segment;
 
+/// When appended data is made durable (fdatasync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Appends that ask for durability (acks=all) are acknowledged only after an fdatasync;
+    /// all such appends of one writer round share it (group commit). Others are flushed
+    /// in the background like `Interval`.
+    Always,
+    /// No acknowledgement waits; data is flushed every `flush_ms` or `flush_messages`.
+    Interval,
+    /// No explicit flush except at segment roll and clean shutdown.
+    Never,
+}
+
+impl std::str::FromStr for FlushPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "always" => Ok(FlushPolicy::Always),
+            "interval" => Ok(FlushPolicy::Interval),
+            "never" => Ok(FlushPolicy::Never),
+            other => Err(format!("expected always, interval or never, got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for FlushPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlushPolicy::Always => "always",
+            FlushPolicy::Interval => "interval",
+            FlushPolicy::Never => "never",
+        })
+    }
+}
+
 /// Per-log settings (Kafka topic config names in comments).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -46,6 +81,12 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms`: idempotent-producer state kept this long after a
     /// producer's last append.
     pub producer_expiration_ms: i64,
+    /// Flush policy (`--flush`).
+    pub flush: FlushPolicy,
+    /// `flush.ms`: longest time written data stays unflushed (Always and Interval).
+    pub flush_ms: i64,
+    /// `flush.messages`: most records written before a flush (Interval).
+    pub flush_messages: i64,
 }
 
 impl Default for LogConfig {
@@ -56,6 +97,9 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
             producer_expiration_ms: producer_state::DEFAULT_EXPIRATION_MS,
+            flush: FlushPolicy::Always,
+            flush_ms: 1000,
+            flush_messages: i64::MAX,
         }
     }
 }
@@ -106,7 +150,8 @@ pub struct ReadInfo {
 struct Pending {
     buf: Vec<u8>,
     batches: Vec<(usize, BatchHeader)>,
-    waiters: Vec<oneshot::Sender<Result<(), LogError>>>,
+    /// (waiter, wants durability)
+    waiters: Vec<(oneshot::Sender<Result<(), LogError>>, bool)>,
 }
 
 impl Pending {
@@ -132,6 +177,9 @@ struct State {
     /// Idempotent producers' recent batches, updated as batches are queued.
     producers: ProducerState,
     last_expiry_ms: i64,
+    /// Records written since the last flush, and when that flush was.
+    unflushed_records: i64,
+    last_flush_ms: i64,
 }
 
 struct Inner {
@@ -214,6 +262,8 @@ impl Log {
             config,
             producers: ProducerState::default(),
             last_expiry_ms: now,
+            unflushed_records: 0,
+            last_flush_ms: now,
         };
         let log = Log {
             inner: Rc::new(Inner {
@@ -389,6 +439,12 @@ impl Log {
     /// and appends them. Nothing is written if any batch is invalid. Resolves once the data
     /// is written to the page cache.
     pub async fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.append_with(records, false).await
+    }
+
+    /// Like [`Log::append`]; with `durable` (acks=all) and the `Always` flush policy, it
+    /// resolves only after the data is fdatasynced.
+    pub async fn append_with(&self, records: &[u8], durable: bool) -> Result<AppendInfo, LogError> {
         let max = self.inner.state.borrow().config.max_batch_bytes;
         let mut headers = Vec::new();
         let mut pos = 0usize;
@@ -440,7 +496,8 @@ impl Log {
             }
             st.next_offset = next;
             let (tx, rx) = oneshot::channel();
-            st.pending.waiters.push(tx);
+            let durable = durable && st.config.flush == FlushPolicy::Always;
+            st.pending.waiters.push((tx, durable));
             let spawn = !st.writer_active;
             st.writer_active = true;
             (
@@ -584,6 +641,23 @@ impl Log {
         Ok(None)
     }
 
+    /// Flushes written data if the policy says it is due (`flush.ms` passed since the last
+    /// flush with data unflushed). Called periodically by the owning shard.
+    pub async fn flush_if_due(&self, now_ms: i64) -> Result<bool, LogError> {
+        let file = {
+            let st = self.inner.state.borrow();
+            let due = st.config.flush != FlushPolicy::Never
+                && st.unflushed_records > 0
+                && now_ms - st.last_flush_ms >= st.config.flush_ms;
+            match (due, st.segments.last()) {
+                (true, Some(s)) => s.log.clone(),
+                _ => return Ok(false),
+            }
+        };
+        flush(&self.inner, &file).await?;
+        Ok(true)
+    }
+
     /// Makes all written data and the active segment's indexes durable.
     pub async fn sync(&self) -> Result<(), LogError> {
         let work = {
@@ -725,6 +799,7 @@ async fn run_writer(inner: Rc<Inner>) {
                         }
                         active.size = pos + len;
                     }
+                    st.unflushed_records += hw - st.high_watermark;
                     st.high_watermark = hw;
                     let now = now_ms();
                     if now - st.last_expiry_ms > 60_000 {
@@ -736,18 +811,34 @@ async fn run_writer(inner: Rc<Inner>) {
                         }
                     }
                 }
-                for w in waiters {
+                let (durable, acked): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|w| w.1);
+                for (w, _) in acked {
                     let _ = w.send(Ok(()));
                 }
                 inner.written.notify_all();
                 persist_indexes(&inner).await;
+                let due = {
+                    let st = inner.state.borrow();
+                    st.config.flush == FlushPolicy::Interval
+                        && st.unflushed_records >= st.config.flush_messages
+                };
+                if !durable.is_empty() || due {
+                    // Group commit: one fdatasync for every durable append of this round.
+                    let r = flush(&inner, &file).await;
+                    for (w, _) in durable {
+                        let _ =
+                            w.send(r.as_ref().map(|_| ()).map_err(|e| {
+                                LogError::Io(io::Error::new(e.kind(), e.to_string()))
+                            }));
+                    }
+                }
             }
             Err(e) => {
                 error!(dir = %inner.dir.display(), "append of {len} bytes at {pos} failed: {e}");
                 if let Err(e2) = file.truncate(pos).await {
                     error!(dir = %inner.dir.display(), "could not cut failed append: {e2}");
                 }
-                for w in waiters {
+                for (w, _) in waiters {
                     let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
                 }
                 fail_pending(&inner, &e);
@@ -765,10 +856,25 @@ fn fail_pending(inner: &Inner, e: &io::Error) {
         st.producers.forget_from(hw);
         std::mem::replace(&mut st.pending, Pending::new()).waiters
     };
-    for w in waiters {
+    for (w, _) in waiters {
         let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
     }
     inner.written.notify_all();
+}
+
+/// fdatasyncs `file` (the active segment) and resets the unflushed counters.
+async fn flush(inner: &Inner, file: &LogFile) -> io::Result<()> {
+    let started = now_ms();
+    let r = file.sync().await;
+    match &r {
+        Ok(()) => {
+            let mut st = inner.state.borrow_mut();
+            st.unflushed_records = 0;
+            st.last_flush_ms = started;
+        }
+        Err(e) => error!(dir = %inner.dir.display(), "fdatasync failed: {e}"),
+    }
+    r
 }
 
 async fn persist_indexes(inner: &Inner) {

@@ -367,3 +367,37 @@ fn clean_reopen_scans_only_the_tail_and_matches_a_full_scan() {
         );
     });
 }
+
+#[test]
+fn durable_appends_share_one_fdatasync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        let before = super::file::fsync_stats().0;
+        let futs = (0..50).map(|_| {
+            let log = log.clone();
+            async move {
+                log.append_with(&make_batch(0, 1, 1, 10), true)
+                    .await
+                    .expect("append")
+            }
+        });
+        futures::future::join_all(futs).await;
+        let synced = super::file::fsync_stats().0 - before;
+        assert!(
+            (1..=3).contains(&synced),
+            "50 durable appends took {synced} fdatasyncs"
+        );
+        // Non-durable appends do not wait for one.
+        let before = super::file::fsync_stats().0;
+        log.append(&make_batch(0, 1, 1, 10)).await.expect("append");
+        assert_eq!(super::file::fsync_stats().0 - before, 0);
+        // The background flush picks it up once flush.ms has passed.
+        assert!(log.flush_if_due(now_ms() + 5_000).await.expect("flush"));
+        assert!(!log
+            .flush_if_due(now_ms() + 10_000)
+            .await
+            .expect("nothing left"));
+    });
+}
