@@ -37,6 +37,12 @@ pub struct BrokerConfig {
     pub flush_ms: i64,
     /// `log.flush.interval.messages`
     pub flush_messages: i64,
+    /// `log.retention.ms` (-1: keep forever)
+    pub retention_ms: i64,
+    /// `log.retention.bytes` (-1: no limit)
+    pub retention_bytes: i64,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +66,9 @@ impl Default for BrokerConfig {
             flush: crate::log::FlushPolicy::Always,
             flush_ms: 1000,
             flush_messages: i64::MAX,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_ms: 300_000,
         }
     }
 }

@@ -146,55 +146,43 @@ struct ServeArgs {
 impl ServeArgs {
     /// (setting key, value, flag) of every flag given.
     fn flags(&self) -> Vec<(&'static str, String, &'static str)> {
-        let all = [
-            ("listen", &self.listen, "--listen"),
-            ("log.dirs", &self.data_dir, "--data-dir"),
-            ("cores", &self.cores, "--cores"),
+        let given = [
+            ("--listen", &self.listen),
+            ("--data-dir", &self.data_dir),
+            ("--cores", &self.cores),
+            ("--max-frame-bytes", &self.max_frame_bytes),
+            ("--auto-create-topics", &self.auto_create_topics),
+            ("--num-partitions", &self.num_partitions),
+            ("--segment-bytes", &self.segment_bytes),
+            ("--segment-ms", &self.segment_ms),
+            ("--message-max-bytes", &self.message_max_bytes),
             (
-                "socket.request.max.bytes",
-                &self.max_frame_bytes,
-                "--max-frame-bytes",
-            ),
-            (
-                "auto.create.topics.enable",
-                &self.auto_create_topics,
-                "--auto-create-topics",
-            ),
-            ("num.partitions", &self.num_partitions, "--num-partitions"),
-            ("log.segment.bytes", &self.segment_bytes, "--segment-bytes"),
-            ("log.roll.ms", &self.segment_ms, "--segment-ms"),
-            (
-                "message.max.bytes",
-                &self.message_max_bytes,
-                "--message-max-bytes",
-            ),
-            (
-                "producer.id.expiration.ms",
-                &self.producer_id_expiration_ms,
                 "--producer-id-expiration-ms",
+                &self.producer_id_expiration_ms,
             ),
             (
-                "group.initial.rebalance.delay.ms",
-                &self.group_initial_rebalance_delay_ms,
                 "--group-initial-rebalance-delay-ms",
+                &self.group_initial_rebalance_delay_ms,
             ),
             (
-                "group.min.session.timeout.ms",
-                &self.group_min_session_timeout_ms,
                 "--group-min-session-timeout-ms",
+                &self.group_min_session_timeout_ms,
             ),
             (
-                "offsets.retention.minutes",
-                &self.offsets_retention_minutes,
                 "--offsets-retention-minutes",
+                &self.offsets_retention_minutes,
             ),
-            ("metrics.listen", &self.metrics_listen, "--metrics-listen"),
-            ("log.flush.policy", &self.flush, "--flush"),
-            ("log.format", &self.log_format, "--log-format"),
-            ("log.level", &self.log, "--log"),
+            ("--metrics-listen", &self.metrics_listen),
+            ("--flush", &self.flush),
+            ("--log-format", &self.log_format),
+            ("--log", &self.log),
         ];
-        all.into_iter()
-            .filter_map(|(k, v, f)| v.clone().map(|v| (k, v, f)))
+        given
+            .into_iter()
+            .filter_map(|(flag, v)| {
+                let (f, key) = settings::FLAG_KEYS.iter().find(|(f, _)| *f == flag)?;
+                v.clone().map(|v| (*key, v, *f))
+            })
             .collect()
     }
 

@@ -85,6 +85,13 @@ fn positive(v: &str) -> Result<u64, String> {
     }
 }
 
+fn retention(v: &str) -> Result<i64, String> {
+    match num::<i64>(v)? {
+        n if n >= -1 => Ok(n),
+        _ => Err("must be -1 or more".into()),
+    }
+}
+
 fn boolean(v: &str) -> Result<bool, String> {
     match v.trim() {
         "true" => Ok(true),
@@ -258,6 +265,60 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         },
     ),
     (
+        "log.retention.ms",
+        "closed segments whose newest record is older are deleted; -1 keeps",
+        |s, v| {
+            s.broker.retention_ms = retention(v)?;
+            Ok(())
+        },
+        |s| s.broker.retention_ms.to_string(),
+    ),
+    (
+        "log.retention.bytes",
+        "oldest closed segments deleted while a partition is larger; -1 no limit",
+        |s, v| {
+            s.broker.retention_bytes = retention(v)?;
+            Ok(())
+        },
+        |s| s.broker.retention_bytes.to_string(),
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "how often each shard applies retention",
+        |s, v| {
+            s.broker.retention_check_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.retention_check_ms.to_string(),
+    ),
+    (
+        "log.flush.policy",
+        "always (acks=all waits for fdatasync, group commit), interval or never",
+        |s, v| {
+            s.broker.flush = v.parse()?;
+            Ok(())
+        },
+        |s| s.broker.flush.to_string(),
+    ),
+    (
+        "log.flush.interval.ms",
+        "longest time written data stays unflushed (always, interval)",
+        |s, v| {
+            s.broker.flush_ms = positive(v)? as i64;
+            Ok(())
+        },
+        |s| s.broker.flush_ms.to_string(),
+    ),
+    (
+        "log.flush.interval.messages",
+        "most records written before a flush (interval)",
+        |s, v| {
+            s.broker.flush_messages = positive(v)?.min(i64::MAX as u64) as i64;
+            Ok(())
+        },
+        |s| s.broker.flush_messages.to_string(),
+    ),
+    (
         "log.format",
         "text or json",
         |s, v| {
@@ -282,6 +343,33 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         },
         |s| s.log_level.clone(),
     ),
+];
+
+/// Command-line flags of `serve` and the setting each sets.
+pub const FLAG_KEYS: &[(&str, &str)] = &[
+    ("--listen", "listen"),
+    ("--data-dir", "log.dirs"),
+    ("--cores", "cores"),
+    ("--max-frame-bytes", "socket.request.max.bytes"),
+    ("--auto-create-topics", "auto.create.topics.enable"),
+    ("--num-partitions", "num.partitions"),
+    ("--segment-bytes", "log.segment.bytes"),
+    ("--segment-ms", "log.roll.ms"),
+    ("--message-max-bytes", "message.max.bytes"),
+    ("--producer-id-expiration-ms", "producer.id.expiration.ms"),
+    (
+        "--group-initial-rebalance-delay-ms",
+        "group.initial.rebalance.delay.ms",
+    ),
+    (
+        "--group-min-session-timeout-ms",
+        "group.min.session.timeout.ms",
+    ),
+    ("--offsets-retention-minutes", "offsets.retention.minutes"),
+    ("--metrics-listen", "metrics.listen"),
+    ("--flush", "log.flush.policy"),
+    ("--log-format", "log.format"),
+    ("--log", "log.level"),
 ];
 
 /// The environment variable of a key: `SHARDLOG_` + upper case, dots as underscores.
@@ -421,6 +509,16 @@ mod tests {
             "{printed}"
         );
         assert!(printed.contains("cores = "), "{printed}");
+    }
+
+    #[test]
+    fn every_flag_sets_a_known_key() {
+        for (flag, key) in FLAG_KEYS {
+            assert!(
+                KEYS.iter().any(|(k, ..)| k == key),
+                "{flag} maps to unknown {key}"
+            );
+        }
     }
 
     #[test]

@@ -6,33 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
-use kafka_protocol::messages::BrokerId;
 use shardlog::admin::client::Client;
 
-use common::wire::{create_topic as create, latest, name, produce};
+use common::wire::{create_topic as create, fetch, latest, produce};
 use common::{record_batch, Broker};
-
-fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64, wait_ms: i32) -> (i16, Bytes) {
-    let mut fp = FetchPartition::default();
-    fp.partition = partition;
-    fp.fetch_offset = offset;
-    fp.partition_max_bytes = 1 << 20;
-    let mut ft = FetchTopic::default();
-    ft.topic = name(topic);
-    ft.partitions = vec![fp];
-    let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.max_wait_ms = wait_ms;
-    req.min_bytes = 1;
-    req.max_bytes = 50 << 20;
-    req.topics = vec![ft];
-    let resp = c.call(&req, 11).expect("fetch");
-    let pd = &resp.responses[0].partitions[0];
-    (pd.error_code, pd.records.clone().unwrap_or_default())
-}
 
 /// True if the peer closed the connection (EOF or reset) within a few seconds.
 fn closed_by_peer(s: &mut TcpStream) -> bool {

@@ -49,8 +49,8 @@ const FILE: &str = "catalog.json";
 pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> {
     vec![
         ("cleanup.policy", "delete".into()),
-        ("retention.ms", "604800000".into()),
-        ("retention.bytes", "-1".into()),
+        ("retention.ms", cfg.retention_ms.to_string()),
+        ("retention.bytes", cfg.retention_bytes.to_string()),
         ("segment.bytes", cfg.segment_bytes.to_string()),
         ("segment.ms", cfg.segment_ms.to_string()),
         ("max.message.bytes", cfg.message_max_bytes.to_string()),
@@ -205,6 +205,8 @@ pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
             .unwrap_or(cfg.flush),
         flush_ms: get("flush.ms").unwrap_or(cfg.flush_ms),
         flush_messages: get("flush.messages").unwrap_or(cfg.flush_messages),
+        retention_ms: get("retention.ms").unwrap_or(cfg.retention_ms),
+        retention_bytes: get("retention.bytes").unwrap_or(cfg.retention_bytes),
     }
 }
 

@@ -370,6 +370,9 @@ async fn shard_main(start: ShardStart) -> bool {
                 if ticks % 600 == 0 {
                     shard.groups.compact().await;
                 }
+                if ticks % (shard.cfg.retention_check_ms / 100).max(1) == 0 {
+                    shard.apply_retention();
+                }
             }
         });
     }

@@ -190,6 +190,16 @@ impl Shard {
         }
     }
 
+    /// Applies retention to every log this shard owns.
+    pub fn apply_retention(&self) {
+        let now = crate::log::now_ms();
+        for ((t, p), log) in self.open_logs() {
+            if let Err(e) = log.apply_retention(now) {
+                error!(topic = %t, partition = p, "retention failed: {e}");
+            }
+        }
+    }
+
     /// This shard's metrics, with the state of its partitions and groups, for a scrape.
     pub fn snapshot(&self) -> crate::metrics::Snapshot {
         let (reads, writes) = crate::runtime::take_io_counts();

@@ -87,6 +87,11 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `flush.messages`: most records written before a flush (Interval).
     pub flush_messages: i64,
+    /// `retention.ms`: closed segments whose newest record is older are deleted (-1: keep).
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest closed segments are deleted while the log is larger (-1:
+    /// no limit).
+    pub retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -100,6 +105,8 @@ impl Default for LogConfig {
             flush: FlushPolicy::Always,
             flush_ms: 1000,
             flush_messages: i64::MAX,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
         }
     }
 }
@@ -656,6 +663,47 @@ impl Log {
         };
         flush(&self.inner, &file).await?;
         Ok(true)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: deletes whole closed segments from the
+    /// start of the log (never the active one) and advances the log start offset. Returns
+    /// the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let cut = {
+            let st = self.inner.state.borrow();
+            let cfg = &st.config;
+            let closed = st.segments.len().saturating_sub(1);
+            let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
+            let mut cut = None;
+            for seg in st.segments.iter().take(closed) {
+                let too_old = cfg.retention_ms >= 0
+                    && seg.max_timestamp >= 0
+                    && now_ms - seg.max_timestamp > cfg.retention_ms;
+                let too_big =
+                    cfg.retention_bytes >= 0 && total - seg.size as i64 >= cfg.retention_bytes;
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= seg.size as i64;
+                cut = Some(seg.next_offset);
+            }
+            cut
+        };
+        match cut {
+            Some(offset) => {
+                let n = self.delete_segments_before(offset)?;
+                if n > 0 {
+                    info!(
+                        dir = %self.inner.dir.display(),
+                        segments = n,
+                        log_start_offset = self.log_start_offset(),
+                        "retention deleted segments"
+                    );
+                }
+                Ok(n)
+            }
+            None => Ok(0),
+        }
     }
 
     /// Makes all written data and the active segment's indexes durable.

@@ -401,3 +401,51 @@ fn durable_appends_share_one_fdatasync() {
             .expect("nothing left"));
     });
 }
+
+#[test]
+fn retention_by_size_and_time_deletes_whole_closed_segments() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let cfg = LogConfig {
+            retention_bytes: 3000,
+            retention_ms: -1,
+            ..small(1024)
+        };
+        let (log, _) = Log::open(&path, cfg.clone()).await.expect("open");
+        for i in 0..60 {
+            log.append(&make_batch(0, 1, 1_000 + i, 100))
+                .await
+                .expect("append");
+        }
+        let segments = log.segment_count();
+        let deleted = log.apply_retention(now_ms()).expect("retention");
+        assert!(deleted > 0 && log.segment_count() == segments - deleted);
+        assert!(log.size_bytes() < 3000 + 1200, "size {}", log.size_bytes());
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert!(matches!(
+            log.read(0, 1 << 20, true).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            offsets_in(&log.read(start, 1 << 20, true).await.expect("read").records)[0],
+            start
+        );
+        // By time: every closed segment's newest record is ancient.
+        log.set_config(LogConfig {
+            retention_bytes: -1,
+            retention_ms: 60_000,
+            ..cfg
+        });
+        log.apply_retention(now_ms()).expect("retention");
+        assert_eq!(log.segment_count(), 1, "only the active segment is kept");
+        drop(log);
+        let (log, _) = Log::open(&path, small(1024)).await.expect("reopen");
+        assert!(
+            log.log_start_offset() > start,
+            "log start survives a restart"
+        );
+        assert_eq!(log.high_watermark(), 60);
+    });
+}

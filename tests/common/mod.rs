@@ -265,6 +265,33 @@ pub mod wire {
         (pr.error_code, pr.base_offset)
     }
 
+    /// Fetch v11 of one partition, long-polling up to `wait_ms`: (error code, records).
+    pub fn fetch(
+        c: &mut Client,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        wait_ms: i32,
+    ) -> (i16, Bytes) {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+        let mut fp = FetchPartition::default();
+        fp.partition = partition;
+        fp.fetch_offset = offset;
+        fp.partition_max_bytes = 1 << 20;
+        let mut ft = FetchTopic::default();
+        ft.topic = name(topic);
+        ft.partitions = vec![fp];
+        let mut req = FetchRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(-1);
+        req.max_wait_ms = wait_ms;
+        req.min_bytes = 1;
+        req.max_bytes = 50 << 20;
+        req.topics = vec![ft];
+        let resp = c.call(&req, 11).expect("fetch");
+        let pd = &resp.responses[0].partitions[0];
+        (pd.error_code, pd.records.clone().unwrap_or_default())
+    }
+
     /// The latest offset (high watermark) of a partition.
     pub fn latest(c: &mut Client, topic: &str, partition: i32) -> i64 {
         shardlog::admin::topic::list_offset(c, topic, partition, -1)

@@ -1,0 +1,65 @@
+//! Retention through the broker: old segments go, consumers behind the log start get
+//! OFFSET_OUT_OF_RANGE and clients reset.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shardlog::admin::client::Client;
+use shardlog::admin::topic::list_offset;
+
+use common::Broker;
+
+#[test]
+fn retention_bytes_advances_the_log_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("shardlog.toml");
+    std::fs::write(&cfg, "\"log.retention.check.interval.ms\" = 200\n").expect("write");
+    let b = Broker::start_with(1, &["--config", cfg.to_str().expect("utf8")]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["topic", "create", "short", "--partitions", "1"])
+        .args([
+            "--config",
+            "segment.bytes=1024",
+            "--config",
+            "retention.bytes=4096",
+        ])
+        .args(["--bootstrap", &b.bootstrap()])
+        .output()
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    for i in 0..200 {
+        let v = format!("{i:0100}");
+        block_on(
+            p.send_result(FutureRecord::<(), _>::to("short").partition(0).payload(&v))
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        )
+        .expect("not cancelled")
+        .expect("delivered");
+    }
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut earliest = 0;
+    while Instant::now() < deadline && earliest == 0 {
+        earliest = list_offset(&mut c, "short", 0, -2).expect("earliest").1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(earliest > 0, "retention advanced the log start");
+    assert_eq!(list_offset(&mut c, "short", 0, -1).expect("latest").1, 200);
+    let (err, _) = common::wire::fetch(&mut c, "short", 0, 0, 0);
+    assert_eq!(err, 1, "OFFSET_OUT_OF_RANGE below the log start");
+    assert!(b.log_text().contains("retention deleted segments"));
+}
