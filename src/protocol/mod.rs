@@ -259,3 +259,94 @@ pub fn api_versions_response(version: i16, correlation_id: i32) -> Result<Bytes,
         &resp,
     )
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(key: i16, version: i16, body: &[u8]) -> Bytes {
+        let mut f = Vec::with_capacity(10 + body.len());
+        f.extend(key.to_be_bytes());
+        f.extend(version.to_be_bytes());
+        f.extend(7i32.to_be_bytes());
+        f.extend((-1i16).to_be_bytes());
+        f.extend_from_slice(body);
+        Bytes::from(f)
+    }
+
+    fn valid_produce() -> Vec<u8> {
+        use kafka_protocol::messages::produce_request::{
+            PartitionProduceData, ProduceRequest, TopicProduceData,
+        };
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::protocol::StrBytes;
+        let batch = crate::log::records::build_batch(&[(Some(b"k"), Some(b"value"))], 1);
+        let mut p = PartitionProduceData::default();
+        p.index = 0;
+        p.records = Some(Bytes::from(batch));
+        let mut t = TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_static_str("topic"));
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.topic_data = vec![t];
+        let mut buf = bytes::BytesMut::new();
+        req.encode(&mut buf, 9).expect("encode");
+        buf.to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Any body for any served API and version: an error or a request, never a panic
+        /// and never an allocation larger than the frame.
+        #[test]
+        fn random_bodies_never_panic(idx in 0..SUPPORTED.len(), v in -1i16..20, body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let s = SUPPORTED[idx];
+            let _ = decode_request(frame(s.key, v, &body));
+            let flexible = v >= s.flexible_from;
+            if flexible {
+                // Flexible requests carry a tagged-field byte after the client id.
+                let mut b = vec![0u8];
+                b.extend(&body);
+                let _ = decode_request(frame(s.key, v, &b));
+            }
+        }
+
+        /// A valid Produce request, mutated: decoding and batch validation never panic.
+        #[test]
+        fn mutated_produce_never_panics(flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..6), cut in 0usize..200) {
+            let mut body = vec![0u8];
+            body.extend(valid_produce());
+            for (at, x) in flips {
+                if let Some(b) = body.get_mut(at) {
+                    *b ^= x;
+                }
+            }
+            body.truncate(body.len().saturating_sub(cut % 50));
+            if let Ok((_, Request::Produce(p))) = decode_request(frame(PRODUCE, 9, &body)) {
+                for t in p.topics {
+                    for part in t.partitions {
+                        if let Some(r) = part.records {
+                            let _ = crate::log::batch::validate_incoming(&r);
+                            let _ = crate::log::records::read_records(&r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_unmutated_produce_decodes() {
+        let mut body = vec![0u8];
+        body.extend(valid_produce());
+        match decode_request(frame(PRODUCE, 9, &body)) {
+            Ok((_, Request::Produce(p))) => {
+                let r = p.topics[0].partitions[0].records.clone().expect("records");
+                assert!(crate::log::batch::validate_incoming(&r).is_ok());
+            }
+            other => panic!("did not decode: {:?}", other.err()),
+        }
+    }
+}

@@ -60,8 +60,14 @@ impl Broker {
         b
     }
 
+    /// The data directory: `--data-dir` from the extra arguments, else one in the temp dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.extra
+            .iter()
+            .position(|a| a == "--data-dir")
+            .and_then(|i| self.extra.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn launch(&mut self) {
@@ -72,8 +78,14 @@ impl Broker {
             let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
                 .args(["serve", "--listen"])
                 .arg(format!("127.0.0.1:{}", self.port))
-                .arg("--data-dir")
-                .arg(self.data_dir())
+                .args(if self.extra.iter().any(|a| a == "--data-dir") {
+                    Vec::new()
+                } else {
+                    vec![
+                        "--data-dir".to_string(),
+                        self.data_dir().display().to_string(),
+                    ]
+                })
                 .args(["--cores", &self.cores.to_string()])
                 .args(if self.extra.iter().any(|a| a == "--metrics-listen") {
                     &[][..]
@@ -250,6 +262,16 @@ pub mod wire {
 
     /// Produce v9, acks=all, one partition: (error code, base offset).
     pub fn produce(c: &mut Client, topic: &str, partition: i32, records: Vec<u8>) -> (i16, i64) {
+        try_produce(c, topic, partition, records).expect("produce")
+    }
+
+    /// Like [`produce`], with connection errors returned instead of panicking.
+    pub fn try_produce(
+        c: &mut Client,
+        topic: &str,
+        partition: i32,
+        records: Vec<u8>,
+    ) -> anyhow::Result<(i16, i64)> {
         let mut p = PartitionProduceData::default();
         p.index = partition;
         p.records = Some(Bytes::from(records));
@@ -260,9 +282,9 @@ pub mod wire {
         req.acks = -1;
         req.timeout_ms = 10_000;
         req.topic_data = vec![t];
-        let resp = c.call(&req, 9).expect("produce");
+        let resp = c.call(&req, 9)?;
         let pr = &resp.responses[0].partition_responses[0];
-        (pr.error_code, pr.base_offset)
+        Ok((pr.error_code, pr.base_offset))
     }
 
     /// Fetch v11 of one partition, long-polling up to `wait_ms`: (error code, records).
