@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -139,6 +140,27 @@ fn admin_client_configs_partitions_and_delete() {
         .iter()
         .any(|e| e.name == "auto.create.topics.enable"));
 
+    // AlterConfigs replaces the topic's overrides (a bad value gets INVALID_CONFIG; checked
+    // with confluent-kafka in tests/smoke, since rust-rdkafka reports it as success).
+    let altered = block_on(a.alter_configs(
+        &[AlterConfig::new(ResourceSpecifier::Topic("cfgd")).set("retention.ms", "7200000")],
+        &opts(),
+    ))
+    .expect("alter");
+    altered[0].as_ref().expect("altered");
+    let described = block_on(a.describe_configs(&[ResourceSpecifier::Topic("cfgd")], &opts()))
+        .expect("describe");
+    let res = described[0].as_ref().expect("resource");
+    let value = |k: &str| {
+        res.entries
+            .iter()
+            .find(|e| e.name == k)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(value("retention.ms").as_deref(), Some("7200000"));
+    // Not set any more by AlterConfigs (which replaces the whole set): back to the default.
+    assert_eq!(value("segment.bytes").as_deref(), Some("1073741824"));
+
     let more = block_on(a.create_partitions(&[NewPartitions::new("cfgd", 5)], &opts()))
         .expect("create partitions");
     more[0].as_ref().expect("grown");
@@ -158,6 +180,15 @@ fn admin_client_configs_partitions_and_delete() {
         .expect("metadata");
     assert_eq!(md.topics()[0].partitions().len(), 5);
     assert_eq!(md.brokers().len(), 2, "one advertised broker per shard");
+    let described = block_on(a.describe_configs(&[ResourceSpecifier::Topic("cfgd")], &opts()))
+        .expect("describe");
+    let res = described[0].as_ref().expect("resource");
+    assert!(
+        res.entries
+            .iter()
+            .any(|e| e.name == "retention.ms" && e.value.as_deref() == Some("7200000")),
+        "altered config survives a restart"
+    );
 
     let del = block_on(a.delete_topics(&["cfgd"], &opts())).expect("delete");
     del[0].as_ref().expect("deleted");

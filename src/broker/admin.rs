@@ -252,6 +252,158 @@ pub async fn controller_create_partitions(
     results
 }
 
+/// Runs on the controller: applies AlterConfigs / IncrementalAlterConfigs to topic overrides.
+pub async fn controller_alter_configs(
+    shard: &Rc<Shard>,
+    req: crate::protocol::AlterConfigsRequest,
+) -> Vec<TopicResult> {
+    let _guard = shard.admin_lock.lock().await;
+    let mut cat = (*shard.catalog()).clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    for res in req.resources {
+        let name = res.name.clone();
+        if res.resource_type != TOPIC {
+            results.push(TopicResult::err(
+                &name,
+                errors::INVALID_REQUEST,
+                "only topic configs can be altered; broker settings are static (--config, SHARDLOG_*, flags)",
+            ));
+            continue;
+        }
+        let Some(meta) = cat.topics.get_mut(&name) else {
+            results.push(TopicResult::err(
+                &name,
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                "unknown topic",
+            ));
+            continue;
+        };
+        let mut configs = if req.incremental {
+            meta.configs.clone()
+        } else {
+            Default::default()
+        };
+        let mut bad = None;
+        for (k, op, v) in &res.configs {
+            match (op, v) {
+                (0, Some(v)) => match validate_topic_config(k, v) {
+                    Ok(()) => {
+                        configs.insert(k.clone(), v.clone());
+                    }
+                    Err(e) => bad = Some(e),
+                },
+                (1, _) | (0, None) => {
+                    configs.remove(k);
+                }
+                _ => {
+                    bad = Some(format!(
+                        "operation {op} on {k} is not supported (only SET and DELETE)"
+                    ))
+                }
+            }
+        }
+        if let Some(msg) = bad {
+            results.push(TopicResult::err(&name, errors::INVALID_CONFIG, msg));
+            continue;
+        }
+        if !req.validate_only && configs != meta.configs {
+            info!(topic = %name, ?configs, "altering topic configs");
+            meta.configs = configs;
+            changed = true;
+        }
+        results.push(TopicResult {
+            name,
+            error: errors::NONE,
+            message: None,
+            id: meta.id,
+            partitions: meta.partitions,
+        });
+    }
+    if changed {
+        if let Err(e) = publish(shard, cat).await {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
+            }
+        }
+    }
+    results
+}
+
+/// Fills an AlterConfigs-shaped response (both APIs share the field names).
+macro_rules! alter_response {
+    ($resp:ty, $item:ty, $results:expr) => {{
+        let mut resp = <$resp>::default();
+        for (t, name, code, msg) in $results {
+            let mut x = <$item>::default();
+            x.resource_type = t;
+            x.resource_name = s(name);
+            x.error_code = code;
+            x.error_message = msg.map(s);
+            resp.responses.push(x);
+        }
+        resp
+    }};
+}
+
+pub async fn alter_configs_classic(
+    shard: &Rc<Shard>,
+    req: crate::protocol::AlterConfigsRequest,
+) -> kafka_protocol::messages::AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::{
+        AlterConfigsResourceResponse, AlterConfigsResponse,
+    };
+    alter_response!(
+        AlterConfigsResponse,
+        AlterConfigsResourceResponse,
+        alter_configs(shard, req).await
+    )
+}
+
+pub async fn incremental_alter_configs(
+    shard: &Rc<Shard>,
+    req: crate::protocol::AlterConfigsRequest,
+) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::{
+        AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
+    };
+    alter_response!(
+        IncrementalAlterConfigsResponse,
+        AlterConfigsResourceResponse,
+        alter_configs(shard, req).await
+    )
+}
+
+/// AlterConfigs / IncrementalAlterConfigs results: (resource type, name, error, message).
+async fn alter_configs(
+    shard: &Rc<Shard>,
+    req: crate::protocol::AlterConfigsRequest,
+) -> Vec<(i8, String, i16, Option<String>)> {
+    let resources: Vec<(i8, String)> = req
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.name.clone()))
+        .collect();
+    let results = on_controller(shard, Call::AlterConfigs(req)).await;
+    resources
+        .into_iter()
+        .map(|(t, name)| {
+            let r = results
+                .iter()
+                .find(|r| r.name == name)
+                .cloned()
+                .unwrap_or_else(|| {
+                    TopicResult::err(
+                        &name,
+                        errors::UNKNOWN_SERVER_ERROR,
+                        "controller unavailable",
+                    )
+                });
+            (t, name, r.error, r.message)
+        })
+        .collect()
+}
+
 /// Runs `call` on the controller (directly when this shard is the controller).
 pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
     if shard.id == CONTROLLER {
@@ -259,6 +411,7 @@ pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
             Call::CreateTopics(r) => controller_create(shard, r).await,
             Call::DeleteTopics(n) => controller_delete(shard, n).await,
             Call::CreatePartitions(r) => controller_create_partitions(shard, r).await,
+            Call::AlterConfigs(r) => controller_alter_configs(shard, r).await,
             _ => Vec::new(),
         }
     } else {

@@ -141,6 +141,13 @@ async fn dispatch(
         Request::DescribeConfigs(r) => {
             encode_response(k, v, c, &admin::describe_configs(shard, r))?
         }
+        Request::AlterConfigs(r) => {
+            if r.incremental {
+                encode_response(k, v, c, &admin::incremental_alter_configs(shard, r).await)?
+            } else {
+                encode_response(k, v, c, &admin::alter_configs_classic(shard, r).await)?
+            }
+        }
         Request::InitProducerId(r) => {
             encode_response(k, v, c, &producer_id::handle(shard, r).await)?
         }

@@ -39,6 +39,8 @@ pub enum Call {
     InitProducerId(i64, i16),
     /// The receiver's metrics snapshot.
     Metrics,
+    /// Controller only.
+    AlterConfigs(crate::protocol::AlterConfigsRequest),
 }
 
 pub enum Reply {
@@ -86,6 +88,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
             Reply::ProducerId(c, id, e)
         }
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
+        Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
         Call::Apply(cat) => {
             shard.apply_catalog(cat).await;
             Reply::Done

@@ -18,6 +18,7 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     FindCoordinator(FindCoordinatorRequest),
     InitProducerId(InitProducerIdRequest),
+    AlterConfigs(AlterConfigsRequest),
     JoinGroup(super::JoinGroupRequest),
     SyncGroup(super::SyncGroupRequest),
     Heartbeat(super::HeartbeatRequest),
@@ -431,6 +432,52 @@ impl InitProducerIdRequest {
             transactional_id,
             producer_id,
             producer_epoch,
+        })
+    }
+}
+
+/// AlterConfigs (replace a resource's overrides) and IncrementalAlterConfigs (per-key
+/// operations) share this shape; `incremental` says which.
+#[derive(Debug, Clone)]
+pub struct AlterConfigsRequest {
+    pub incremental: bool,
+    pub resources: Vec<AlterResource>,
+    pub validate_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlterResource {
+    pub resource_type: i8,
+    pub name: String,
+    /// (key, operation: 0 set, 1 delete, 2 append, 3 subtract; value)
+    pub configs: Vec<(String, i8, Option<String>)>,
+}
+
+impl AlterConfigsRequest {
+    pub fn decode(r: &mut Reader, incremental: bool, flex: bool) -> Result<Self> {
+        let resources = r.array(flex, |r| {
+            let resource_type = r.i8()?;
+            let name = r.string(flex)?;
+            let configs = r.array(flex, |r| {
+                let k = r.string(flex)?;
+                let op = if incremental { r.i8()? } else { 0 };
+                let v = r.nullable_string(flex)?;
+                r.tagged_fields(flex)?;
+                Ok((k, op, v))
+            })?;
+            r.tagged_fields(flex)?;
+            Ok(AlterResource {
+                resource_type,
+                name,
+                configs,
+            })
+        })?;
+        let validate_only = r.bool()?;
+        r.tagged_fields(flex)?;
+        Ok(AlterConfigsRequest {
+            incremental,
+            resources,
+            validate_only,
         })
     }
 }

@@ -79,8 +79,25 @@ def main():
                     extra += 1
             consumer.close()
             assert extra == 0, f"{extra} messages re-read after commit"
+            # Topic configs: IncrementalAlterConfigs sets and validates.
+            from confluent_kafka.admin import ConfigResource, ConfigEntry, AlterConfigOpType
+            ok = ConfigResource("topic", "py", incremental_configs=[
+                ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+            for fut in admin.incremental_alter_configs([ok]).values():
+                fut.result(30)
+            bad = ConfigResource("topic", "py", incremental_configs=[
+                ConfigEntry("segment.bytes", "tiny", incremental_operation=AlterConfigOpType.SET)])
+            for fut in admin.incremental_alter_configs([bad]).values():
+                try:
+                    fut.result(30)
+                    raise AssertionError("a bad config value was accepted")
+                except Exception as e:
+                    assert "INVALID_CONFIG" in str(e), e
+            described = admin.describe_configs([ConfigResource("topic", "py")])
+            for fut in described.values():
+                assert fut.result(30)["retention.ms"].value == "3600000"
             del producer, admin
-            print(f"confluent-kafka smoke: ok ({n} zstd records, 3 partitions, group consumer + commits)")
+            print(f"confluent-kafka smoke: ok ({n} zstd records, 3 partitions, group consumer + commits, incremental alter configs)")
         finally:
             proc.terminate()
             proc.wait(30)
