@@ -141,6 +141,9 @@ async fn dispatch(
         Request::DescribeConfigs(r) => {
             encode_response(k, v, c, &admin::describe_configs(shard, r))?
         }
+        Request::DeleteRecords(r) => {
+            encode_response(k, v, c, &list_offsets::delete_records(shard, r).await)?
+        }
         Request::AlterConfigs(r) => {
             if r.incremental {
                 encode_response(k, v, c, &admin::incremental_alter_configs(shard, r).await)?

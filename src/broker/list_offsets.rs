@@ -59,6 +59,95 @@ pub async fn local(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<O
     out
 }
 
+/// DeleteRecords on partitions this shard owns: (topic, partition, new low watermark, error).
+pub fn delete_records_local(
+    shard: &Rc<Shard>,
+    parts: Vec<(String, i32, i64)>,
+) -> Vec<OffsetResult> {
+    parts
+        .into_iter()
+        .map(|(topic, partition, offset)| {
+            let mut r = OffsetResult {
+                topic,
+                partition,
+                error: errors::NONE,
+                timestamp: -1,
+                offset: -1,
+            };
+            match shard.log(&r.topic, partition) {
+                None => r.error = errors::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(log) => match log.delete_records(offset) {
+                    Ok(low) => r.offset = low,
+                    Err(e) => r.error = log_error_code(&e),
+                },
+            }
+            r
+        })
+        .collect()
+}
+
+/// Handles DeleteRecords, routing each partition to its owner.
+pub async fn delete_records(
+    shard: &Rc<Shard>,
+    req: crate::protocol::DeleteRecordsRequest,
+) -> kafka_protocol::messages::DeleteRecordsResponse {
+    use kafka_protocol::messages::delete_records_response::{
+        DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+    };
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for (t, p, off) in &req.partitions {
+        by_owner
+            .entry(shard.owner(t, *p))
+            .or_default()
+            .push((t.clone(), *p, *off));
+    }
+    let futs = by_owner.into_iter().map(|(owner, q)| {
+        let shard = shard.clone();
+        async move {
+            if owner == shard.id {
+                delete_records_local(&shard, q)
+            } else {
+                match shard.call(owner, Call::DeleteRecords(q)).await {
+                    Some(Reply::ListOffsets(r)) => r,
+                    _ => Vec::new(),
+                }
+            }
+        }
+    });
+    let mut found: BTreeMap<(String, i32), OffsetResult> = BTreeMap::new();
+    for r in join_all(futs).await.into_iter().flatten() {
+        found.insert((r.topic.clone(), r.partition), r);
+    }
+    let mut resp = DeleteRecordsResponse::default();
+    for (t, p, _) in &req.partitions {
+        if resp
+            .topics
+            .last()
+            .is_none_or(|x: &DeleteRecordsTopicResult| x.name.0.as_str() != t)
+        {
+            let mut tr = DeleteRecordsTopicResult::default();
+            tr.name = TopicName(StrBytes::from_string(t.clone()));
+            resp.topics.push(tr);
+        }
+        let mut pr = DeleteRecordsPartitionResult::default();
+        pr.partition_index = *p;
+        match found.remove(&(t.clone(), *p)) {
+            Some(r) => {
+                pr.error_code = r.error;
+                pr.low_watermark = r.offset;
+            }
+            None => {
+                pr.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                pr.low_watermark = -1;
+            }
+        }
+        if let Some(tr) = resp.topics.last_mut() {
+            tr.partitions.push(pr);
+        }
+    }
+    resp
+}
+
 /// Handles ListOffsets, routing each partition's query to its owner.
 pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();

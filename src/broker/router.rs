@@ -41,6 +41,8 @@ pub enum Call {
     Metrics,
     /// Controller only.
     AlterConfigs(crate::protocol::AlterConfigsRequest),
+    /// (topic, partition, offset) on partitions the receiver owns.
+    DeleteRecords(Vec<(String, i32, i64)>),
 }
 
 pub enum Reply {
@@ -87,6 +89,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
             let (c, id, e) = super::producer_id::controller_init(shard, id, epoch);
             Reply::ProducerId(c, id, e)
         }
+        Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
         Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
         Call::Apply(cat) => {

@@ -257,7 +257,10 @@ impl Log {
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0, now).await?);
         }
-        let log_start_offset = segments[0].base_offset;
+        let log_start_offset = read_log_start(dir)
+            .unwrap_or(0)
+            .max(segments[0].base_offset)
+            .min(segments.last().map(|s| s.next_offset).unwrap_or(0));
         let end = segments.last().map(|s| s.next_offset).unwrap_or(0);
         let state = State {
             segments,
@@ -665,6 +668,28 @@ impl Log {
         Ok(true)
     }
 
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high watermark),
+    /// persists it, and deletes the segments wholly below it. Returns the new log start.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let (hw, start) = (self.high_watermark(), self.log_start_offset());
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end: hw,
+            });
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        write_log_start(&self.inner.dir, target)?;
+        self.inner.state.borrow_mut().log_start_offset = target;
+        self.delete_segments_before(target)?;
+        info!(dir = %self.inner.dir.display(), log_start_offset = target, "records deleted below offset");
+        Ok(target)
+    }
+
     /// Applies `retention.ms` and `retention.bytes`: deletes whole closed segments from the
     /// start of the log (never the active one) and advances the log start offset. Returns
     /// the number of segments deleted.
@@ -961,6 +986,26 @@ async fn roll_segment(inner: &Inner) -> io::Result<()> {
             other => io::Error::other(other.to_string()),
         })?;
     Ok(())
+}
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// The log start offset recorded by DeleteRecords, if any.
+fn read_log_start(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Records the log start offset durably (temp file, fsync, rename, fsync of the directory).
+fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(offset.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn producer_state_file(offset: i64) -> String {

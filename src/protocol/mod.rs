@@ -39,6 +39,7 @@ pub const CREATE_PARTITIONS: i16 = 37;
 pub const FIND_COORDINATOR: i16 = 10;
 pub const INIT_PRODUCER_ID: i16 = 22;
 pub const ALTER_CONFIGS: i16 = 33;
+pub const DELETE_RECORDS: i16 = 21;
 pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
 pub const OFFSET_COMMIT: i16 = 8;
 pub const OFFSET_FETCH: i16 = 9;
@@ -74,6 +75,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(INIT_PRODUCER_ID, 0, 4, 2),
     api(DESCRIBE_CONFIGS, 1, 4, 4),
     api(ALTER_CONFIGS, 0, 2, 2),
+    api(DELETE_RECORDS, 0, 2, 2),
     api(INCREMENTAL_ALTER_CONFIGS, 0, 1, 1),
     api(CREATE_PARTITIONS, 0, 3, 2),
     api(DELETE_GROUPS, 0, 2, 2),
@@ -185,6 +187,7 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         FIND_COORDINATOR => {
             Request::FindCoordinator(FindCoordinatorRequest::decode(&mut r, v, flex)?)
         }
+        DELETE_RECORDS => Request::DeleteRecords(DeleteRecordsRequest::decode(&mut r, v, flex)?),
         ALTER_CONFIGS => Request::AlterConfigs(AlterConfigsRequest::decode(&mut r, false, flex)?),
         INCREMENTAL_ALTER_CONFIGS => {
             Request::AlterConfigs(AlterConfigsRequest::decode(&mut r, true, flex)?)

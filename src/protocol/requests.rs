@@ -19,6 +19,7 @@ pub enum Request {
     FindCoordinator(FindCoordinatorRequest),
     InitProducerId(InitProducerIdRequest),
     AlterConfigs(AlterConfigsRequest),
+    DeleteRecords(DeleteRecordsRequest),
     JoinGroup(super::JoinGroupRequest),
     SyncGroup(super::SyncGroupRequest),
     Heartbeat(super::HeartbeatRequest),
@@ -479,5 +480,31 @@ impl AlterConfigsRequest {
             resources,
             validate_only,
         })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteRecordsRequest {
+    /// (topic, partition, delete records below this offset; -1: the high watermark)
+    pub partitions: Vec<(String, i32, i64)>,
+}
+
+impl DeleteRecordsRequest {
+    pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
+        let mut partitions = Vec::new();
+        r.array(flex, |r| {
+            let name = r.string(flex)?;
+            r.array(flex, |r| {
+                let p = r.i32()?;
+                let off = r.i64()?;
+                r.tagged_fields(flex)?;
+                partitions.push((name.clone(), p, off));
+                Ok(())
+            })?;
+            r.tagged_fields(flex)
+        })?;
+        let _timeout = r.i32()?;
+        r.tagged_fields(flex)?;
+        Ok(DeleteRecordsRequest { partitions })
     }
 }
