@@ -388,17 +388,12 @@ async fn alter_configs(
     resources
         .into_iter()
         .map(|(t, name)| {
-            let r = results
-                .iter()
-                .find(|r| r.name == name)
-                .cloned()
-                .unwrap_or_else(|| {
-                    TopicResult::err(
-                        &name,
-                        errors::UNKNOWN_SERVER_ERROR,
-                        "controller unavailable",
-                    )
-                });
+            let r = result_for(
+                &results,
+                &name,
+                errors::UNKNOWN_SERVER_ERROR,
+                "controller unavailable",
+            );
             (t, name, r.error, r.message)
         })
         .collect()
@@ -426,22 +421,26 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
+/// The controller's result for `name`, or `code` if it gave none.
+fn result_for(results: &[TopicResult], name: &str, code: i16, message: &str) -> TopicResult {
+    results
+        .iter()
+        .find(|r| r.name == name)
+        .cloned()
+        .unwrap_or_else(|| TopicResult::err(name, code, message))
+}
+
 pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
     let results = on_controller(shard, Call::CreateTopics(req)).await;
     let mut resp = CreateTopicsResponse::default();
     for name in names {
-        let r = results
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                TopicResult::err(
-                    &name,
-                    errors::UNKNOWN_SERVER_ERROR,
-                    "controller unavailable",
-                )
-            });
+        let r = result_for(
+            &results,
+            &name,
+            errors::UNKNOWN_SERVER_ERROR,
+            "controller unavailable",
+        );
         let mut t = CreatableTopicResult::default();
         t.name = TopicName(s(name));
         t.topic_id = uuid::Uuid::from_bytes(r.id);
@@ -467,13 +466,12 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest) -> Delet
     let results = on_controller(shard, Call::DeleteTopics(names.clone())).await;
     let mut resp = DeleteTopicsResponse::default();
     for name in names {
-        let r = results
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic")
-            });
+        let r = result_for(
+            &results,
+            &name,
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            "unknown topic",
+        );
         let mut t = DeletableTopicResult::default();
         t.name = Some(TopicName(s(name)));
         t.topic_id = uuid::Uuid::from_bytes(r.id);
@@ -492,17 +490,12 @@ pub async fn create_partitions(
     let results = on_controller(shard, Call::CreatePartitions(req)).await;
     let mut resp = CreatePartitionsResponse::default();
     for name in names {
-        let r = results
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                TopicResult::err(
-                    &name,
-                    errors::UNKNOWN_SERVER_ERROR,
-                    "controller unavailable",
-                )
-            });
+        let r = result_for(
+            &results,
+            &name,
+            errors::UNKNOWN_SERVER_ERROR,
+            "controller unavailable",
+        );
         let mut t = CreatePartitionsTopicResult::default();
         t.name = TopicName(s(name));
         t.error_code = r.error;

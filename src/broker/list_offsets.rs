@@ -86,6 +86,53 @@ pub fn delete_records_local(
         .collect()
 }
 
+/// Which per-partition query [`scatter`] runs on each owner.
+#[derive(Clone, Copy)]
+enum Query {
+    Offsets,
+    Delete,
+}
+
+/// Runs `query` for each (topic, partition, value) on the partition's owner — in place for
+/// this shard's, over the router for others — and gathers the results by partition.
+async fn scatter(
+    shard: &Rc<Shard>,
+    items: Vec<(String, i32, i64)>,
+    query: Query,
+) -> BTreeMap<(String, i32), OffsetResult> {
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for (t, p, v) in items {
+        by_owner
+            .entry(shard.owner(&t, p))
+            .or_default()
+            .push((t, p, v));
+    }
+    let futs = by_owner.into_iter().map(|(owner, q)| {
+        let shard = shard.clone();
+        async move {
+            if owner == shard.id {
+                return match query {
+                    Query::Offsets => local(&shard, q).await,
+                    Query::Delete => delete_records_local(&shard, q),
+                };
+            }
+            let call = match query {
+                Query::Offsets => Call::ListOffsets(q),
+                Query::Delete => Call::DeleteRecords(q),
+            };
+            match shard.call(owner, call).await {
+                Some(Reply::ListOffsets(r)) => r,
+                _ => Vec::new(),
+            }
+        }
+    });
+    let mut found = BTreeMap::new();
+    for r in join_all(futs).await.into_iter().flatten() {
+        found.insert((r.topic.clone(), r.partition), r);
+    }
+    found
+}
+
 /// Handles DeleteRecords, routing each partition to its owner.
 pub async fn delete_records(
     shard: &Rc<Shard>,
@@ -94,30 +141,7 @@ pub async fn delete_records(
     use kafka_protocol::messages::delete_records_response::{
         DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
     };
-    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
-    for (t, p, off) in &req.partitions {
-        by_owner
-            .entry(shard.owner(t, *p))
-            .or_default()
-            .push((t.clone(), *p, *off));
-    }
-    let futs = by_owner.into_iter().map(|(owner, q)| {
-        let shard = shard.clone();
-        async move {
-            if owner == shard.id {
-                delete_records_local(&shard, q)
-            } else {
-                match shard.call(owner, Call::DeleteRecords(q)).await {
-                    Some(Reply::ListOffsets(r)) => r,
-                    _ => Vec::new(),
-                }
-            }
-        }
-    });
-    let mut found: BTreeMap<(String, i32), OffsetResult> = BTreeMap::new();
-    for r in join_all(futs).await.into_iter().flatten() {
-        found.insert((r.topic.clone(), r.partition), r);
-    }
+    let mut found = scatter(shard, req.partitions.clone(), Query::Delete).await;
     let mut resp = DeleteRecordsResponse::default();
     for (t, p, _) in &req.partitions {
         if resp
@@ -150,32 +174,12 @@ pub async fn delete_records(
 
 /// Handles ListOffsets, routing each partition's query to its owner.
 pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
-    for t in &req.topics {
-        for &(p, ts) in &t.partitions {
-            by_owner
-                .entry(shard.owner(&t.name, p))
-                .or_default()
-                .push((t.name.clone(), p, ts));
-        }
-    }
-    let futs = by_owner.into_iter().map(|(owner, q)| {
-        let shard = shard.clone();
-        async move {
-            if owner == shard.id {
-                local(&shard, q).await
-            } else {
-                match shard.call(owner, Call::ListOffsets(q)).await {
-                    Some(Reply::ListOffsets(r)) => r,
-                    _ => Vec::new(),
-                }
-            }
-        }
-    });
-    let mut found: BTreeMap<(String, i32), OffsetResult> = BTreeMap::new();
-    for r in join_all(futs).await.into_iter().flatten() {
-        found.insert((r.topic.clone(), r.partition), r);
-    }
+    let items = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&(p, ts)| (t.name.clone(), p, ts)))
+        .collect();
+    let mut found = scatter(shard, items, Query::Offsets).await;
     let mut resp = ListOffsetsResponse::default();
     for t in &req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
