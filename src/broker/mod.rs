@@ -134,8 +134,11 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     }
     tune_allocator();
     let _lock = lock_data_dir(&cfg)?;
+    let fresh = !cfg.data_dir.join("catalog.json").exists();
     let clean = take_clean_marker(&cfg.data_dir)?;
-    if clean {
+    if fresh {
+        info!(dir = %cfg.data_dir.display(), "new data directory");
+    } else if clean {
         info!("clean shutdown last time: no recovery needed, active segments checked from their last index entry");
     } else {
         info!("no clean-shutdown marker: recovering, every active segment is scanned");
