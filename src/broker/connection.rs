@@ -84,7 +84,7 @@ async fn serve_with(
             }
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
-                protocol::api_versions_response(version, correlation_id).map(Some)
+                protocol::api_versions_response(version, correlation_id).map(|b| Some(vec![b]))
             }
             Err(e) => {
                 shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
@@ -97,10 +97,13 @@ async fn serve_with(
             .metrics
             .record_request(key, started.elapsed(), response.is_err());
         match response {
-            Ok(Some(bytes)) => {
-                if let Err(e) = stream.write_all(&bytes).await {
-                    debug!(%peer, "write failed: {e}");
-                    return;
+            Ok(Some(pieces)) => {
+                // Large record sets are their own pieces: written from the log's buffers.
+                for piece in pieces {
+                    if let Err(e) = stream.write_all(&piece).await {
+                        debug!(%peer, "write failed: {e}");
+                        return;
+                    }
                 }
             }
             Ok(None) => {}
@@ -117,7 +120,7 @@ async fn dispatch(
     h: RequestHeader,
     req: Request,
     peer: SocketAddr,
-) -> Result<Option<Bytes>, ProtocolError> {
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
     let groups = &shard.groups;
     let bytes = match req {
@@ -127,7 +130,13 @@ async fn dispatch(
             Some(resp) => encode_response(k, v, c, &resp)?,
             None => return Ok(None),
         },
-        Request::Fetch(r) => encode_response(k, v, c, &fetch::handle(shard, r).await)?,
+        Request::Fetch(r) => {
+            return Ok(Some(protocol::fetch_response::encode(
+                v,
+                c,
+                &fetch::handle(shard, r).await,
+            )))
+        }
         Request::ListOffsets(r) => encode_response(k, v, c, &list_offsets::handle(shard, r).await)?,
         Request::CreateTopics(r) => {
             encode_response(k, v, c, &admin::create_topics(shard, r).await)?
@@ -172,5 +181,5 @@ async fn dispatch(
             encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?
         }
     };
-    Ok(Some(bytes))
+    Ok(Some(vec![bytes]))
 }

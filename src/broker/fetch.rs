@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
-use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
-};
-use kafka_protocol::messages::{BrokerId, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
+use crate::protocol::fetch_response::FetchPartitionOut;
 use crate::protocol::{FetchPartition, FetchRequest, FetchTopic};
 
 /// Longest long-poll honoured, whatever the client asks.
@@ -115,7 +111,7 @@ pub async fn fetch_local(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPart
 
 /// Handles a Fetch request: splits it by owning shard, fetches, and merges the answers in
 /// request order.
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> Vec<(String, Vec<FetchPartitionOut>)> {
     let catalog = shard.catalog();
     let mut by_owner: BTreeMap<usize, Vec<FetchTopic>> = BTreeMap::new();
     for t in &req.topics {
@@ -172,34 +168,30 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
     for r in join_all(futs).await.into_iter().flatten() {
         found.insert((r.topic.clone(), r.partition), r);
     }
-    let mut resp = FetchResponse::default();
+    let mut out = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let mut tr = FetchableTopicResponse::default();
-        tr.topic = TopicName(StrBytes::from_string(t.name.clone()));
+        let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            let mut pd = PartitionData::default();
-            pd.partition_index = p.partition;
-            pd.preferred_read_replica = BrokerId(-1);
-            pd.aborted_transactions = Some(Vec::new());
-            match found.remove(&(t.name.clone(), p.partition)) {
-                Some(r) => {
-                    pd.error_code = r.error;
-                    pd.high_watermark = r.high_watermark;
-                    pd.last_stable_offset = r.high_watermark;
-                    pd.log_start_offset = r.log_start_offset;
-                    pd.records = Some(r.records);
-                }
-                None => {
-                    pd.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
-                    pd.high_watermark = -1;
-                    pd.last_stable_offset = -1;
-                    pd.log_start_offset = -1;
-                    pd.records = Some(Bytes::new());
-                }
-            }
-            tr.partitions.push(pd);
+            parts.push(match found.remove(&(t.name.clone(), p.partition)) {
+                Some(r) => FetchPartitionOut {
+                    partition: p.partition,
+                    error: r.error,
+                    high_watermark: r.high_watermark,
+                    last_stable_offset: r.high_watermark,
+                    log_start_offset: r.log_start_offset,
+                    records: r.records,
+                },
+                None => FetchPartitionOut {
+                    partition: p.partition,
+                    error: errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                },
+            });
         }
-        resp.responses.push(tr);
+        out.push((t.name.clone(), parts));
     }
-    resp
+    out
 }

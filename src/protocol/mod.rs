@@ -5,6 +5,7 @@
 //! Invariant: this module knows nothing of shards, files or topics' state; it turns bytes
 //! into typed requests and typed responses into bytes, and never panics on client input.
 
+pub mod fetch_response;
 pub mod group_requests;
 pub mod requests;
 pub mod wire;
