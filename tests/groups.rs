@@ -60,6 +60,15 @@ fn produce(b: &Broker, topic: &str, partitions: i32, per_partition: usize) {
     }
 }
 
+/// A consumer of `group` subscribed to `topic`.
+fn subscribed(b: &Broker, group: &str, topic: &str, strategy: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = consumer_config(&b.bootstrap(), group, strategy)
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
 /// A group member polling on its own thread, recording what it reads and holds.
 struct Member {
     stop: Arc<AtomicBool>,
@@ -70,10 +79,7 @@ struct Member {
 
 impl Member {
     fn start(b: &Broker, group: &str, topic: &str, strategy: &str) -> Member {
-        let consumer: BaseConsumer = consumer_config(&b.bootstrap(), group, strategy)
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&[topic]).expect("subscribe");
+        let consumer = subscribed(b, group, topic, strategy);
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let assigned = Arc::new(Mutex::new(HashSet::new()));
@@ -252,10 +258,7 @@ fn committed_offsets_survive_a_broker_restart() {
     create_topic(&b, "resume", 2);
     produce(&b, "resume", 2, 50);
     {
-        let consumer: BaseConsumer = consumer_config(&b.bootstrap(), "g2", "range")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&["resume"]).expect("subscribe");
+        let consumer = subscribed(&b, "g2", "resume", "range");
         let mut read = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
         while read < 60 && Instant::now() < deadline {
@@ -284,10 +287,7 @@ fn committed_offsets_survive_a_broker_restart() {
         assert_eq!(total, 60);
     }
     b.restart();
-    let consumer: BaseConsumer = consumer_config(&b.bootstrap(), "g2", "range")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["resume"]).expect("subscribe");
+    let consumer = subscribed(&b, "g2", "resume", "range");
     let mut rest = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while rest.len() < 40 && Instant::now() < deadline {
@@ -408,10 +408,7 @@ fn group_cli_shows_lag_and_resets_offsets() {
     create_topic(&b, "lagging", 1);
     produce(&b, "lagging", 1, 100);
     {
-        let consumer: BaseConsumer = consumer_config(&b.bootstrap(), "slow", "range")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&["lagging"]).expect("subscribe");
+        let consumer = subscribed(&b, "slow", "lagging", "range");
         let mut read = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
         while read < 40 && Instant::now() < deadline {

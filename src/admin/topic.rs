@@ -143,6 +143,8 @@ pub fn offsets(
     which: i64,
 ) -> Result<Vec<(i32, i64)>> {
     let mut out = Vec::new();
+    // One connection per leader, reused for all its partitions.
+    let mut clients: std::collections::HashMap<i32, Client> = std::collections::HashMap::new();
     for (p, leader) in partitions {
         let b = bootstrap_md
             .brokers
@@ -152,8 +154,13 @@ pub fn offsets(
             out.push((*p, -1));
             continue;
         };
-        let mut c = Client::connect(&format!("{}:{}", b.host, b.port))?;
-        let (err, off) = list_offset(&mut c, topic, *p, which)?;
+        let c = match clients.entry(*leader) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Client::connect(&format!("{}:{}", b.host, b.port))?)
+            }
+        };
+        let (err, off) = list_offset(c, topic, *p, which)?;
         let off = if err == 0 { off } else { -1 };
         out.push((*p, off));
     }

@@ -77,22 +77,13 @@ async fn serve_with(
         let started = Instant::now();
         shard.in_flight.set(shard.in_flight.get() + 1);
         let response = match protocol::decode_request(frame) {
-            Ok((header, req)) => {
-                let r = dispatch(shard, header, req, peer).await;
-                shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
-                r
-            }
+            Ok((header, req)) => dispatch(shard, header, req, peer).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
-                shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
                 protocol::api_versions_response(version, correlation_id).map(|b| Some(vec![b]))
             }
-            Err(e) => {
-                shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
-                shard.metrics.record_request(key, started.elapsed(), true);
-                warn!(%peer, api = %api_name(key), version, "{e}; closing connection");
-                return;
-            }
+            Err(e) => Err(e),
         };
+        shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
         shard
             .metrics
             .record_request(key, started.elapsed(), response.is_err());

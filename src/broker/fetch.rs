@@ -67,12 +67,9 @@ async fn read_partition(
         Ok(info) => {
             *budget = budget.saturating_sub(info.records.len());
             if !info.records.is_empty() {
-                let records: i64 = crate::log::batch::BatchScan::new(&info.records, false)
-                    .map(|(_, h)| i64::from(h.record_count))
-                    .sum();
                 shard
                     .metrics
-                    .record_out(topic, info.records.len() as u64, records.max(0) as u64);
+                    .record_out(topic, info.records.len() as u64, info.record_count);
             }
             r.high_watermark = info.high_watermark;
             r.log_start_offset = info.log_start_offset;

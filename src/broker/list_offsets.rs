@@ -27,17 +27,24 @@ pub struct OffsetResult {
     pub offset: i64,
 }
 
-/// Answers queries on partitions this shard owns.
-pub async fn local(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<OffsetResult> {
-    let mut out = Vec::with_capacity(queries.len());
-    for (topic, partition, ts) in queries {
-        let mut r = OffsetResult {
+impl OffsetResult {
+    /// No error yet, no offset or timestamp found.
+    fn new(topic: String, partition: i32) -> Self {
+        OffsetResult {
             topic,
             partition,
             error: errors::NONE,
             timestamp: -1,
             offset: -1,
-        };
+        }
+    }
+}
+
+/// Answers queries on partitions this shard owns.
+pub async fn local(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<OffsetResult> {
+    let mut out = Vec::with_capacity(queries.len());
+    for (topic, partition, ts) in queries {
+        let mut r = OffsetResult::new(topic, partition);
         match shard.log(&r.topic, partition) {
             None => r.error = errors::UNKNOWN_TOPIC_OR_PARTITION,
             Some(log) => match ts {
@@ -67,13 +74,7 @@ pub fn delete_records_local(
     parts
         .into_iter()
         .map(|(topic, partition, offset)| {
-            let mut r = OffsetResult {
-                topic,
-                partition,
-                error: errors::NONE,
-                timestamp: -1,
-                offset: -1,
-            };
+            let mut r = OffsetResult::new(topic, partition);
             match shard.log(&r.topic, partition) {
                 None => r.error = errors::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => match log.delete_records(offset) {

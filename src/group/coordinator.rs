@@ -451,6 +451,33 @@ impl Coordinator {
     }
 
     pub fn fetch_offsets(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        // The per-group (v8+) and single-group (v0-7) layouts use differently named types
+        // with the same fields.
+        macro_rules! topics {
+            ($topic:ty, $part:ty, $found:expr, $code:expr) => {
+                $found
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        let mut tr = <$topic>::default();
+                        tr.name = TopicName(s(&t));
+                        for (p, c) in parts {
+                            let c: Option<Committed> = c;
+                            let mut pr = <$part>::default();
+                            pr.partition_index = p;
+                            pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
+                            pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
+                            pr.metadata = Some(s(c
+                                .as_ref()
+                                .and_then(|c| c.metadata.as_deref())
+                                .unwrap_or("")));
+                            pr.error_code = $code;
+                            tr.partitions.push(pr);
+                        }
+                        tr
+                    })
+                    .collect()
+            };
+        }
         let mut resp = OffsetFetchResponse::default();
         for (group, topics) in &req.groups {
             let (code, found) = self.fetch_group(group, topics);
@@ -458,42 +485,21 @@ impl Coordinator {
                 let mut gr = OffsetFetchResponseGroup::default();
                 gr.group_id = GroupId(s(group));
                 gr.error_code = code;
-                for (t, parts) in found {
-                    let mut tr = OffsetFetchResponseTopics::default();
-                    tr.name = TopicName(s(&t));
-                    for (p, c) in parts {
-                        let mut pr = OffsetFetchResponsePartitions::default();
-                        pr.partition_index = p;
-                        pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
-                        pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
-                        pr.metadata = Some(s(c
-                            .as_ref()
-                            .and_then(|c| c.metadata.as_deref())
-                            .unwrap_or("")));
-                        tr.partitions.push(pr);
-                    }
-                    gr.topics.push(tr);
-                }
+                gr.topics = topics!(
+                    OffsetFetchResponseTopics,
+                    OffsetFetchResponsePartitions,
+                    found,
+                    code
+                );
                 resp.groups.push(gr);
             } else {
                 resp.error_code = code;
-                for (t, parts) in found {
-                    let mut tr = OffsetFetchResponseTopic::default();
-                    tr.name = TopicName(s(&t));
-                    for (p, c) in parts {
-                        let mut pr = OffsetFetchResponsePartition::default();
-                        pr.partition_index = p;
-                        pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
-                        pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
-                        pr.metadata = Some(s(c
-                            .as_ref()
-                            .and_then(|c| c.metadata.as_deref())
-                            .unwrap_or("")));
-                        pr.error_code = code;
-                        tr.partitions.push(pr);
-                    }
-                    resp.topics.push(tr);
-                }
+                resp.topics = topics!(
+                    OffsetFetchResponseTopic,
+                    OffsetFetchResponsePartition,
+                    found,
+                    code
+                );
             }
         }
         resp

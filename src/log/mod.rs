@@ -154,6 +154,8 @@ pub struct AppendInfo {
 pub struct ReadInfo {
     /// Whole record batches, starting with the one holding the requested offset.
     pub records: Bytes,
+    /// Records in `records` (sum of the batches' record counts).
+    pub record_count: u64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -491,7 +493,7 @@ impl Log {
                 return self.await_duplicate(headers[0].1.producer_id, rec).await;
             }
         }
-        let now = now_ms();
+        let now = if idempotent { now_ms() } else { 0 };
         let (rx, info, spawn) = {
             let mut st = self.inner.state.borrow_mut();
             let base = st.next_offset;
@@ -578,6 +580,7 @@ impl Log {
         };
         let empty = |hw| ReadInfo {
             records: Bytes::new(),
+            record_count: 0,
             high_watermark: hw,
             log_start_offset: start,
         };
@@ -611,12 +614,13 @@ impl Log {
                     st.config.max_batch_bytes,
                 )
             };
-            if let Some(records) =
+            if let Some((records, record_count)) =
                 read_from_segment(&file, pos, seg_end, offset, max_bytes, min_one, max_batch)
                     .await?
             {
                 return Ok(ReadInfo {
                     records,
+                    record_count,
                     high_watermark: hw,
                     log_start_offset: start,
                 });
@@ -739,7 +743,7 @@ impl Log {
     pub async fn sync(&self) -> Result<(), LogError> {
         let work = {
             let mut st = self.inner.state.borrow_mut();
-            st.segments.last_mut().map(|s| s.take_seal_work_keep_open())
+            st.segments.last_mut().map(|s| s.take_sync_work())
         };
         if let Some(w) = work {
             w.run().await?;
@@ -750,8 +754,8 @@ impl Log {
 
 use file::LogFile;
 
-/// Reads whole batches from one segment. `None` if the segment holds nothing at or after
-/// `offset`.
+/// Reads whole batches from one segment, with their record count. `None` if the segment
+/// holds nothing at or after `offset`.
 async fn read_from_segment(
     file: &LogFile,
     mut pos: u64,
@@ -760,7 +764,7 @@ async fn read_from_segment(
     max_bytes: usize,
     min_one: bool,
     max_batch: usize,
-) -> Result<Option<Bytes>, LogError> {
+) -> Result<Option<(Bytes, u64)>, LogError> {
     // Each iteration either returns or advances `pos` past at least one batch, or re-reads
     // once with a length that fits the first wanted batch.
     let mut want = max_bytes
@@ -774,28 +778,27 @@ async fn read_from_segment(
         }
         let mut first: Option<usize> = None;
         let mut end = 0usize;
+        let mut count = 0u64;
         let mut scan = BatchScan::new(&buf, true);
         for (at, h) in scan.by_ref() {
             if first.is_none() {
                 if h.last_offset() < offset {
                     continue;
                 }
-                first = Some(at);
-                end = at + h.size;
                 if !min_one && h.size > max_bytes {
-                    return Ok(Some(Bytes::new()));
+                    return Ok(Some((Bytes::new(), 0)));
                 }
-                continue;
-            }
-            if at + h.size - first.unwrap_or(0) > max_bytes {
+                first = Some(at);
+            } else if at + h.size - first.unwrap_or(0) > max_bytes {
                 break;
             }
             end = at + h.size;
+            count += h.record_count.max(0) as u64;
         }
         if let Some(f) = first {
             let mut buf = buf;
             buf.truncate(end);
-            return Ok(Some(Bytes::from(buf).slice(f..)));
+            return Ok(Some((Bytes::from(buf).slice(f..), count)));
         }
         match scan.stopped {
             None => pos += scan.position() as u64,

@@ -112,13 +112,7 @@ impl Segment {
             created_ms: now_ms,
         };
         if next_offset.is_some() {
-            let ib = seg.index_file.size().await?;
-            let tb = seg.time_file.size().await?;
-            let ibuf = seg.index_file.read_at(0, ib as usize).await?;
-            let tbuf = seg.time_file.read_at(0, tb as usize).await?;
-            let idx = OffsetIndex::decode(&ibuf, file_size.max(1));
-            let tidx = TimeIndex::decode(&tbuf);
-            if let (Some(idx), Some(tidx)) = (idx, tidx) {
+            if let Some((idx, tidx)) = seg.load_indexes(file_size).await? {
                 if file_size == 0 || !tidx.entries().is_empty() {
                     seg.index_on_disk =
                         (idx.entries().len() * super::index::OFFSET_ENTRY_LEN) as u64;
@@ -141,14 +135,7 @@ impl Segment {
         // shutdown, when the index files are consistent — from the last indexed batch.
         let mut start = 0u64;
         if trust_index_tail && next_offset.is_none() {
-            let ib = seg.index_file.size().await?;
-            let tb = seg.time_file.size().await?;
-            let ibuf = seg.index_file.read_at(0, ib as usize).await?;
-            let tbuf = seg.time_file.read_at(0, tb as usize).await?;
-            if let (Some(idx), Some(tidx)) = (
-                OffsetIndex::decode(&ibuf, file_size.max(1)),
-                TimeIndex::decode(&tbuf),
-            ) {
+            if let Some((idx, tidx)) = seg.load_indexes(file_size).await? {
                 if let Some(last) = idx.entries().last() {
                     start = u64::from(last.position);
                     seg.next_offset = base_offset + i64::from(last.rel_offset);
@@ -199,6 +186,15 @@ impl Segment {
         }
         seg.rewrite_indexes().await?;
         Ok((seg, report))
+    }
+
+    /// Reads both index files; `None` if either is inconsistent (see [`OffsetIndex::decode`]).
+    async fn load_indexes(&self, file_size: u64) -> io::Result<Option<(OffsetIndex, TimeIndex)>> {
+        let ib = self.index_file.size().await?;
+        let tb = self.time_file.size().await?;
+        let ibuf = self.index_file.read_at(0, ib as usize).await?;
+        let tbuf = self.time_file.read_at(0, tb as usize).await?;
+        Ok(OffsetIndex::decode(&ibuf, file_size.max(1)).zip(TimeIndex::decode(&tbuf)))
     }
 
     /// Records a batch appended at `pos` in the in-memory indexes. A time index entry
@@ -281,19 +277,11 @@ impl Segment {
                 rel_offset: (self.last_batch_offset - self.base_offset) as u32,
             });
         }
-        let mut work = self.take_index_work();
-        work.syncs = vec![
-            self.log.clone(),
-            self.index_file.clone(),
-            self.time_file.clone(),
-        ];
-        work
+        self.take_sync_work()
     }
-}
 
-impl Segment {
     /// Index entries not yet on disk plus fsyncs of data and indexes, without sealing.
-    pub fn take_seal_work_keep_open(&mut self) -> IoWork {
+    pub fn take_sync_work(&mut self) -> IoWork {
         let mut work = self.take_index_work();
         work.syncs = vec![
             self.log.clone(),

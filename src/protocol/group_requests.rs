@@ -4,6 +4,24 @@ use bytes::Bytes;
 
 use super::wire::{Reader, Result};
 
+/// The fields SyncGroup, Heartbeat and OffsetCommit open with: group id, generation, member
+/// id, and the group instance id in the versions that carry it.
+fn member_fields(
+    r: &mut Reader,
+    flex: bool,
+    with_instance: bool,
+) -> Result<(String, i32, String, Option<String>)> {
+    let group_id = r.string(flex)?;
+    let generation_id = r.i32()?;
+    let member_id = r.string(flex)?;
+    let instance = if with_instance {
+        r.nullable_string(flex)?
+    } else {
+        None
+    };
+    Ok((group_id, generation_id, member_id, instance))
+}
+
 #[derive(Debug, Clone)]
 pub struct JoinGroupRequest {
     pub group_id: String,
@@ -63,14 +81,8 @@ pub struct SyncGroupRequest {
 
 impl SyncGroupRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let group_id = r.string(flex)?;
-        let generation_id = r.i32()?;
-        let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 3 {
-            r.nullable_string(flex)?
-        } else {
-            None
-        };
+        let (group_id, generation_id, member_id, group_instance_id) =
+            member_fields(r, flex, v >= 3)?;
         let (protocol_type, protocol_name) = if v >= 5 {
             (r.nullable_string(flex)?, r.nullable_string(flex)?)
         } else {
@@ -105,14 +117,8 @@ pub struct HeartbeatRequest {
 
 impl HeartbeatRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let group_id = r.string(flex)?;
-        let generation_id = r.i32()?;
-        let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 3 {
-            r.nullable_string(flex)?
-        } else {
-            None
-        };
+        let (group_id, generation_id, member_id, group_instance_id) =
+            member_fields(r, flex, v >= 3)?;
         r.tagged_fields(flex)?;
         Ok(HeartbeatRequest {
             group_id,
@@ -170,14 +176,8 @@ pub struct CommitPartition {
 
 impl OffsetCommitRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let group_id = r.string(flex)?;
-        let generation_id = r.i32()?;
-        let member_id = r.string(flex)?;
-        let group_instance_id = if v >= 7 {
-            r.nullable_string(flex)?
-        } else {
-            None
-        };
+        let (group_id, generation_id, member_id, group_instance_id) =
+            member_fields(r, flex, v >= 7)?;
         if (2..=4).contains(&v) {
             let _retention = r.i64()?;
         }
