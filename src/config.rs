@@ -43,6 +43,18 @@ pub struct BrokerConfig {
     pub retention_bytes: i64,
     /// `log.retention.check.interval.ms`
     pub retention_check_ms: u64,
+    /// `log.cleanup.policy`
+    pub cleanup: crate::log::CleanupPolicy,
+    /// `log.cleaner.backoff.ms`: how often each shard looks for logs to compact.
+    pub cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: key-map memory of all shards' cleaners together.
+    pub cleaner_dedupe_bytes: u64,
+    /// `log.cleaner.delete.retention.ms`
+    pub delete_retention_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.min.cleanable.ratio`
+    pub min_cleanable_ratio: f64,
 }
 
 impl Default for BrokerConfig {
@@ -69,6 +81,12 @@ impl Default for BrokerConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_ms: 300_000,
+            cleanup: crate::log::CleanupPolicy::DELETE,
+            cleaner_backoff_ms: 15_000,
+            cleaner_dedupe_bytes: 128 << 20,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_ratio: 0.5,
         }
     }
 }

@@ -42,3 +42,8 @@ pub fn take_io_counts() -> ((u64, u64), (u64, u64)) {
     let dw = stats.file_writes();
     ((r.0 + dr.0, r.1 + dr.1), (w.0 + dw.0, w.1 + dw.1))
 }
+
+/// Lets other tasks of the shard run if this one has used up its time slice.
+pub async fn yield_now() {
+    glommio::yield_if_needed().await;
+}

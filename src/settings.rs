@@ -92,6 +92,14 @@ fn retention(v: &str) -> Result<i64, String> {
     }
 }
 
+/// A share in [0, 1].
+pub fn ratio(v: &str) -> Result<f64, String> {
+    match num::<f64>(v)? {
+        n if (0.0..=1.0).contains(&n) => Ok(n),
+        _ => Err("must be between 0 and 1".into()),
+    }
+}
+
 fn boolean(v: &str) -> Result<bool, String> {
     match v.trim() {
         "true" => Ok(true),
@@ -290,6 +298,60 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
             Ok(())
         },
         |s| s.broker.retention_check_ms.to_string(),
+    ),
+    (
+        "log.cleanup.policy",
+        "default cleanup.policy of topics: delete, compact or compact,delete",
+        |s, v| {
+            s.broker.cleanup = v.parse()?;
+            Ok(())
+        },
+        |s| s.broker.cleanup.to_string(),
+    ),
+    (
+        "log.cleaner.backoff.ms",
+        "how often each shard looks for logs to compact",
+        |s, v| {
+            s.broker.cleaner_backoff_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.cleaner_backoff_ms.to_string(),
+    ),
+    (
+        "log.cleaner.dedupe.buffer.size",
+        "key-map memory of the cleaners, shared out among shards",
+        |s, v| {
+            s.broker.cleaner_dedupe_bytes = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.cleaner_dedupe_bytes.to_string(),
+    ),
+    (
+        "log.cleaner.delete.retention.ms",
+        "tombstones stay this long after their segment's newest record",
+        |s, v| {
+            s.broker.delete_retention_ms = num::<u32>(v)?.into();
+            Ok(())
+        },
+        |s| s.broker.delete_retention_ms.to_string(),
+    ),
+    (
+        "log.cleaner.min.compaction.lag.ms",
+        "segments with a record newer than this are not compacted",
+        |s, v| {
+            s.broker.min_compaction_lag_ms = num::<u32>(v)?.into();
+            Ok(())
+        },
+        |s| s.broker.min_compaction_lag_ms.to_string(),
+    ),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "share of uncleaned bytes in closed segments before a log is compacted",
+        |s, v| {
+            s.broker.min_cleanable_ratio = ratio(v)?;
+            Ok(())
+        },
+        |s| s.broker.min_cleanable_ratio.to_string(),
     ),
     (
         "log.flush.policy",

@@ -19,21 +19,11 @@ fn retention_bytes_advances_the_log_start() {
     let cfg = dir.path().join("shardlog.toml");
     std::fs::write(&cfg, "\"log.retention.check.interval.ms\" = 200\n").expect("write");
     let b = Broker::start_with(1, &["--config", cfg.to_str().expect("utf8")]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args(["topic", "create", "short", "--partitions", "1"])
-        .args([
-            "--config",
-            "segment.bytes=1024",
-            "--config",
-            "retention.bytes=4096",
-        ])
-        .args(["--bootstrap", &b.bootstrap()])
-        .output()
-        .expect("cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::wire::create_topic_with(
+        &b,
+        "short",
+        1,
+        &["segment.bytes=1024", "retention.bytes=4096"],
     );
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", b.bootstrap())

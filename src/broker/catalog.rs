@@ -48,7 +48,16 @@ const FILE: &str = "catalog.json";
 /// Topic configs shardlog understands, with the broker-level default of each.
 pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> {
     vec![
-        ("cleanup.policy", "delete".into()),
+        ("cleanup.policy", cfg.cleanup.to_string()),
+        ("delete.retention.ms", cfg.delete_retention_ms.to_string()),
+        (
+            "min.compaction.lag.ms",
+            cfg.min_compaction_lag_ms.to_string(),
+        ),
+        (
+            "min.cleanable.dirty.ratio",
+            cfg.min_cleanable_ratio.to_string(),
+        ),
         ("retention.ms", cfg.retention_ms.to_string()),
         ("retention.bytes", cfg.retention_bytes.to_string()),
         ("segment.bytes", cfg.segment_bytes.to_string()),
@@ -87,12 +96,12 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
             Ok(n) if n >= -1 => Ok(()),
             _ => Err(format!("{key} must be -1 or more, got {value:?}")),
         },
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            _ => Err(format!(
-                "cleanup.policy {value:?} is not supported (only delete)"
-            )),
+        "cleanup.policy" => value.parse::<crate::log::CleanupPolicy>().map(|_| ()),
+        "delete.retention.ms" | "min.compaction.lag.ms" => match value.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(()),
+            _ => Err(format!("{key} must be 0 or more, got {value:?}")),
         },
+        "min.cleanable.dirty.ratio" => crate::settings::ratio(value).map(|_| ()),
         "message.timestamp.type" => match value {
             "CreateTime" => Ok(()),
             _ => Err(format!("message.timestamp.type {value:?} is not supported")),
@@ -207,6 +216,18 @@ pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
         flush_messages: get("flush.messages").unwrap_or(cfg.flush_messages),
         retention_ms: get("retention.ms").unwrap_or(cfg.retention_ms),
         retention_bytes: get("retention.bytes").unwrap_or(cfg.retention_bytes),
+        cleanup: meta
+            .configs
+            .get("cleanup.policy")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cfg.cleanup),
+        delete_retention_ms: get("delete.retention.ms").unwrap_or(cfg.delete_retention_ms),
+        min_compaction_lag_ms: get("min.compaction.lag.ms").unwrap_or(cfg.min_compaction_lag_ms),
+        min_cleanable_dirty_ratio: meta
+            .configs
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cfg.min_cleanable_ratio),
     }
 }
 

@@ -361,7 +361,8 @@ async fn shard_main(start: ShardStart) -> bool {
     let _ = ready.send(Ok(id));
     {
         // Housekeeping every 100 ms: group timers (session expiry, due rebalances, offsets
-        // retention and compaction) and background flushes. Ends with the shard.
+        // retention and compaction), background flushes, retention, and the log cleaner
+        // (spawned, so a long pass never delays the timers). Ends with the shard.
         let (shard, stop) = (shard.clone(), stop.clone());
         crate::runtime::spawn_local(async move {
             let mut ticks: u64 = 0;
@@ -375,6 +376,10 @@ async fn shard_main(start: ShardStart) -> bool {
                 }
                 if ticks % (shard.cfg.retention_check_ms / 100).max(1) == 0 {
                     shard.apply_retention();
+                }
+                if ticks % (shard.cfg.cleaner_backoff_ms / 100).max(1) == 0 {
+                    let shard = shard.clone();
+                    crate::runtime::spawn_local(async move { shard.compact_logs().await });
                 }
             }
         });

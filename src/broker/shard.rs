@@ -49,6 +49,8 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Bytes held by connection read buffers on this shard.
     pub read_buffer_bytes: Cell<usize>,
+    /// The compaction task is running.
+    cleaning: Cell<bool>,
 }
 
 impl Shard {
@@ -76,6 +78,7 @@ impl Shard {
             clean_start: Cell::new(false),
             in_flight: Cell::new(0),
             read_buffer_bytes: Cell::new(0),
+            cleaning: Cell::new(false),
         }
     }
 
@@ -150,6 +153,7 @@ impl Shard {
             let log = self.logs.borrow_mut().remove(&key);
             if let Some(log) = log {
                 let dir = log.dir().to_path_buf();
+                log.close();
                 drop(log);
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     warn!(dir = %dir.display(), "could not delete partition directory: {e}");
@@ -198,6 +202,24 @@ impl Shard {
                 error!(topic = %t, partition = p, "retention failed: {e}");
             }
         }
+    }
+
+    /// Compacts, one after another, the logs of this shard whose policy includes `compact`
+    /// and that have enough dirty data. Runs as one background task per shard at a time.
+    pub async fn compact_logs(&self) {
+        if self.cleaning.replace(true) {
+            return;
+        }
+        let budget = (self.cfg.cleaner_dedupe_bytes / self.nshards.max(1) as u64) as usize;
+        for ((t, p), log) in self.open_logs() {
+            if self.stopping.get() {
+                break;
+            }
+            if let Err(e) = log.clean(crate::log::now_ms(), budget).await {
+                error!(topic = %t, partition = p, "compaction failed; off for this partition until restart: {e}");
+            }
+        }
+        self.cleaning.set(false);
     }
 
     /// This shard's metrics, with the state of its partitions and groups, for a scrape.

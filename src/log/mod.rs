@@ -11,6 +11,8 @@
 //!   it fails too, so the log has no holes.
 
 pub mod batch;
+mod cleaner;
+pub mod codec;
 pub mod file;
 pub mod index;
 pub mod producer_state;
@@ -71,6 +73,54 @@ impl std::fmt::Display for FlushPolicy {
     }
 }
 
+/// `cleanup.policy`: `delete`, `compact` or both (`compact,delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) deletes old segments.
+    pub delete: bool,
+    /// The cleaner keeps the latest record per key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+}
+
+impl std::str::FromStr for CleanupPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                other => {
+                    return Err(format!(
+                        "expected delete, compact or compact,delete, got {other:?}"
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        })
+    }
+}
+
 /// Per-log settings (Kafka topic config names in comments).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -96,6 +146,16 @@ pub struct LogConfig {
     /// `retention.bytes`: oldest closed segments are deleted while the log is larger (-1:
     /// no limit).
     pub retention_bytes: i64,
+    /// `cleanup.policy`
+    pub cleanup: CleanupPolicy,
+    /// `delete.retention.ms`: a tombstone stays readable at least this long after its
+    /// segment's newest record.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments with a record newer than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: share of uncleaned bytes among closed segments before a
+    /// log is cleaned.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -111,6 +171,10 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            cleanup: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -193,6 +257,8 @@ struct State {
     /// Records written since the last flush, and when that flush was.
     unflushed_records: i64,
     last_flush_ms: i64,
+    /// Offsets below this were cleaned by the last compaction (the next pass starts here).
+    cleaner_checkpoint: i64,
 }
 
 struct Inner {
@@ -200,6 +266,10 @@ struct Inner {
     state: RefCell<State>,
     /// Fired after each completed write (new data readable, pending space freed).
     written: Notify,
+    /// The log was dropped from its shard (topic deleted): the cleaner must not swap files.
+    closed: std::cell::Cell<bool>,
+    /// A cleaner pass is running, or the cleaner failed and is off until restart.
+    cleaner_busy: std::cell::Cell<bool>,
 }
 
 /// A partition's log. Cheap to clone (shared handle on the owning shard).
@@ -231,6 +301,7 @@ impl Log {
         clean: bool,
     ) -> Result<(Log, Vec<String>), LogError> {
         std::fs::create_dir_all(dir)?;
+        let mut report = cleaner::recover_swaps(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -244,7 +315,6 @@ impl Log {
         bases.sort_unstable();
         let now = now_ms();
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        let mut report = Vec::new();
         for (i, base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
             let (seg, rep) = Segment::open(
@@ -280,12 +350,15 @@ impl Log {
             last_expiry_ms: now,
             unflushed_records: 0,
             last_flush_ms: now,
+            cleaner_checkpoint: cleaner::read_checkpoint(dir),
         };
         let log = Log {
             inner: Rc::new(Inner {
                 dir: dir.to_path_buf(),
                 state: RefCell::new(state),
                 written: Notify::new(),
+                closed: Default::default(),
+                cleaner_busy: Default::default(),
             }),
         };
         log.recover_producers(&mut report).await?;
@@ -440,6 +513,12 @@ impl Log {
             info!(dir = %self.inner.dir.display(), base_offset = base, "deleted segment");
         }
         Ok(removed.len())
+    }
+
+    /// Marks the log as dropped by its shard (its directory is about to be removed): no
+    /// background work may touch its files any more.
+    pub fn close(&self) {
+        self.inner.closed.set(true);
     }
 
     pub fn set_config(&self, config: LogConfig) {
@@ -705,6 +784,9 @@ impl Log {
         let cut = {
             let st = self.inner.state.borrow();
             let cfg = &st.config;
+            if !cfg.cleanup.delete {
+                return Ok(0);
+            }
             let closed = st.segments.len().saturating_sub(1);
             let mut total: i64 = st.segments.iter().map(|s| s.size as i64).sum();
             let mut cut = None;
@@ -828,5 +910,7 @@ async fn read_from_segment(
     Ok(None)
 }
 
+#[cfg(test)]
+mod compaction_tests;
 #[cfg(test)]
 mod tests;

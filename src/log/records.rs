@@ -1,7 +1,8 @@
 //! Building and reading the records inside an *uncompressed* record batch, for the broker's
-//! own internal logs (committed offsets). Client batches are never decoded.
+//! own internal logs (committed offsets) and for the log cleaner. Client batches are decoded
+//! only by the cleaner, never on produce or fetch.
 //!
-//! Invariant: `read_records` checks every length against the batch before using it and stops
+//! Invariant: `RecordWalk` checks every length against the batch before using it and stops
 //! at the first inconsistency; it never panics on any input.
 
 use super::batch::{self, HEADER_LEN};
@@ -107,40 +108,95 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// One record of a batch's (decompressed) records section, located but not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// The whole record, its length prefix included: copy it to keep the record as it is.
+    pub bytes: &'a [u8],
+    pub offset_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Walks the records of a records section (the bytes after a batch header, decompressed),
+/// at most `count` of them. Stops at the first inconsistency: `complete()` tells whether
+/// every record was read.
+pub struct RecordWalk<'a> {
+    c: Cur<'a>,
+    left: i64,
+    broken: bool,
+}
+
+impl<'a> RecordWalk<'a> {
+    pub fn new(section: &'a [u8], count: i32) -> Self {
+        RecordWalk {
+            c: Cur { b: section, pos: 0 },
+            left: i64::from(count.max(0)),
+            broken: false,
+        }
+    }
+
+    /// All `count` records were read and they filled the section exactly.
+    pub fn complete(&self) -> bool {
+        !self.broken && self.left == 0 && self.c.pos == self.c.b.len()
+    }
+
+    fn record(&mut self) -> Option<RawRecord<'a>> {
+        let start = self.c.pos;
+        let len = self.c.varint()?;
+        let body = self.c.pos;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| body.checked_add(l))?;
+        if end > self.c.b.len() {
+            return None;
+        }
+        self.c.b.get(self.c.pos)?;
+        self.c.pos += 1; // attributes
+        let _ts = self.c.varint()?;
+        let offset_delta = self.c.varint()?;
+        let key = self.c.bytes()?;
+        let value = self.c.bytes()?;
+        if self.c.pos > end {
+            return None;
+        }
+        self.c.pos = end;
+        Some(RawRecord {
+            bytes: &self.c.b[start..end],
+            offset_delta,
+            key,
+            value,
+        })
+    }
+}
+
+impl<'a> Iterator for RecordWalk<'a> {
+    type Item = RawRecord<'a>;
+    fn next(&mut self) -> Option<RawRecord<'a>> {
+        if self.left == 0 || self.broken {
+            return None;
+        }
+        let r = self.record();
+        match r {
+            Some(_) => self.left -= 1,
+            None => self.broken = true,
+        }
+        r
+    }
+}
+
 /// The records of one whole, uncompressed batch as (offset, key, value). Compressed or
 /// malformed batches yield nothing past the first inconsistency.
 pub fn read_records(b: &[u8]) -> Vec<OffsetRecord<'_>> {
-    let mut out = Vec::new();
     let Ok(h) = batch::parse_header(b) else {
-        return out;
+        return Vec::new();
     };
     if h.attributes & 0x07 != 0 || b.len() < h.size {
-        return out;
+        return Vec::new();
     }
-    let mut c = Cur {
-        b: &b[..h.size],
-        pos: HEADER_LEN,
-    };
-    for _ in 0..h.record_count.max(0) {
-        let Some(len) = c.varint() else { break };
-        let start = c.pos;
-        let Some(end) = usize::try_from(len).ok().and_then(|l| start.checked_add(l)) else {
-            break;
-        };
-        if end > c.b.len() || c.b.get(c.pos).is_none() {
-            break;
-        }
-        c.pos += 1; // attributes
-        let (Some(_ts), Some(delta)) = (c.varint(), c.varint()) else {
-            break;
-        };
-        let (Some(k), Some(v)) = (c.bytes(), c.bytes()) else {
-            break;
-        };
-        out.push((h.base_offset + delta, k, v));
-        c.pos = end;
-    }
-    out
+    RecordWalk::new(&b[HEADER_LEN..h.size], h.record_count)
+        .map(|r| (h.base_offset + r.offset_delta, r.key, r.value))
+        .collect()
 }
 
 #[cfg(test)]

@@ -52,9 +52,21 @@ pub fn file_name(base_offset: i64, ext: &str) -> String {
 impl Segment {
     /// Creates an empty segment (truncating any stale files of the same name).
     pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
-        let log = LogFile::open(&dir.join(file_name(base_offset, "log"))).await?;
-        let index_file = LogFile::open(&dir.join(file_name(base_offset, "index"))).await?;
-        let time_file = LogFile::open(&dir.join(file_name(base_offset, "timeindex"))).await?;
+        Self::create_named(dir, base_offset, "", now_ms).await
+    }
+
+    /// Like [`Segment::create`], with `suffix` after each file name (the cleaner builds
+    /// `<base>.log.cleaned` and its indexes before swapping them in).
+    pub async fn create_named(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
+        let open = |ext: &str| dir.join(file_name(base_offset, &format!("{ext}{suffix}")));
+        let log = LogFile::open(&open("log")).await?;
+        let index_file = LogFile::open(&open("index")).await?;
+        let time_file = LogFile::open(&open("timeindex")).await?;
         log.truncate(0).await?;
         index_file.truncate(0).await?;
         time_file.truncate(0).await?;
@@ -315,6 +327,91 @@ fn log_path(dir: &Path, base: i64) -> String {
     dir.join(file_name(base, "log")).display().to_string()
 }
 
+/// Reads whole, CRC-valid batches in `[start, end)` of a file, a chunk at a time. A batch
+/// larger than `max_batch` counts as corruption.
+pub struct BatchChunks {
+    file: LogFile,
+    pos: u64,
+    end: u64,
+    chunk: usize,
+    max_batch: usize,
+    stop: Option<BatchError>,
+    done: bool,
+}
+
+/// A chunk read by [`BatchChunks`]: its file position, its bytes, and the whole batches in
+/// it as `(position in bytes, header)`.
+pub type Chunk = (u64, Vec<u8>, Vec<(usize, BatchHeader)>);
+
+impl BatchChunks {
+    pub fn new(file: &LogFile, start: u64, end: u64, max_batch: usize) -> Self {
+        BatchChunks {
+            file: file.clone(),
+            pos: start,
+            end,
+            chunk: SCAN_CHUNK,
+            max_batch,
+            stop: None,
+            done: false,
+        }
+    }
+
+    /// Where the batches read so far end, and why reading stopped early if it did.
+    pub fn finish(self) -> ScanEnd {
+        ScanEnd {
+            valid_end: self.pos,
+            error: self.stop,
+        }
+    }
+
+    /// The next chunk holding at least one whole batch; `None` at the end or at the first
+    /// torn or corrupt batch.
+    pub async fn next(&mut self) -> io::Result<Option<Chunk>> {
+        // Each iteration returns, stops, or grows the chunk to fit the next batch (at most
+        // once per batch, up to `max_batch`).
+        while !self.done && self.pos < self.end {
+            let want = self.chunk.min((self.end - self.pos) as usize);
+            let at = self.pos;
+            let buf = self.file.read_at(at, want).await?;
+            if buf.is_empty() {
+                self.done = true;
+                break;
+            }
+            let mut scan = BatchScan::new(&buf, true);
+            let batches: Vec<(usize, BatchHeader)> = scan.by_ref().collect();
+            let consumed = scan.position();
+            self.pos += consumed as u64;
+            match scan.stopped {
+                None => self.done = buf.len() < want,
+                Some(BatchError::Truncated { need, .. })
+                    if at + (consumed + need) as u64 <= self.end && need <= self.max_batch =>
+                {
+                    if consumed == 0 {
+                        if need <= self.chunk {
+                            // A short read with the batch fully inside the file: give up.
+                            self.stop = Some(BatchError::Truncated {
+                                have: buf.len(),
+                                need,
+                            });
+                            self.done = true;
+                        } else {
+                            self.chunk = need;
+                        }
+                    }
+                }
+                Some(e) => {
+                    self.stop = Some(e);
+                    self.done = true;
+                }
+            }
+            if !batches.is_empty() {
+                return Ok(Some((at, buf, batches)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// Scans whole, CRC-valid batches in `[start, end)` of `file`, calling `f(position, header)`
 /// for each. Reads in chunks; a batch larger than `max_batch` counts as corruption.
 pub async fn scan_batches(
@@ -324,56 +421,11 @@ pub async fn scan_batches(
     max_batch: usize,
     mut f: impl FnMut(u64, &BatchHeader),
 ) -> io::Result<ScanEnd> {
-    let mut pos = start;
-    let mut chunk = SCAN_CHUNK;
-    // Each iteration consumes at least one batch, grows the chunk to fit the next batch
-    // (at most once per batch), or returns.
-    while pos < end {
-        let want = chunk.min((end - pos) as usize);
-        let buf = file.read_at(pos, want).await?;
-        if buf.is_empty() {
-            break;
-        }
-        let mut scan = BatchScan::new(&buf, true);
-        for (at, h) in scan.by_ref() {
-            f(pos + at as u64, &h);
-        }
-        let consumed = scan.position();
-        match scan.stopped {
-            None => {
-                pos += consumed as u64;
-                if buf.len() < want {
-                    break;
-                }
-            }
-            Some(BatchError::Truncated { need, .. })
-                if pos + (consumed + need) as u64 <= end && need <= max_batch =>
-            {
-                pos += consumed as u64;
-                if consumed == 0 {
-                    if need <= chunk {
-                        // A short read with the batch fully inside the file: give up.
-                        return Ok(ScanEnd {
-                            valid_end: pos,
-                            error: Some(BatchError::Truncated {
-                                have: buf.len(),
-                                need,
-                            }),
-                        });
-                    }
-                    chunk = need;
-                }
-            }
-            Some(e) => {
-                return Ok(ScanEnd {
-                    valid_end: pos + consumed as u64,
-                    error: Some(e),
-                })
-            }
+    let mut chunks = BatchChunks::new(file, start, end, max_batch);
+    while let Some((at, _, batches)) = chunks.next().await? {
+        for (pos, h) in &batches {
+            f(at + *pos as u64, h);
         }
     }
-    Ok(ScanEnd {
-        valid_end: pos,
-        error: None,
-    })
+    Ok(chunks.finish())
 }

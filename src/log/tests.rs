@@ -7,7 +7,7 @@ use super::batch::{parse_header, BatchScan};
 use super::producer_state::SequenceError;
 use super::*;
 
-fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+pub(super) fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move { f().await })
         .expect("executor")
@@ -15,7 +15,7 @@ fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static)
         .expect("join");
 }
 
-fn small(segment_bytes: u64) -> LogConfig {
+pub(super) fn small(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
         index_interval_bytes: 256,

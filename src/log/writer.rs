@@ -186,19 +186,30 @@ const LOG_START_FILE: &str = "log-start-offset";
 
 /// The log start offset recorded by DeleteRecords, if any.
 pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_FILE))
+    read_offset_file(dir, LOG_START_FILE)
+}
+
+/// The offset stored in `dir/name` by [`write_offset_file`], if any.
+pub(super) fn read_offset_file(dir: &Path, name: &str) -> Option<i64> {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// Records the log start offset durably (temp file, fsync, rename, fsync of the directory).
+/// Records the log start offset durably.
 pub(super) fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    write_offset_file(dir, LOG_START_FILE, offset)
+}
+
+/// Writes one offset to `dir/name` durably (temp file, fsync, rename, fsync of the
+/// directory).
+pub(super) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> io::Result<()> {
     use std::io::Write;
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(offset.to_string().as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -242,6 +242,11 @@ pub mod wire {
 
     /// Creates a topic with the `shardlog topic create` command.
     pub fn create_topic(b: &super::Broker, topic: &str, partitions: i32) {
+        create_topic_with(b, topic, partitions, &[]);
+    }
+
+    /// Like [`create_topic`], with topic configs (`KEY=VALUE`).
+    pub fn create_topic_with(b: &super::Broker, topic: &str, partitions: i32, configs: &[&str]) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
             .args([
                 "topic",
@@ -250,6 +255,7 @@ pub mod wire {
                 "--partitions",
                 &partitions.to_string(),
             ])
+            .args(configs.iter().flat_map(|c| ["--config", c]))
             .args(["--bootstrap", &b.bootstrap()])
             .output()
             .expect("run cli");
