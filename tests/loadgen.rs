@@ -1,0 +1,146 @@
+//! The load generator against the real broker: what it reports matches what a librdkafka
+//! consumer reads back, and `--find-limit` produces a limit, a curve and JSON.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::Broker;
+
+fn loadgen(b: &Broker, dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let json = dir.join("out.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog-loadgen"))
+        .args(["--bootstrap", &b.bootstrap(), "--quiet"])
+        .args(["--json", json.to_str().expect("utf8")])
+        .args(extra)
+        .output()
+        .expect("run loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("valid json")
+}
+
+/// Messages in `topic` read by librdkafka from the beginning of every partition.
+fn count_with_librdkafka(b: &Broker, topic: &str, partitions: i32) -> u64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", "loadgen-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut end = 0;
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+        end += c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks")
+            .1;
+    }
+    c.assign(&tpl).expect("assign");
+    let mut n = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n < end as u64 && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            m.expect("message");
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn reported_counts_match_what_a_consumer_reads() {
+    let b = Broker::start(2);
+    let dir = tempfile::tempdir().expect("tmp");
+    let report = loadgen(
+        &b,
+        dir.path(),
+        &[
+            "--topic",
+            "lg",
+            "--partitions",
+            "4",
+            "--duration",
+            "2",
+            "--rate",
+            "5000",
+            "--keys",
+            "zipf:50",
+            "--size",
+            "100-300",
+            "--compression",
+            "lz4",
+            "--acks",
+            "all",
+        ],
+    );
+    let run = &report["run"];
+    let acked = run["acked"].as_u64().expect("acked");
+    assert!(acked >= 9_000, "2 s at 5000 msg/s: {run}");
+    assert_eq!(run["failed"], 0);
+    assert_eq!(run["sent"].as_u64(), Some(acked));
+    assert_eq!(
+        run["consumed"].as_u64(),
+        Some(acked),
+        "loadgen's own consumer read all"
+    );
+    assert!(run["ack_latency_ms"]["count"].as_u64() == Some(acked));
+    assert!(run["e2e_latency_ms"]["p99"].as_f64().expect("p99") > 0.0);
+    assert_eq!(count_with_librdkafka(&b, "lg", 4), acked);
+}
+
+#[test]
+fn find_limit_reports_a_limit_a_curve_and_json() {
+    let b = Broker::start(1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let plot = dir.path().join("curve.svg");
+    let report = loadgen(
+        &b,
+        dir.path(),
+        &[
+            "--topic",
+            "fl",
+            "--partitions",
+            "2",
+            "--duration",
+            "0.5",
+            "--find-limit",
+            "--max-steps",
+            "3",
+            "--slo",
+            "1000",
+            "--consumers",
+            "0",
+            "--size",
+            "200",
+            "--plot",
+            plot.to_str().expect("utf8"),
+        ],
+    );
+    let probe_rate = report["probe"]["acked_msgs_per_sec"]
+        .as_f64()
+        .expect("probe");
+    assert!(probe_rate > 0.0);
+    let steps = report["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty() && steps.len() <= 3);
+    let first = steps[0]["offered_msgs_per_sec"].as_f64().expect("offered");
+    assert!(
+        (first - probe_rate / 10.0).abs() < 1.0,
+        "first step at 10% of the probe"
+    );
+    let limit = &report["limit"];
+    assert_eq!(limit["partitions"], 2);
+    let per_partition = limit["per_partition_msgs_per_sec"].as_f64().expect("limit");
+    assert!((per_partition * 2.0 - limit["msgs_per_sec"].as_f64().expect("total")).abs() < 1e-6);
+    let svg = std::fs::read_to_string(&plot).expect("curve written");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+}
