@@ -143,4 +143,37 @@ fn find_limit_reports_a_limit_a_curve_and_json() {
     assert!((per_partition * 2.0 - limit["msgs_per_sec"].as_f64().expect("total")).abs() < 1e-6);
     let svg = std::fs::read_to_string(&plot).expect("curve written");
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+
+    // The planner reads the same JSON: partitions = target / (per-partition limit x headroom).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog-plan"))
+        .args([
+            "plan",
+            "--limit",
+            dir.path().join("out.json").to_str().expect("utf8"),
+        ])
+        .args([
+            "--target-mbps",
+            "50",
+            "--headroom",
+            "0.5",
+            "--measured-cores",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run planner");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let per_partition_mb = limit["per_partition_mb_per_sec"].as_f64().expect("mb");
+    let want = (50.0 / (per_partition_mb * 0.5)).ceil();
+    let got = plan["plan"]["partitions"].as_f64().expect("partitions");
+    let cores = plan["plan"]["cores"].as_f64().expect("cores");
+    assert!(
+        got >= want && got < want + cores,
+        "{got} partitions for {want} needed"
+    );
 }
