@@ -6,6 +6,7 @@
 //! send time in microseconds (big-endian), read back by the consumer.
 
 use shardlog::log::codec::{self, Codec};
+use shardlog::log::records::put_varint;
 
 /// Bytes at the start of every value: intended send time (µs) and a sequence number.
 pub const STAMP_LEN: usize = 16;
@@ -191,15 +192,6 @@ fn varint_len(v: i64) -> usize {
         n += 1;
     }
     n
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 /// A record batch being filled for one partition.

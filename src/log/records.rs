@@ -12,7 +12,8 @@ pub type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// A record read back: offset, key, value.
 pub type OffsetRecord<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+/// Appends `v` as a zigzag varint (Kafka's record encoding).
+pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8 & 0x7f) | 0x80);
