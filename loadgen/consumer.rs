@@ -14,7 +14,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, Fetc
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use shardlog::log::batch::BatchScan;
-use shardlog::log::codec::{self, Codec};
+use shardlog::log::codec;
 use shardlog::log::records::RecordWalk;
 
 use crate::conn;
@@ -130,8 +130,7 @@ fn consume(records: &[u8], mut offset: i64, now: u64, stats: &mut Stats) -> Resu
             continue;
         }
         let batch = &records[pos..pos + h.size];
-        let codec = Codec::from_attributes(h.attributes)?;
-        let section = codec::decompress(codec, &batch[61..], MAX_SECTION)?;
+        let (_, section) = codec::batch_records(batch, &h, MAX_SECTION)?;
         for rec in RecordWalk::new(&section, h.record_count) {
             if h.base_offset + rec.offset_delta < offset {
                 continue;

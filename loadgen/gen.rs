@@ -5,13 +5,12 @@
 //! Invariant: a value is at least [`STAMP_LEN`] bytes; its first 8 bytes are the intended
 //! send time in microseconds (big-endian), read back by the consumer.
 
+use shardlog::log::batch::{self, BatchHeader, HEADER_LEN};
 use shardlog::log::codec::{self, Codec};
 use shardlog::log::records::put_varint;
 
 /// Bytes at the start of every value: intended send time (µs) and a sequence number.
 pub const STAMP_LEN: usize = 16;
-/// Bytes of the batch header before the records.
-const HEADER_LEN: usize = 61;
 
 /// Message size distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,31 +294,23 @@ impl BatchBuilder {
                 b
             }
         };
-        let attributes: i16 = match codec {
-            Codec::None => 0,
-            Codec::Gzip => 1,
-            Codec::Snappy => 2,
-            Codec::Lz4 => 3,
-            Codec::Zstd => 4,
+        let h = BatchHeader {
+            base_offset: 0,
+            size: 0,
+            leader_epoch: -1,
+            magic: 2,
+            crc: 0,
+            attributes: codec.attributes(),
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_ts_ms,
+            max_timestamp: self.max_ts_ms,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: self.count,
         };
-        let len = (b.len() - 12) as i32;
-        let mut h = Vec::with_capacity(HEADER_LEN);
-        h.extend_from_slice(&0i64.to_be_bytes());
-        h.extend_from_slice(&len.to_be_bytes());
-        h.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-        h.push(2);
-        h.extend_from_slice(&0u32.to_be_bytes()); // crc, below
-        h.extend_from_slice(&attributes.to_be_bytes());
-        h.extend_from_slice(&(self.count - 1).to_be_bytes());
-        h.extend_from_slice(&self.base_ts_ms.to_be_bytes());
-        h.extend_from_slice(&self.max_ts_ms.to_be_bytes());
-        h.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        h.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        h.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-        h.extend_from_slice(&self.count.to_be_bytes());
-        b[..HEADER_LEN].copy_from_slice(&h);
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch::write_header(&h, &mut b);
+        batch::seal(&mut b);
         self.count = 0;
         let value_bytes = std::mem::take(&mut self.value_bytes);
         Ok((b, std::mem::take(&mut self.intended), value_bytes))
@@ -341,20 +332,13 @@ pub fn filler(rng: &mut Rng, len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardlog::log::batch;
     use shardlog::log::records::RecordWalk;
 
     #[test]
     fn batches_are_valid_and_carry_their_stamps() {
         let mut rng = Rng::new(7);
         let fill = filler(&mut rng, 64);
-        for codec in [
-            Codec::None,
-            Codec::Gzip,
-            Codec::Snappy,
-            Codec::Lz4,
-            Codec::Zstd,
-        ] {
+        for codec in Codec::ALL {
             let mut b = BatchBuilder::new(1024);
             b.push(Some(b"k1"), 100, 1_000_123, 0, &fill);
             b.push(None, 16, 1_002_000, 1, &fill);
@@ -365,7 +349,8 @@ mod tests {
             assert_eq!(value_bytes, 416);
             let h = batch::validate_incoming(&bytes).expect("valid batch");
             assert_eq!(h.record_count, 3);
-            let section = codec::decompress(codec, &bytes[HEADER_LEN..], 1 << 20).expect("section");
+            let (stored, section) = codec::batch_records(&bytes, &h, 1 << 20).expect("section");
+            assert_eq!(stored, codec);
             let recs: Vec<_> = RecordWalk::new(&section, 3).collect();
             assert_eq!(recs.len(), 3);
             assert_eq!(recs[0].key, Some(&b"k1"[..]));

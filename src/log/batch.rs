@@ -151,6 +151,40 @@ pub fn validate_incoming(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(h)
 }
 
+/// Writes the fields of `h` into the first [`HEADER_LEN`] bytes of `buf`, except
+/// `batchLength` and the CRC, which [`seal`] writes once the records follow (`h.size` and
+/// `h.crc` are not used).
+pub fn write_header(h: &BatchHeader, buf: &mut [u8]) {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&h.base_offset.to_be_bytes());
+    put(&0i32.to_be_bytes()); // batchLength: seal
+    put(&h.leader_epoch.to_be_bytes());
+    put(&[h.magic as u8]);
+    put(&0u32.to_be_bytes()); // crc: seal
+    put(&h.attributes.to_be_bytes());
+    put(&h.last_offset_delta.to_be_bytes());
+    put(&h.base_timestamp.to_be_bytes());
+    put(&h.max_timestamp.to_be_bytes());
+    put(&h.producer_id.to_be_bytes());
+    put(&h.producer_epoch.to_be_bytes());
+    put(&h.base_sequence.to_be_bytes());
+    put(&h.record_count.to_be_bytes());
+}
+
+/// Finishes a batch assembled in `buf` (61-byte header, then the records section): writes
+/// its `batchLength` from the buffer's length and its CRC-32C. `buf` holds exactly one batch
+/// of at least [`HEADER_LEN`] bytes.
+pub fn seal(buf: &mut [u8]) {
+    let len = (buf.len() - LOG_OVERHEAD) as i32;
+    buf[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes the broker-assigned base offset and leader epoch into a batch. Neither field is
 /// covered by the CRC, so the batch stays valid.
 pub fn stamp(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {

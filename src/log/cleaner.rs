@@ -25,7 +25,7 @@ use ahash::RandomState;
 use tracing::{info, warn};
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
-use super::codec::{self, Codec};
+use super::codec;
 use super::file::LogFile;
 use super::records::{RawRecord, RecordWalk};
 use super::segment::{file_name, BatchChunks, Segment};
@@ -81,13 +81,6 @@ impl KeyMap {
     }
 }
 
-/// The records section of a batch, decompressed; `None` if it cannot be decoded.
-fn records_section(b: &[u8], h: &BatchHeader) -> Option<(Codec, Vec<u8>)> {
-    let codec = Codec::from_attributes(h.attributes).ok()?;
-    let section = codec::decompress(codec, &b[HEADER_LEN..h.size], MAX_DECOMPRESSED).ok()?;
-    Some((codec, section))
-}
-
 /// What the filter made of one batch.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Filtered {
@@ -106,7 +99,7 @@ pub(super) fn filter_batch(
     h: &BatchHeader,
     mut keep: impl FnMut(i64, &RawRecord<'_>) -> bool,
 ) -> (Filtered, u64) {
-    let Some((codec, section)) = records_section(b, h) else {
+    let Ok((codec, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) else {
         return (Filtered::Unchanged, 0);
     };
     let mut walk = RecordWalk::new(&section, h.record_count);
@@ -132,11 +125,8 @@ pub(super) fn filter_batch(
     let mut out = Vec::with_capacity(HEADER_LEN + section.len());
     out.extend_from_slice(&b[..HEADER_LEN]);
     out.extend_from_slice(&section);
-    let len = (out.len() - batch::LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&len.to_be_bytes());
     out[57..61].copy_from_slice(&n_kept.to_be_bytes());
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::seal(&mut out);
     (Filtered::Rewritten(out), removed)
 }
 
@@ -346,7 +336,7 @@ impl Log {
                         continue;
                     }
                     let b = &buf[*at..*at + h.size];
-                    if let Some((_, section)) = records_section(b, h) {
+                    if let Ok((_, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) {
                         for r in RecordWalk::new(&section, h.record_count) {
                             if let Some(k) = r.key {
                                 map.insert(k, h.base_offset + r.offset_delta);

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 
 use thiserror::Error;
 
+use super::batch::{BatchHeader, HEADER_LEN};
+
 /// Compression codec of a batch, from its attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -36,6 +38,25 @@ const XERIAL_HEADER: usize = 16;
 const XERIAL_BLOCK: usize = 32 << 10;
 
 impl Codec {
+    pub const ALL: [Codec; 5] = [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ];
+
+    /// The attribute bits (0-2) that name this codec.
+    pub fn attributes(self) -> i16 {
+        match self {
+            Codec::None => 0,
+            Codec::Gzip => 1,
+            Codec::Snappy => 2,
+            Codec::Lz4 => 3,
+            Codec::Zstd => 4,
+        }
+    }
+
     pub fn from_attributes(attributes: i16) -> Result<Codec, CodecError> {
         match attributes & 0x07 {
             0 => Ok(Codec::None),
@@ -62,6 +83,18 @@ fn read_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, CodecError> {
         return Err(CodecError::TooLarge(limit));
     }
     Ok(out)
+}
+
+/// The codec of the whole batch `b` (header `h`) and its records section, decompressed to at
+/// most `limit` bytes.
+pub fn batch_records(
+    b: &[u8],
+    h: &BatchHeader,
+    limit: usize,
+) -> Result<(Codec, Vec<u8>), CodecError> {
+    let codec = Codec::from_attributes(h.attributes)?;
+    let section = decompress(codec, &b[HEADER_LEN..h.size], limit)?;
+    Ok((codec, section))
 }
 
 /// Decompresses a batch's records section, producing at most `limit` bytes.
@@ -150,18 +183,10 @@ pub fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CodecError> {
 mod tests {
     use super::*;
 
-    const ALL: [Codec; 5] = [
-        Codec::None,
-        Codec::Gzip,
-        Codec::Snappy,
-        Codec::Lz4,
-        Codec::Zstd,
-    ];
-
     #[test]
     fn round_trips_every_codec() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        for c in ALL {
+        for c in Codec::ALL {
             let z = compress(c, &data).expect("compress");
             assert_eq!(
                 decompress(c, &z, 1 << 20).expect("decompress"),
@@ -174,7 +199,7 @@ mod tests {
     #[test]
     fn bombs_are_refused_at_the_limit() {
         let zeros = vec![0u8; 4 << 20];
-        for c in ALL.into_iter().skip(1) {
+        for c in Codec::ALL.into_iter().skip(1) {
             let z = compress(c, &zeros).expect("compress");
             assert!(z.len() < 1 << 20, "{c:?} compresses zeros");
             assert!(
@@ -188,7 +213,7 @@ mod tests {
     fn garbage_never_panics() {
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 91 % 256) as u8).collect();
-            for c in ALL {
+            for c in Codec::ALL {
                 let _ = decompress(c, &junk, 1 << 16);
             }
         }

@@ -57,25 +57,25 @@ pub fn build_producer_batch(
         body.extend(r);
     }
     let n = records.len() as i32;
-    let mut b = Vec::with_capacity(HEADER_LEN + body.len());
-    b.extend(0i64.to_be_bytes());
-    b.extend(0i32.to_be_bytes());
-    b.extend(0i32.to_be_bytes());
-    b.push(2);
-    b.extend(0u32.to_be_bytes());
-    b.extend(0i16.to_be_bytes());
-    b.extend((n - 1).to_be_bytes());
-    b.extend(timestamp.to_be_bytes());
-    b.extend(timestamp.to_be_bytes());
-    b.extend(producer_id.to_be_bytes());
-    b.extend(producer_epoch.to_be_bytes());
-    b.extend(base_sequence.to_be_bytes());
-    b.extend(n.to_be_bytes());
+    let mut b = vec![0u8; HEADER_LEN];
     b.extend(body);
-    let len = (b.len() - 12) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let h = batch::BatchHeader {
+        base_offset: 0,
+        size: 0,
+        leader_epoch: 0,
+        magic: 2,
+        crc: 0,
+        attributes: 0,
+        last_offset_delta: n - 1,
+        base_timestamp: timestamp,
+        max_timestamp: timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        record_count: n,
+    };
+    batch::write_header(&h, &mut b);
+    batch::seal(&mut b);
     b
 }
 
