@@ -28,8 +28,8 @@ use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::codec;
 use super::file::LogFile;
 use super::records::{RawRecord, RecordWalk};
-use super::segment::{file_name, BatchChunks, Segment};
-use super::writer::{read_offset_file, write_offset_file};
+use super::segment::{file_name, remove_files, BatchChunks, Segment};
+use super::writer::{read_offset_file, sync_dir, write_offset_file};
 use super::{Log, LogError};
 
 const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
@@ -138,24 +138,11 @@ fn swap_name(base: i64, end: i64) -> String {
     format!("{base:020}-{end:020}.swap")
 }
 
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Removes the segment files of every base in `[base, end)` and renames the swap file to
 /// `<base>.log` (its indexes are rebuilt on open if they are not in place).
 fn finish_swap(dir: &Path, base: i64, end: i64, bases: &[i64]) -> io::Result<()> {
     for b in bases.iter().filter(|b| (base..end).contains(*b)) {
-        for ext in ["log", "index", "timeindex"] {
-            remove_if_present(&dir.join(file_name(*b, ext)))?;
-        }
+        remove_files(dir, *b, "")?;
     }
     for ext in ["index", "timeindex"] {
         let from = dir.join(file_name(base, &format!("{ext}{CLEANED}")));
@@ -195,8 +182,12 @@ pub(super) fn recover_swaps(dir: &Path) -> io::Result<Vec<String>> {
             "finished an interrupted compaction swap of offsets [{base}, {end})"
         ));
     }
+    // Leftovers; a finished swap above may already have renamed its index files.
     for n in names.iter().filter(|n| n.ends_with(CLEANED)) {
-        remove_if_present(&dir.join(n))?;
+        match std::fs::remove_file(dir.join(n)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     Ok(report)
 }
@@ -429,9 +420,7 @@ impl Log {
             });
         let (true, Some(i)) = (intact, at) else {
             drop(st);
-            for ext in ["log", "index", "timeindex"] {
-                remove_if_present(&dir.join(file_name(base, &format!("{ext}{CLEANED}"))))?;
-            }
+            remove_files(&dir, base, CLEANED)?;
             return Ok(false);
         };
         // Commit point: from here recovery finishes the swap.

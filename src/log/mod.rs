@@ -502,14 +502,7 @@ impl Log {
             removed
         };
         for base in &removed {
-            for ext in ["log", "index", "timeindex"] {
-                let path = self.inner.dir.join(segment::file_name(*base, ext));
-                if let Err(e) = std::fs::remove_file(&path) {
-                    if e.kind() != io::ErrorKind::NotFound {
-                        return Err(e.into());
-                    }
-                }
-            }
+            segment::remove_files(&self.inner.dir, *base, "")?;
             info!(dir = %self.inner.dir.display(), base_offset = base, "deleted segment");
         }
         Ok(removed.len())

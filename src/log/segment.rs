@@ -49,6 +49,22 @@ pub fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
 }
 
+/// The files of a segment, by extension.
+const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+
+/// Removes the files of the segment at `base_offset` (each extension followed by `suffix`);
+/// files already gone are fine.
+pub fn remove_files(dir: &Path, base_offset: i64, suffix: &str) -> io::Result<()> {
+    for ext in EXTENSIONS {
+        let path = dir.join(file_name(base_offset, &format!("{ext}{suffix}")));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Segment {
     /// Creates an empty segment (truncating any stale files of the same name).
     pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {

@@ -210,6 +210,11 @@ pub(super) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> io::Resu
     f.write_all(offset.to_string().as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, making renames and removals in it durable.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
