@@ -194,39 +194,26 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 
 /// The effective log settings of a topic: its overrides on top of the broker's defaults.
 pub fn log_config(cfg: &BrokerConfig, meta: &TopicMeta) -> LogConfig {
-    let get = |k: &str| meta.configs.get(k).and_then(|v| v.parse::<i64>().ok());
+    fn parsed<T: std::str::FromStr>(meta: &TopicMeta, key: &str) -> Option<T> {
+        meta.configs.get(key).and_then(|v| v.parse().ok())
+    }
     LogConfig {
-        segment_bytes: get("segment.bytes")
-            .map(|v| v as u64)
-            .unwrap_or(cfg.segment_bytes),
-        segment_ms: get("segment.ms").unwrap_or(cfg.segment_ms),
-        index_interval_bytes: get("index.interval.bytes")
-            .map(|v| v as u64)
+        segment_bytes: parsed(meta, "segment.bytes").unwrap_or(cfg.segment_bytes),
+        segment_ms: parsed(meta, "segment.ms").unwrap_or(cfg.segment_ms),
+        index_interval_bytes: parsed(meta, "index.interval.bytes")
             .unwrap_or(cfg.index_interval_bytes),
-        max_batch_bytes: get("max.message.bytes")
-            .map(|v| v as usize)
-            .unwrap_or(cfg.message_max_bytes),
+        max_batch_bytes: parsed(meta, "max.message.bytes").unwrap_or(cfg.message_max_bytes),
         producer_expiration_ms: cfg.producer_id_expiration_ms,
-        flush: meta
-            .configs
-            .get("flush.policy")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cfg.flush),
-        flush_ms: get("flush.ms").unwrap_or(cfg.flush_ms),
-        flush_messages: get("flush.messages").unwrap_or(cfg.flush_messages),
-        retention_ms: get("retention.ms").unwrap_or(cfg.retention_ms),
-        retention_bytes: get("retention.bytes").unwrap_or(cfg.retention_bytes),
-        cleanup: meta
-            .configs
-            .get("cleanup.policy")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cfg.cleanup),
-        delete_retention_ms: get("delete.retention.ms").unwrap_or(cfg.delete_retention_ms),
-        min_compaction_lag_ms: get("min.compaction.lag.ms").unwrap_or(cfg.min_compaction_lag_ms),
-        min_cleanable_dirty_ratio: meta
-            .configs
-            .get("min.cleanable.dirty.ratio")
-            .and_then(|v| v.parse().ok())
+        flush: parsed(meta, "flush.policy").unwrap_or(cfg.flush),
+        flush_ms: parsed(meta, "flush.ms").unwrap_or(cfg.flush_ms),
+        flush_messages: parsed(meta, "flush.messages").unwrap_or(cfg.flush_messages),
+        retention_ms: parsed(meta, "retention.ms").unwrap_or(cfg.retention_ms),
+        retention_bytes: parsed(meta, "retention.bytes").unwrap_or(cfg.retention_bytes),
+        cleanup: parsed(meta, "cleanup.policy").unwrap_or(cfg.cleanup),
+        delete_retention_ms: parsed(meta, "delete.retention.ms").unwrap_or(cfg.delete_retention_ms),
+        min_compaction_lag_ms: parsed(meta, "min.compaction.lag.ms")
+            .unwrap_or(cfg.min_compaction_lag_ms),
+        min_cleanable_dirty_ratio: parsed(meta, "min.cleanable.dirty.ratio")
             .unwrap_or(cfg.min_cleanable_ratio),
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use tracing::warn;
 
 use super::state::Committed;
+use crate::log::checksum;
 use crate::log::records::read_records;
 use crate::log::{Log, LogError};
 
@@ -147,7 +148,8 @@ fn snapshot_name(offset: i64) -> String {
     format!("{offset:020}.offsets")
 }
 
-/// Snapshot file: magic, count, then (key, value) pairs with u32 lengths, then CRC-32C.
+/// Snapshot file ([`checksum`] framing): magic, count, then (key, value) pairs with u32
+/// lengths, then CRC-32C.
 pub fn encode_snapshot(map: &HashMap<OffsetKey, Committed>) -> Vec<u8> {
     let mut out = SNAPSHOT_MAGIC.to_vec();
     out.extend((map.len() as u32).to_be_bytes());
@@ -161,20 +163,13 @@ pub fn encode_snapshot(map: &HashMap<OffsetKey, Committed>) -> Vec<u8> {
         out.extend((vb.len() as u32).to_be_bytes());
         out.extend(vb);
     }
-    let crc = crc32c::crc32c(&out);
-    out.extend(crc.to_be_bytes());
+    checksum::seal(&mut out);
     out
 }
 
 pub fn decode_snapshot(buf: &[u8]) -> Option<HashMap<OffsetKey, Committed>> {
-    if buf.len() < 13 || &buf[..5] != SNAPSHOT_MAGIC {
-        return None;
-    }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return None;
-    }
-    let mut b = &body[5..];
+    let body = checksum::open(buf, SNAPSHOT_MAGIC)?;
+    let mut b = body;
     let n = take(&mut b, 4)?;
     let n = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
     let mut map = HashMap::with_capacity(n.min(body.len() / 16));

@@ -11,6 +11,7 @@
 //!   it fails too, so the log has no holes.
 
 pub mod batch;
+pub mod checksum;
 mod cleaner;
 pub mod codec;
 pub mod file;

@@ -16,6 +16,7 @@ use super::batch::BatchHeader;
 pub const BATCHES_KEPT: usize = 5;
 /// Default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
+const SNAPSHOT_MAGIC: &[u8; 5] = b"SLPS1";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SequenceError {
@@ -187,10 +188,10 @@ impl ProducerState {
         before - self.producers.len()
     }
 
-    /// Binary snapshot: magic, count, entries, CRC-32C of everything before it.
+    /// Binary snapshot ([`super::checksum`] framing): magic, count, entries, CRC-32C.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(b"SLPS1");
+        out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         let mut pids: Vec<&i64> = self.producers.keys().collect();
         pids.sort();
@@ -207,21 +208,14 @@ impl ProducerState {
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        super::checksum::seal(&mut out);
         out
     }
 
     /// Parses a snapshot; `None` if it is damaged in any way.
     pub fn decode(buf: &[u8]) -> Option<ProducerState> {
-        if buf.len() < 13 || &buf[..5] != b"SLPS1" {
-            return None;
-        }
-        let (body, crc) = buf.split_at(buf.len() - 4);
-        if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return None;
-        }
-        let mut r = Cursor { buf: body, pos: 5 };
+        let body = super::checksum::open(buf, SNAPSHOT_MAGIC)?;
+        let mut r = Cursor { buf: body, pos: 0 };
         let n = r.u32()? as usize;
         let mut producers = HashMap::with_capacity(n.min(body.len() / 19));
         for _ in 0..n {
