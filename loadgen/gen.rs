@@ -56,6 +56,13 @@ impl Sizes {
             Sizes::Uniform(a, b) => (a + b) / 2,
         }
     }
+    /// The next message size.
+    pub fn draw(&self, rng: &mut Rng) -> usize {
+        match *self {
+            Sizes::Fixed(n) => n,
+            Sizes::Uniform(a, b) => a + rng.below((b - a + 1) as u64) as usize,
+        }
+    }
     pub fn max(&self) -> usize {
         match *self {
             Sizes::Fixed(n) => n,

@@ -51,11 +51,7 @@ pub fn step_rate(max_msgs_per_sec: f64, i: usize) -> f64 {
 pub fn limit(steps: &[Step], partitions: i32, slo_ms: f64, ack_latency: bool) -> Option<Limit> {
     let best = steps.iter().rfind(|s| s.held)?;
     let r = &best.result;
-    let lat = if ack_latency {
-        &r.ack_latency_ms
-    } else {
-        &r.e2e_latency_ms
-    };
+    let lat = r.slo_latency(ack_latency);
     let n = f64::from(partitions.max(1));
     Some(Limit {
         msgs_per_sec: r.acked_msgs_per_sec,
@@ -83,11 +79,7 @@ pub fn svg(
     let pw = w - left - right;
     let ph = h - top - bottom;
     let lat = |s: &Step| {
-        let l = if ack_latency {
-            s.result.ack_latency_ms
-        } else {
-            s.result.e2e_latency_ms
-        };
+        let l = s.result.slo_latency(ack_latency);
         [l.p50, l.p99, l.p999]
     };
     let xmax = steps

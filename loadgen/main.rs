@@ -12,6 +12,7 @@ mod consumer;
 mod gen;
 mod limit;
 mod producer;
+mod report;
 mod schedule;
 mod stats;
 
@@ -227,6 +228,17 @@ pub struct RunResult {
     pub e2e_latency_ms: Latency,
 }
 
+impl RunResult {
+    /// The latency an SLO applies to: produce-ack, or end-to-end.
+    pub fn slo_latency(&self, ack: bool) -> Latency {
+        if ack {
+            self.ack_latency_ms
+        } else {
+            self.e2e_latency_ms
+        }
+    }
+}
+
 fn metadata_target(bootstrap: &str, topic_name: &str, partitions: i32) -> Result<Target> {
     let mut c = Client::connect(bootstrap)?;
     for attempt in 0..50 {
@@ -315,20 +327,6 @@ where
         .map_err(|e| anyhow::anyhow!("cannot start worker {name}: {e}"))
 }
 
-fn progress_line(t: f64, iv: &Stats, secs: f64) -> String {
-    let ack = Latency::of(&iv.ack);
-    let e2e = Latency::of(&iv.e2e);
-    format!(
-        "[{t:5.1}s] sent {:>9.0} msg/s {:>8.1} MB/s | acked {:>9.0} msg/s p99 {:>7.2} ms | e2e p99 {:>7.2} ms | failed {}",
-        iv.sent as f64 / secs,
-        iv.sent_bytes as f64 / secs / 1e6,
-        iv.acked as f64 / secs,
-        ack.p99,
-        e2e.p99,
-        iv.failed
-    )
-}
-
 /// One run: consumers from the current end, producers for the duration (open loop at `rate`
 /// msgs/s in total, or closed loop), then consumers until they reach the new end.
 fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Result<RunResult> {
@@ -402,7 +400,7 @@ fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Res
             if !quiet {
                 eprintln!(
                     "{}",
-                    progress_line(started.elapsed().as_secs_f64(), &interval, secs)
+                    report::progress_line(started.elapsed().as_secs_f64(), &interval, secs)
                 );
             }
             total.merge(&interval.take());
@@ -455,44 +453,6 @@ fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Res
         ack_latency_ms: Latency::of(&total.ack),
         e2e_latency_ms: Latency::of(&total.e2e),
     })
-}
-
-fn table_row(name: &str, rate: f64, mb: f64, l: &Latency) -> String {
-    format!(
-        "{name:<14}{rate:>11.0}{mb:>9.1}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
-        l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
-    )
-}
-
-fn print_result(r: &RunResult) {
-    println!(
-        "{:<14}{:>11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
-        "", "msgs/s", "MB/s", "p50", "p90", "p99", "p99.9", "p99.99", "max ms"
-    );
-    println!(
-        "{}",
-        table_row(
-            "produce ack",
-            r.acked_msgs_per_sec,
-            r.acked_mb_per_sec,
-            &r.ack_latency_ms
-        )
-    );
-    if r.consumed > 0 {
-        println!(
-            "{}",
-            table_row(
-                "end-to-end",
-                r.consumed as f64 / r.seconds,
-                r.consumed_mb_per_sec,
-                &r.e2e_latency_ms
-            )
-        );
-    }
-    println!(
-        "sent {}  acknowledged {}  failed {}  consumed {}  in {:.1} s",
-        r.sent, r.acked, r.failed, r.consumed, r.seconds
-    );
 }
 
 #[derive(Serialize)]
@@ -574,7 +534,7 @@ fn main() -> Result<()> {
             args.duration
         );
         let probe = run_once(&args, &spec, None, args.quiet)?;
-        print_result(&probe);
+        report::print_result(&probe);
         let max = probe.acked_msgs_per_sec;
         if max <= 0.0 {
             bail!("the probe acknowledged nothing; is the broker up?");
@@ -583,11 +543,7 @@ fn main() -> Result<()> {
             let rate = limit::step_rate(max, i);
             eprintln!("step {i}: open loop at {rate:.0} msg/s");
             let r = run_once(&args, &spec, Some(rate), args.quiet)?;
-            let p99 = if ack_slo {
-                r.ack_latency_ms.p99
-            } else {
-                r.e2e_latency_ms.p99
-            };
+            let p99 = r.slo_latency(ack_slo).p99;
             let held = limit::held(rate, &r, p99, args.slo);
             eprintln!(
                 "step {i}: offered {rate:.0}, acknowledged {:.0} msg/s ({:.1} MB/s), p99 {p99:.2} ms: {}",
@@ -607,43 +563,8 @@ fn main() -> Result<()> {
         }
         report.probe = Some(probe);
         report.limit = limit::limit(&report.steps, partitions, args.slo, ack_slo);
-        println!(
-            "\n{:>6}{:>12}{:>12}{:>9}{:>9}{:>9}{:>9}  held",
-            "step", "offered/s", "acked/s", "MB/s", "p50", "p99", "p99.9"
-        );
-        for (i, s) in report.steps.iter().enumerate() {
-            let l = if ack_slo {
-                s.result.ack_latency_ms
-            } else {
-                s.result.e2e_latency_ms
-            };
-            println!(
-                "{:>6}{:>12.0}{:>12.0}{:>9.1}{:>9.2}{:>9.2}{:>9.2}  {}",
-                i + 1,
-                s.offered_msgs_per_sec,
-                s.result.acked_msgs_per_sec,
-                s.result.acked_mb_per_sec,
-                l.p50,
-                l.p99,
-                l.p999,
-                if s.held { "yes" } else { "no" }
-            );
-        }
-        match &report.limit {
-            Some(l) => println!(
-                "\nlimit at p99 <= {} ms ({}): {:.0} msg/s, {:.1} MB/s on {} partitions = {:.0} msg/s, {:.2} MB/s per partition (p50 {:.2} ms, p99 {:.2} ms)",
-                args.slo,
-                if ack_slo { "produce ack" } else { "end-to-end" },
-                l.msgs_per_sec,
-                l.mb_per_sec,
-                l.partitions,
-                l.per_partition_msgs_per_sec,
-                l.per_partition_mb_per_sec,
-                l.p50_ms,
-                l.p99_ms
-            ),
-            None => println!("\nno step held the SLO of p99 <= {} ms", args.slo),
-        }
+        report::print_steps(&report.steps, ack_slo);
+        report::print_limit(report.limit.as_ref(), args.slo, ack_slo);
         let title = format!(
             "{} — {} partitions, {} B messages, acks={acks}, {:?}",
             args.bootstrap,
@@ -673,7 +594,7 @@ fn main() -> Result<()> {
             args.duration
         );
         let r = run_once(&args, &spec, args.rate, args.quiet)?;
-        print_result(&r);
+        report::print_result(&r);
         report.run = Some(r);
     }
     if let Some(path) = &args.json {

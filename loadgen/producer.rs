@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -72,6 +73,16 @@ fn fail(stats: &RefCell<Stats>, batches: &[Ready]) {
     stats.borrow_mut().failed += messages(batches);
 }
 
+impl Shared {
+    /// Gives the connection up: marks it dead and fails everything in flight on it.
+    fn abandon(&self, stats: &RefCell<Stats>) {
+        self.dead.set(true);
+        for f in self.in_flight.borrow_mut().drain(..) {
+            fail(stats, &f.batches);
+        }
+    }
+}
+
 async fn read_acks(
     mut reader: Reader,
     shared: Rc<Shared>,
@@ -123,11 +134,8 @@ async fn read_acks(
             }
             Err(e) => {
                 tracing::warn!("produce connection failed: {e:#}");
-                shared.dead.set(true);
                 fail(&stats, &done.batches);
-                for f in shared.in_flight.borrow_mut().drain(..) {
-                    fail(&stats, &f.batches);
-                }
+                shared.abandon(&stats);
             }
         }
         wake.notify_all();
@@ -209,17 +217,15 @@ pub async fn run(spec: &LoadSpec, worker: &Worker, rate: Option<f64>) -> Result<
                 };
                 let key = keys.next(&mut rng).map(|k| {
                     key_buf.clear();
-                    key_buf.extend_from_slice(format!("key-{k}").as_bytes());
+                    // Writing into a Vec cannot fail.
+                    let _ = write!(key_buf, "key-{k}");
                     key_buf.as_slice()
                 });
                 let p = match key {
                     Some(k) => gen::partition_for(k, nparts as i32) as usize,
                     None => sticky,
                 };
-                let size = match spec.sizes {
-                    gen::Sizes::Fixed(n) => n,
-                    gen::Sizes::Uniform(a, b) => a + rng.below((b - a + 1) as u64) as usize,
-                };
+                let size = spec.sizes.draw(&mut rng);
                 acc[p].push(key, size, intended, seq, &filler);
                 seq += 1;
                 made += 1;
@@ -271,11 +277,8 @@ pub async fn run(spec: &LoadSpec, worker: &Worker, rate: Option<f64>) -> Result<
         }
         if !generating && now > end + DRAIN.as_micros() as u64 {
             for c in &conns {
-                c.shared.dead.set(true);
                 stats.borrow_mut().failed += messages(&c.ready);
-                for f in c.shared.in_flight.borrow_mut().drain(..) {
-                    fail(&stats, &f.batches);
-                }
+                c.shared.abandon(&stats);
             }
             break;
         }
@@ -396,10 +399,7 @@ async fn send_ready(
         });
         if let Err(e) = c.writer.send(&req, PRODUCE_VERSION).await {
             tracing::warn!("produce send failed: {e:#}");
-            c.shared.dead.set(true);
-            for f in c.shared.in_flight.borrow_mut().drain(..) {
-                fail(stats, &f.batches);
-            }
+            c.shared.abandon(stats);
         }
     }
     sent
