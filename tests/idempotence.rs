@@ -11,10 +11,8 @@ use futures::executor::block_on;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::ProducerId;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use shardlog::admin::client::Client;
 
 use common::wire::{create_topic as create, latest, produce};
@@ -33,18 +31,7 @@ fn init_producer_id(c: &mut Client, current: Option<(i64, i16)>) -> (i16, i64, i
 
 /// Reads every partition from the beginning until `expected` messages or a quiet period.
 fn read_all(b: &Broker, topic: &str, partitions: i32, expected: usize) -> Vec<(i32, i64, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", b.bootstrap())
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = common::reader(b, topic, 0..partitions);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut quiet = 0;

@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 use common::wire::create_topic;
 use common::Broker;
@@ -111,17 +109,7 @@ fn sigterm_under_load_loses_nothing_acknowledged_and_restart_needs_no_recovery()
     assert!(restart.contains("no recovery needed"), "{log}");
     assert!(!log.contains("cut "), "{log}");
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", b.bootstrap())
-        .set("group.id", "check")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..4 {
-        tpl.add_partition_offset("busy", p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = common::reader(&b, "busy", 0..4);
     let mut seen = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet = 0;

@@ -5,9 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::Consumer;
 
 use common::Broker;
 
@@ -29,23 +27,14 @@ fn loadgen(b: &Broker, dir: &std::path::Path, extra: &[&str]) -> serde_json::Val
 
 /// Messages in `topic` read by librdkafka from the beginning of every partition.
 fn count_with_librdkafka(b: &Broker, topic: &str, partitions: i32) -> u64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", b.bootstrap())
-        .set("group.id", "loadgen-check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
+    let c = common::reader(b, topic, 0..partitions);
     let mut end = 0;
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
         end += c
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .expect("watermarks")
             .1;
     }
-    c.assign(&tpl).expect("assign");
     let mut n = 0u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     while n < end as u64 && Instant::now() < deadline {

@@ -9,10 +9,8 @@ use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 use common::Broker;
 
@@ -56,19 +54,7 @@ fn consume_all(
     partitions: i32,
     expected: usize,
 ) -> Vec<(i32, i64, Vec<u8>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", b.bootstrap())
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("add partition");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = common::reader(b, topic, 0..partitions);
     let mut out = Vec::with_capacity(expected);
     let deadline = Instant::now() + Duration::from_secs(120);
     while out.len() < expected && Instant::now() < deadline {

@@ -199,6 +199,30 @@ impl Drop for Broker {
     }
 }
 
+/// A librdkafka consumer assigned to `partitions` of `topic` from their beginning (no group
+/// membership, no commits).
+pub fn reader(
+    b: &Broker,
+    topic: &str,
+    partitions: std::ops::Range<i32>,
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
