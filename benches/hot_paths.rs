@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the broker's hot paths, each on the data a 1 KiB-message
 //! workload produces (64 KiB batches of 64 records):
 //! - `batch/validate_crc`: header parse + CRC-32C check of an incoming batch (every produce);
+//! - `batch/check_records_{none,lz4,zstd}`: the record-by-record walk of an incoming batch
+//!   (every produce), the compressed ones decompressed through the streaming validator;
 //! - `batch/stamp_offset`: writing the broker's base offset into a batch (every produce);
 //! - `log/append`: a whole append through the writer task into a segment (page cache, no
 //!   fsync), on a glommio executor;
@@ -10,6 +12,9 @@
 //!
 //! `cargo bench --bench hot_paths`; see docs/benchmarks.md for the figures.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::messages::produce_request::{
@@ -17,9 +22,11 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::{RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use shardlog::log::batch;
+use shardlog::log::batch::{self, HEADER_LEN};
+use shardlog::log::codec::{self, Codec};
 use shardlog::log::index::{OffsetEntry, OffsetIndex};
 use shardlog::log::records::build_batch;
+use shardlog::log::validate::check_records;
 use shardlog::log::{Log, LogConfig};
 use shardlog::protocol::fetch_response::{encode, FetchPartitionOut};
 
@@ -29,13 +36,33 @@ fn batch_64k() -> Vec<u8> {
     build_batch(&records, 1_700_000_000_000)
 }
 
+/// 64 records of 1,000 text-like bytes (compressing about 2:1), as a batch.
+fn text_batch_64k() -> Vec<u8> {
+    let text = common::text_bytes(64_000);
+    let records: Vec<_> = text.chunks(1000).map(|v| (None, Some(v))).collect();
+    build_batch(&records, 1_700_000_000_000)
+}
+
 fn batch_paths(c: &mut Criterion) {
     let b = batch_64k();
+    let text = text_batch_64k();
     let mut g = c.benchmark_group("batch");
     g.throughput(Throughput::Bytes(b.len() as u64));
     g.bench_function("validate_crc", |bn| {
         bn.iter(|| batch::validate_incoming(std::hint::black_box(&b)))
     });
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        let section = codec::compress(codec, &text[HEADER_LEN..]).expect("compress");
+        let mut z = text[..HEADER_LEN].to_vec();
+        z.extend(section);
+        z[21..23].copy_from_slice(&codec.attributes().to_be_bytes());
+        batch::seal(&mut z);
+        let h = batch::validate_incoming(&z).expect("valid");
+        // Throughput in uncompressed bytes, as produced.
+        g.bench_function(format!("check_records_{codec:?}").to_lowercase(), |bn| {
+            bn.iter(|| check_records(std::hint::black_box(&z), &h))
+        });
+    }
     let mut m = b.clone();
     let mut off = 0i64;
     g.bench_function("stamp_offset", |bn| {

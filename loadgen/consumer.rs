@@ -131,7 +131,7 @@ fn consume(records: &[u8], mut offset: i64, now: u64, stats: &mut Stats) -> Resu
         }
         let batch = &records[pos..pos + h.size];
         let (_, section) = codec::batch_records(batch, &h, MAX_SECTION)?;
-        for rec in RecordWalk::new(&section, h.record_count) {
+        for rec in RecordWalk::new(&section, &h) {
             if h.base_offset + rec.offset_delta < offset {
                 continue;
             }

@@ -356,9 +356,10 @@ mod tests {
             assert_eq!(value_bytes, 416);
             let h = batch::validate_incoming(&bytes).expect("valid batch");
             assert_eq!(h.record_count, 3);
+            shardlog::log::validate::check_records(&bytes, &h).expect("records valid");
             let (stored, section) = codec::batch_records(&bytes, &h, 1 << 20).expect("section");
             assert_eq!(stored, codec);
-            let recs: Vec<_> = RecordWalk::new(&section, 3).collect();
+            let recs: Vec<_> = RecordWalk::new(&section, &h).collect();
             assert_eq!(recs.len(), 3);
             assert_eq!(recs[0].key, Some(&b"k1"[..]));
             assert_eq!(recs[1].key, None);

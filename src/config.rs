@@ -55,6 +55,19 @@ pub struct BrokerConfig {
     pub min_compaction_lag_ms: i64,
     /// `log.cleaner.min.cleanable.ratio`
     pub min_cleanable_ratio: f64,
+    /// `connections.max.idle.ms`: a connection with no bytes from its client for this long
+    /// is closed (Kafka and HTTP ports).
+    pub connections_max_idle: std::time::Duration,
+    /// `max.connections`: open connections of each port kind (Kafka, HTTP), all shards.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: open connections from one client address, per port kind.
+    pub max_connections_per_ip: usize,
+    /// `queued.max.request.bytes`: bytes of request frames one shard reads and handles at
+    /// once; never less than `socket.request.max.bytes`.
+    pub queued_max_request_bytes: usize,
+    /// `storage.min.free.bytes`: produce is refused below this much free space on the data
+    /// directory's file system (0: off).
+    pub storage_min_free_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -87,11 +100,21 @@ impl Default for BrokerConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
             min_cleanable_ratio: 0.5,
+            connections_max_idle: std::time::Duration::from_secs(600),
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            queued_max_request_bytes: 256 << 20,
+            storage_min_free_bytes: 1 << 30,
         }
     }
 }
 
 impl BrokerConfig {
+    /// The request budget each shard really gets: at least one frame of the largest size.
+    pub fn request_budget_bytes(&self) -> usize {
+        self.queued_max_request_bytes.max(self.max_frame_bytes)
+    }
+
     /// The address clients reach shard `i` at.
     pub fn shard_addr(&self, i: usize) -> SocketAddr {
         let mut a = self.listen;

@@ -241,8 +241,10 @@ enum TopicCmd {
 fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -266,12 +268,19 @@ fn run(cli: Cli) -> Result<()> {
             let resolved = a.resolve()?;
             let st = resolved.settings;
             init_logging(&st.log_level, st.log_format);
+            for w in &resolved.warnings {
+                tracing::warn!("{w}");
+            }
             shardlog::broker::serve(st.broker)
         }
         Cmd::Config {
             cmd: ConfigCmd::Print(a),
         } => {
-            print!("{}", a.resolve()?.print());
+            let resolved = a.resolve()?;
+            for w in &resolved.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", resolved.print());
             Ok(())
         }
         Cmd::Group { cmd } => {

@@ -39,6 +39,10 @@ pub struct ShardMetrics {
     apis: RefCell<HashMap<i16, ApiStats>>,
     topics: RefCell<HashMap<String, TopicStats>>,
     pub router_calls: Cell<u64>,
+    /// Request frames that waited for the shard's request budget.
+    pub request_budget_waits: Cell<u64>,
+    /// Connections closed after `connections.max.idle.ms` without a byte.
+    pub idle_closed: Cell<u64>,
     io_reads: Cell<(u64, u64)>,
     io_writes: Cell<(u64, u64)>,
 }
@@ -107,6 +111,8 @@ impl ShardMetrics {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             router_calls: self.router_calls.get(),
+            request_budget_waits: self.request_budget_waits.get(),
+            idle_closed: self.idle_closed.get(),
             io_reads: self.io_reads.get(),
             io_writes: self.io_writes.get(),
             ..Snapshot::default()
@@ -128,6 +134,15 @@ pub struct Snapshot {
     pub groups: Vec<(String, &'static str, usize)>,
     pub connections: usize,
     pub router_calls: u64,
+    pub request_budget_waits: u64,
+    pub idle_closed: u64,
+    /// Bytes of the request budget reserved at the scrape.
+    pub request_bytes_reserved: u64,
+    /// Connections refused by `max.connections`/`max.connections.per.ip`, by port kind
+    /// (broker-wide counts: the first snapshot's are rendered).
+    pub connections_refused: Vec<(&'static str, u64)>,
+    /// (free bytes at the last measurement, produce refused for low space).
+    pub storage: (u64, bool),
     pub io_reads: (u64, u64),
     pub io_writes: (u64, u64),
     pub producers_tracked: usize,
@@ -327,12 +342,66 @@ pub fn render(shards: &[Snapshot]) -> String {
             s.fsyncs.1 as f64 / 1e6
         ));
     }
+    if let Some(s) = shards.first() {
+        w("# HELP shardlog_storage_free_bytes Free bytes on the data directory's file system at the last measurement (each second).".into());
+        w("# TYPE shardlog_storage_free_bytes gauge".into());
+        if s.storage.0 != u64::MAX {
+            w(format!("shardlog_storage_free_bytes {}", s.storage.0));
+        }
+        w("# HELP shardlog_storage_low_space 1 while free space is below storage.min.free.bytes and produce is refused.".into());
+        w("# TYPE shardlog_storage_low_space gauge".into());
+        w(format!(
+            "shardlog_storage_low_space {}",
+            u8::from(s.storage.1)
+        ));
+    }
+    w("# HELP shardlog_connections_refused_total Connections refused by max.connections or max.connections.per.ip, by listener.".into());
+    w("# TYPE shardlog_connections_refused_total counter".into());
+    for (kind, n) in shards
+        .first()
+        .map(|s| &s.connections_refused[..])
+        .unwrap_or(&[])
+    {
+        w(format!(
+            "shardlog_connections_refused_total{{listener=\"{kind}\"}} {n}"
+        ));
+    }
     for (name, help, kind, get) in [
         (
             "shardlog_shard_connections",
             "Open client connections.",
             "gauge",
             (|s: &Snapshot| s.connections as u64) as fn(&Snapshot) -> u64,
+        ),
+        (
+            "shardlog_shard_fsyncs_total",
+            "fdatasync calls.",
+            "counter",
+            |s| s.fsyncs.0,
+        ),
+        (
+            "shardlog_shard_buffer_bytes",
+            "Bytes held in append queues and connection read buffers.",
+            "gauge",
+            |s| s.buffer_bytes,
+        ),
+        (
+            "shardlog_shard_request_bytes_reserved",
+            "Bytes of queued.max.request.bytes reserved by requests being read or handled.",
+            "gauge",
+            |s| s.request_bytes_reserved,
+        ),
+        (
+            "shardlog_shard_request_budget_waits_total",
+            "Request frames that waited for queued.max.request.bytes (back-pressure).",
+            "counter",
+            |s| s.request_budget_waits,
+        ),
+        (
+            "shardlog_shard_idle_connections_closed_total",
+            "Connections closed after connections.max.idle.ms without a byte.",
+            "counter",
+            |s| s.idle_closed,
         ),
         (
             "shardlog_shard_router_calls_total",

@@ -2,8 +2,10 @@
 //! environment variables < command-line flags. Keys are Kafka's broker config names where
 //! Kafka has one; each effective value remembers where it came from (`shardlog config print`).
 //!
-//! Invariant: every key is known and every value parses, or startup fails with an error
-//! naming the key and its source; nothing is silently ignored.
+//! Invariant: every key in the file and the flags is known and every value parses, or
+//! startup fails with an error naming the key and its source. An unknown `SHARDLOG_*`
+//! environment variable (a script's own `SHARDLOG_BIN`, say) is not an error but a warning
+//! naming it; a known one with a bad value is an error. Nothing is silently ignored.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -354,6 +356,51 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.min_cleanable_ratio.to_string(),
     ),
     (
+        "connections.max.idle.ms",
+        "close a connection after this long without a byte from its client (Kafka and HTTP ports)",
+        |s, v| {
+            s.broker.connections_max_idle = Duration::from_millis(positive(v)?);
+            Ok(())
+        },
+        |s| s.broker.connections_max_idle.as_millis().to_string(),
+    ),
+    (
+        "max.connections",
+        "open connections per port kind (Kafka, HTTP), all shards; more are closed at accept",
+        |s, v| {
+            s.broker.max_connections = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.max_connections.to_string(),
+    ),
+    (
+        "max.connections.per.ip",
+        "open connections from one client address, per port kind",
+        |s, v| {
+            s.broker.max_connections_per_ip = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.max_connections_per_ip.to_string(),
+    ),
+    (
+        "queued.max.request.bytes",
+        "bytes of requests one shard reads and handles at once (back-pressure past it); at least socket.request.max.bytes",
+        |s, v| {
+            s.broker.queued_max_request_bytes = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.queued_max_request_bytes.to_string(),
+    ),
+    (
+        "storage.min.free.bytes",
+        "refuse produce (KAFKA_STORAGE_ERROR) below this much free space on the data directory's file system; 0 turns it off",
+        |s, v| {
+            s.broker.storage_min_free_bytes = num(v)?;
+            Ok(())
+        },
+        |s| s.broker.storage_min_free_bytes.to_string(),
+    ),
+    (
         "log.flush.policy",
         "always (acks=all waits for fdatasync, group commit), interval or never",
         |s, v| {
@@ -460,6 +507,8 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
 pub struct Resolved {
     pub settings: Settings,
     pub sources: BTreeMap<&'static str, Source>,
+    /// What was ignored, for the caller to log once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Resolved {
@@ -490,6 +539,7 @@ pub fn resolve(
             log_level: "info".into(),
         },
         sources: BTreeMap::new(),
+        warnings: Vec::new(),
     };
     let set = |r: &mut Resolved, key: &str, value: &str, source: Source| {
         let Some((k, _, apply, _)) = KEYS.iter().find(|(k, ..)| *k == key) else {
@@ -523,16 +573,16 @@ pub fn resolve(
         }
     }
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("SHARDLOG_") else {
+        if !name.starts_with("SHARDLOG_") {
+            continue;
+        }
+        let Some(key) = KEYS.iter().map(|(k, ..)| *k).find(|k| env_name(k) == *name) else {
+            r.warnings.push(format!(
+                "ignoring environment variable {name}: not a shardlog setting"
+            ));
             continue;
         };
-        let key = KEYS
-            .iter()
-            .map(|(k, ..)| *k)
-            .find(|k| env_name(k) == *name)
-            .map(str::to_string)
-            .unwrap_or_else(|| rest.to_lowercase().replace('_', "."));
-        set(&mut r, &key, value, Source::Env(name.clone()))?;
+        set(&mut r, key, value, Source::Env(name.clone()))?;
     }
     for (key, value, flag) in flags {
         set(&mut r, key, value, Source::Flag((*flag).to_string()))?;
@@ -599,8 +649,16 @@ mod tests {
             .expect("error")
             .to_string();
         assert!(e.contains("log.segment.bytes") && e.contains("lots"), "{e}");
+        // An unknown environment variable is a warning; a bad value of a known one fails.
         let env = vec![("SHARDLOG_NOPE".to_string(), "1".to_string())];
+        let r = resolve(None, &env, &[]).expect("unknown env var is not fatal");
+        assert!(
+            r.warnings.iter().any(|w| w.contains("SHARDLOG_NOPE")),
+            "{:?}",
+            r.warnings
+        );
+        let env = vec![("SHARDLOG_NUM_PARTITIONS".to_string(), "many".to_string())];
         let e = resolve(None, &env, &[]).err().expect("error").to_string();
-        assert!(e.contains("SHARDLOG_NOPE"), "{e}");
+        assert!(e.contains("SHARDLOG_NUM_PARTITIONS"), "{e}");
     }
 }

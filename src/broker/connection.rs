@@ -5,6 +5,7 @@
 //! responses leave in request order; a frame is never read past `max_frame_bytes`; any
 //! malformed or unsupported request closes this connection only, with a log line.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -27,6 +28,14 @@ fn api_name(key: i16) -> String {
         .unwrap_or_else(|_| format!("api {key}"))
 }
 
+/// Bytes added to a frame's buffer per read at first; the step doubles with the bytes
+/// received, so a buffer is never much larger than what the client actually sent.
+const FIRST_READ: usize = 64 << 10;
+/// Capacity a connection keeps between requests (reused for the next frame).
+const RETAINED_BUFFER: usize = 1 << 20;
+/// Capacity all connections of a shard keep between requests, together.
+const RETAINED_PER_SHARD: usize = 64 << 20;
+
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let mut rbuf = BytesMut::new();
     serve_with(&shard, stream, peer, &mut rbuf).await;
@@ -36,6 +45,49 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         .set(held.saturating_sub(rbuf.capacity()));
 }
 
+/// Why reading a frame stopped.
+enum ReadEnd {
+    Closed(std::io::Error),
+    Idle,
+}
+
+fn read_failed(e: std::io::Error) -> ReadEnd {
+    if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+        ReadEnd::Idle
+    } else {
+        ReadEnd::Closed(e)
+    }
+}
+
+/// Reads `size` bytes into `rbuf` (empty), growing it with the bytes that arrive, never
+/// to more than twice what was received (and at least [`FIRST_READ`]).
+async fn read_frame(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    size: usize,
+) -> Result<(), ReadEnd> {
+    let before = rbuf.capacity();
+    // Bounded: each iteration reads at least one byte or returns.
+    while rbuf.len() < size {
+        let have = rbuf.len();
+        let step = have.max(FIRST_READ).min(size - have);
+        rbuf.resize(have + step, 0);
+        let n = match stream.read(&mut rbuf[have..]).await {
+            Ok(0) => {
+                let e = std::io::Error::new(ErrorKind::UnexpectedEof, "end of stream");
+                return Err(ReadEnd::Closed(e));
+            }
+            Ok(n) => n,
+            Err(e) => return Err(read_failed(e)),
+        };
+        rbuf.truncate(have + n);
+    }
+    let held = shard.read_buffer_bytes.get() + rbuf.capacity();
+    shard.read_buffer_bytes.set(held.saturating_sub(before));
+    Ok(())
+}
+
 async fn serve_with(
     shard: &Rc<Shard>,
     mut stream: TcpStream,
@@ -43,11 +95,22 @@ async fn serve_with(
     rbuf: &mut BytesMut,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_read_timeout(Some(shard.cfg.connections_max_idle)) {
+        warn!(%peer, "cannot set the idle timeout: {e}; closing connection");
+        return;
+    }
     // Bounded by the connection's lifetime; each iteration handles one request.
     loop {
         let mut len = [0u8; 4];
         if let Err(e) = stream.read_exact(&mut len).await {
-            debug!(%peer, "connection closed: {e}");
+            match read_failed(e) {
+                ReadEnd::Idle => {
+                    let m = &shard.metrics.idle_closed;
+                    m.set(m.get() + 1);
+                    debug!(%peer, "idle connection closed (connections.max.idle.ms)");
+                }
+                ReadEnd::Closed(e) => debug!(%peer, "connection closed: {e}"),
+            }
             return;
         }
         let size = i32::from_be_bytes(len);
@@ -58,16 +121,35 @@ async fn serve_with(
             );
             return;
         }
-        // Reuses the connection's buffer once the previous request's bytes are released
-        // (fresh allocations of large frames cost page faults and zeroing per request).
+        let size = size as usize;
+        // The whole frame's bytes are reserved before any is read: back-pressure on this
+        // socket while the shard holds `queued.max.request.bytes` of requests.
+        let (_reserved, waited) = shard.request_budget.reserve(size).await;
+        if waited {
+            shard
+                .metrics
+                .request_budget_waits
+                .set(shard.metrics.request_budget_waits.get() + 1);
+        }
+        // Reuses the connection's buffer once the previous request's bytes are released.
+        if rbuf.capacity() > RETAINED_BUFFER || shard.read_buffer_bytes.get() > RETAINED_PER_SHARD {
+            let held = shard.read_buffer_bytes.get();
+            shard
+                .read_buffer_bytes
+                .set(held.saturating_sub(rbuf.capacity()));
+            *rbuf = BytesMut::new();
+        }
         rbuf.clear();
-        let before = rbuf.capacity();
-        rbuf.resize(size as usize, 0);
-        let held = shard.read_buffer_bytes.get() + rbuf.capacity();
-        shard.read_buffer_bytes.set(held.saturating_sub(before));
-        if let Err(e) = stream.read_exact(&mut rbuf[..]).await {
-            warn!(%peer, size, "connection closed mid-frame: {e}");
-            return;
+        match read_frame(shard, &mut stream, rbuf, size).await {
+            Ok(()) => {}
+            Err(ReadEnd::Idle) => {
+                warn!(%peer, size, got = rbuf.len(), "no bytes of a request frame for connections.max.idle.ms; closing connection");
+                return;
+            }
+            Err(ReadEnd::Closed(e)) => {
+                warn!(%peer, size, got = rbuf.len(), "connection closed mid-frame: {e}");
+                return;
+            }
         }
         let frame = rbuf.split().freeze();
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {

@@ -2,6 +2,7 @@
 
 use crate::log::batch::BatchError;
 use crate::log::producer_state::SequenceError;
+use crate::log::validate::RecordError;
 use crate::log::LogError;
 
 pub const NONE: i16 = 0;
@@ -32,6 +33,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Corrupt(BatchError::Transactional) => INVALID_RECORD,
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
         LogError::MultipleIdempotentBatches => INVALID_RECORD,
+        LogError::Records(RecordError::Corrupt(_)) => CORRUPT_MESSAGE,
+        LogError::Records(RecordError::Invalid { .. }) => INVALID_RECORD,
         LogError::Sequence(SequenceError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Sequence(SequenceError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         LogError::Sequence(SequenceError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,

@@ -11,27 +11,41 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use tracing::debug;
 
+use super::limits::AcceptBackoff;
 use super::router::{Call, Reply};
 use super::shard::Shard;
 
 /// Largest request head read.
 const MAX_REQUEST: usize = 8192;
 
-/// Serves until `stop` is set; each connection on its own task.
+/// Time a client has to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `stop` is set; each connection on its own task, within the HTTP port's
+/// connection limits.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener, stop: Arc<AtomicBool>) {
+    let backoff = AcceptBackoff::default();
     while !stop.load(Ordering::Relaxed) {
         match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
             None => {}
             Some(Ok(stream)) => {
+                backoff.succeeded();
+                let Some(slot) = stream
+                    .peer_addr()
+                    .ok()
+                    .and_then(|p| shard.http_conns.admit(p.ip()))
+                else {
+                    continue;
+                };
                 let shard = shard.clone();
-                crate::runtime::spawn_local(async move { handle(shard, stream).await });
+                crate::runtime::spawn_local(async move {
+                    handle(shard, stream).await;
+                    drop(slot);
+                });
             }
-            Some(Err(e)) => {
-                warn!("metrics accept failed: {e}");
-                crate::runtime::sleep(Duration::from_millis(10)).await;
-            }
+            Some(Err(e)) => crate::runtime::sleep(backoff.failed("http", &e)).await,
         }
     }
 }
@@ -49,6 +63,10 @@ async fn gather(shard: &Rc<Shard>) -> String {
 }
 
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
+    let timeout = REQUEST_TIMEOUT.min(shard.cfg.connections_max_idle);
+    if stream.set_read_timeout(Some(timeout)).is_err() {
+        return;
+    }
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     // Bounded: each read adds at least one byte, up to MAX_REQUEST.

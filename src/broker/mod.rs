@@ -9,9 +9,11 @@
 pub mod admin;
 pub mod catalog;
 pub mod connection;
+pub mod disk_space;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod limits;
 pub mod list_offsets;
 pub mod metadata;
 pub mod metrics_http;
@@ -35,13 +37,12 @@ use tracing::{error, info, warn};
 
 use crate::config::BrokerConfig;
 use catalog::Catalog;
+use limits::ConnLimits;
 use router::Envelope;
 use shard::Shard;
 
 /// Capacity of each shard-to-shard channel.
 const PEER_CHANNEL_CAPACITY: usize = 1024;
-/// Most client connections one shard accepts at once.
-const MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 
 /// Holds an exclusive lock on the data directory for the broker's lifetime.
 struct DirLock(#[allow(dead_code)] File);
@@ -160,6 +161,10 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             "more shards than cores: extra shards are not pinned"
         );
     }
+    let conns = [
+        ConnLimits::new("kafka", cfg.max_connections, cfg.max_connections_per_ip),
+        ConnLimits::new("http", cfg.max_connections, cfg.max_connections_per_ip),
+    ];
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
     for (i, (senders, receivers)) in build_links(cfg.cores).into_iter().enumerate() {
@@ -167,8 +172,13 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             Some(c) => Placement::Fixed(c.id),
             None => Placement::Unbound,
         };
-        let (cfg, catalog, stop, ready) =
-            (cfg.clone(), catalog.clone(), stop.clone(), ready_tx.clone());
+        let (cfg, catalog, stop, ready, conns) = (
+            cfg.clone(),
+            catalog.clone(),
+            stop.clone(),
+            ready_tx.clone(),
+            conns.clone(),
+        );
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .spawn(move || {
@@ -181,6 +191,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     ready,
                     stop,
                     clean,
+                    conns,
                 })
             })
             .map_err(|e| {
@@ -283,6 +294,8 @@ struct ShardStart {
     ready: mpsc::Sender<Result<usize, String>>,
     stop: Arc<AtomicBool>,
     clean: bool,
+    /// Connection limits of the Kafka and HTTP ports, shared by all shards.
+    conns: [Arc<ConnLimits>; 2],
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -296,6 +309,7 @@ async fn shard_main(start: ShardStart) -> bool {
         ready,
         stop,
         clean,
+        conns,
     } = start;
     let connect_tx = join_all(senders.into_iter().map(|s| async move {
         match s {
@@ -326,7 +340,9 @@ async fn shard_main(start: ShardStart) -> bool {
         Arc::new(Catalog::default()),
         peers,
         groups,
+        conns,
     ));
+    shard.disk.measure(&cfg.data_dir);
     shard.clean_start.set(clean);
     shard.apply_catalog(catalog).await;
     shard.clean_start.set(false);
@@ -371,6 +387,9 @@ async fn shard_main(start: ShardStart) -> bool {
                 shard.groups.tick().await;
                 shard.flush_due().await;
                 ticks += 1;
+                if ticks % 10 == 0 {
+                    shard.disk.measure(&shard.cfg.data_dir);
+                }
                 if ticks % 600 == 0 {
                     shard.groups.compact().await;
                 }
@@ -384,29 +403,32 @@ async fn shard_main(start: ShardStart) -> bool {
             }
         });
     }
-    // Bounded by the stop flag, checked at least every 100 ms.
+    let backoff = limits::AcceptBackoff::default();
+    // Bounded by the stop flag, checked at least every 100 ms (or after a back-off of at
+    // most a second).
     while !stop.load(Ordering::Relaxed) {
         match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
             None => {}
             Some(Ok(stream)) => {
+                backoff.succeeded();
                 let peer = match stream.peer_addr() {
                     Ok(p) => p,
                     Err(_) => continue,
                 };
-                if shard.connections.get() >= MAX_CONNECTIONS_PER_SHARD {
-                    warn!(%peer, shard = id, "connection limit reached; refusing connection");
+                // Refused: the stream is dropped here, closing the socket.
+                let Some(slot) = shard.kafka_conns.admit(peer.ip()) else {
                     continue;
-                }
+                };
                 shard.connections.set(shard.connections.get() + 1);
                 let s = shard.clone();
                 crate::runtime::spawn_local(async move {
                     connection::serve(s.clone(), stream, peer).await;
                     s.connections.set(s.connections.get().saturating_sub(1));
+                    drop(slot);
                 });
             }
             Some(Err(e)) => {
-                warn!(shard = id, "accept failed: {e}");
-                crate::runtime::sleep(Duration::from_millis(10)).await;
+                crate::runtime::sleep(backoff.failed("kafka", &e)).await;
             }
         }
     }

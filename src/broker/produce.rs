@@ -57,6 +57,11 @@ pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Part
             let Some(records) = p.records.filter(|r| !r.is_empty()) else {
                 return failed(p.slot, errors::CORRUPT_MESSAGE);
             };
+            // Logged once when the state changes (disk_space), not per request.
+            if shard.disk.low() {
+                return failed(p.slot, errors::KAFKA_STORAGE_ERROR);
+            }
+            shard.disk.appended(records.len() as u64);
             match log.append_with(&records, p.durable).await {
                 Ok(info) => {
                     shard.data_arrived.notify_all();

@@ -49,6 +49,13 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Bytes held by connection read buffers on this shard.
     pub read_buffer_bytes: Cell<usize>,
+    /// `queued.max.request.bytes`: bytes of requests this shard reads and handles at once.
+    pub request_budget: super::limits::RequestBudget,
+    /// This shard's view of the data directory's free space (`storage.min.free.bytes`).
+    pub disk: super::disk_space::DiskSpace,
+    /// Connection limits of the Kafka port and the HTTP port (shared by all shards).
+    pub kafka_conns: Arc<super::limits::ConnLimits>,
+    pub http_conns: Arc<super::limits::ConnLimits>,
     /// The compaction task is running.
     cleaning: Cell<bool>,
 }
@@ -60,8 +67,14 @@ impl Shard {
         catalog: Arc<Catalog>,
         peers: Vec<Option<ConnectedSender<Envelope>>>,
         groups: crate::group::coordinator::Coordinator,
+        conns: [Arc<super::limits::ConnLimits>; 2],
     ) -> Shard {
+        let [kafka_conns, http_conns] = conns;
         Shard {
+            request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
+            disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
+            kafka_conns,
+            http_conns,
             id,
             nshards: cfg.cores,
             cfg,
@@ -230,6 +243,12 @@ impl Shard {
         s.connections = self.connections.get();
         s.fsyncs = crate::log::file::fsync_stats();
         s.buffer_bytes = self.read_buffer_bytes.get() as u64;
+        s.request_bytes_reserved = self.request_budget.in_use() as u64;
+        s.storage = (self.disk.free(), self.disk.low());
+        s.connections_refused = vec![
+            ("kafka", self.kafka_conns.refused()),
+            ("http", self.http_conns.refused()),
+        ];
         for ((t, p), log) in self.open_logs() {
             s.buffer_bytes += log.pending_bytes() as u64;
             s.partitions.push((

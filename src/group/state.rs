@@ -512,15 +512,19 @@ impl Group {
                 UNKNOWN_MEMBER_ID
             };
         }
+        // As Kafka's coordinator: refused only while the new assignment is being handed out
+        // (CompletingRebalance). While the group prepares a rebalance, members still commit
+        // what they processed under the current generation (the Java client does so before
+        // it rejoins); refusing those commits redelivers every record since the last one.
+        if self.state == GroupState::CompletingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
         let err = self.check_member(member_id, instance_id);
         if err != NONE {
             return err;
         }
         if generation != self.generation {
             return ILLEGAL_GENERATION;
-        }
-        if self.state == GroupState::PreparingRebalance {
-            return REBALANCE_IN_PROGRESS;
         }
         NONE
     }
@@ -677,12 +681,21 @@ mod tests {
             panic!()
         };
         assert_eq!(g.heartbeat(&a, None, 1, t0), REBALANCE_IN_PROGRESS);
+        // While the group prepares the rebalance, a commits what it processed under
+        // generation 1 (Kafka accepts it); a stale generation or a stranger is refused.
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(g.check_commit(&a, None, 1), NONE);
+        assert_eq!(g.check_commit(&a, None, 0), ILLEGAL_GENERATION);
+        assert_eq!(g.check_commit("nobody", None, 1), UNKNOWN_MEMBER_ID);
         let Step::Wait(mut rx_a) = g.join(args(&a, &protos), &cfg, t0) else {
             panic!()
         };
         let out_a = rx_a.try_recv().expect("open").expect("done");
         let out_b = rx_b.try_recv().expect("open").expect("done");
         assert_eq!(out_a.generation, 2);
+        // Until the leader's SyncGroup hands out the new assignment, commits wait.
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert_eq!(g.check_commit(&a, None, 2), REBALANCE_IN_PROGRESS);
         assert_eq!(out_a.members.len(), 2, "leader sees both members");
         assert!(out_b.members.is_empty());
 

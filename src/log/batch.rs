@@ -185,6 +185,32 @@ pub fn seal(buf: &mut [u8]) {
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A whole batch: a header claiming `count` records with `attributes` (codec bits), then
+/// `section` as it is (already compressed if the attributes say so), sealed. No producer
+/// id, timestamps 0: for the broker's own tests, tools and benchmarks.
+pub fn assemble(section: &[u8], count: i32, attributes: i16) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_LEN];
+    b.extend_from_slice(section);
+    let h = BatchHeader {
+        base_offset: 0,
+        size: 0,
+        leader_epoch: 0,
+        magic: 2,
+        crc: 0,
+        attributes,
+        last_offset_delta: count - 1,
+        base_timestamp: 0,
+        max_timestamp: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: count,
+    };
+    write_header(&h, &mut b);
+    seal(&mut b);
+    b
+}
+
 /// Writes the broker-assigned base offset and leader epoch into a batch. Neither field is
 /// covered by the CRC, so the batch stays valid.
 pub fn stamp(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {

@@ -102,7 +102,7 @@ pub(super) fn filter_batch(
     let Ok((codec, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) else {
         return (Filtered::Unchanged, 0);
     };
-    let mut walk = RecordWalk::new(&section, h.record_count);
+    let mut walk = RecordWalk::new(&section, h);
     let mut kept = Vec::with_capacity(section.len());
     let (mut n_kept, mut removed) = (0i32, 0u64);
     for r in walk.by_ref() {
@@ -327,11 +327,20 @@ impl Log {
                         continue;
                     }
                     let b = &buf[*at..*at + h.size];
+                    // Only a batch that decodes whole, with its records' offsets inside it,
+                    // counts: a key's latest offset must never come from a crafted record.
                     if let Ok((_, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) {
-                        for r in RecordWalk::new(&section, h.record_count) {
-                            if let Some(k) = r.key {
-                                map.insert(k, h.base_offset + r.offset_delta);
+                        let mut walk = RecordWalk::new(&section, h);
+                        let keys: Vec<_> = walk
+                            .by_ref()
+                            .filter_map(|r| Some((r.key?, r.offset_delta)))
+                            .collect();
+                        if walk.complete() {
+                            for (k, delta) in keys {
+                                map.insert(k, h.base_offset + delta);
                             }
+                        } else {
+                            warn!(dir = %self.inner.dir.display(), offset = h.base_offset, "compaction keeps a batch whose records do not decode, and ignores its keys");
                         }
                     }
                     map_end = h.last_offset() + 1;

@@ -1,9 +1,10 @@
-//! Kafka's record-batch compression codecs (attribute bits 0-2), for the one place the broker
-//! must look inside a client batch: the log cleaner reading keys.
+//! Kafka's record-batch compression codecs (attribute bits 0-2), for the places the broker
+//! looks inside a client batch: produce-time validation and the log cleaner reading keys.
 //!
 //! Invariants: decompression never produces more than the caller's limit (a batch that would
 //! is refused, so a small "decompression bomb" cannot exhaust a shard's memory); nothing here
-//! panics on any input. Produce and fetch never come here: batches are stored as sent.
+//! panics on any input. Batches are stored and fetched as sent: nothing is recompressed on
+//! produce or fetch.
 
 use std::io::{Read, Write};
 

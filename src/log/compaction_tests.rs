@@ -45,7 +45,7 @@ async fn read_all(log: &Log) -> BTreeMap<i64, Kv> {
         for (pos, h) in BatchScan::new(&r.records, true) {
             let b = &r.records[pos..pos + h.size];
             let (_, section) = codec::batch_records(b, &h, 1 << 24).expect("section");
-            let mut walk = RecordWalk::new(&section, h.record_count);
+            let mut walk = RecordWalk::new(&section, &h);
             for rec in walk.by_ref() {
                 let o = h.base_offset + rec.offset_delta;
                 assert!(
@@ -243,7 +243,7 @@ fn filter_rewrites_a_compressed_batch_keeping_offsets() {
             (),
             codec::decompress(codec, &nb[HEADER_LEN..], 1 << 20).expect("section"),
         );
-        let offs: Vec<i64> = RecordWalk::new(&section, 3)
+        let offs: Vec<i64> = RecordWalk::new(&section, &nh)
             .map(|r| 100 + r.offset_delta)
             .collect();
         assert_eq!(offs, vec![100, 102, 104]);
@@ -321,5 +321,71 @@ fn a_swap_interrupted_by_a_crash_is_finished_on_open() {
                 .any(|n| n.ends_with(".cleaned") || n.ends_with(".swap")),
             "{names:?}"
         );
+    });
+}
+
+#[test]
+fn crafted_offset_deltas_on_disk_never_cost_a_key_its_latest_value() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let cfg = compacting(400);
+        let (log, _) = Log::open(&path, cfg.clone()).await.expect("open");
+        let kv = |k: &[u8], v: &[u8]| (Some(k.to_vec()), Some(v.to_vec()));
+        log.append(&keyed_batch(&[kv(b"K", b"first")], 1, Codec::None))
+            .await
+            .expect("append");
+        let active = log.active_base();
+        drop(log);
+        // A batch written before produce validated records (or by a damaged client that
+        // slipped past it): one record for key K claiming offset delta 10^6.
+        let mut crafted = keyed_batch(&[kv(b"K", b"evil")], 1, Codec::None);
+        let delta_at = HEADER_LEN + 3; // length, attributes, timestamp delta
+        assert_eq!(crafted[delta_at], 0);
+        let mut tail = crafted[delta_at + 1..].to_vec();
+        crafted.truncate(delta_at);
+        records::put_varint(&mut crafted, 1_000_000);
+        let grew = crafted.len() - delta_at - 1;
+        crafted.append(&mut tail);
+        crafted[HEADER_LEN] += 2 * grew as u8; // record length varint (small)
+        batch::stamp(&mut crafted, 1, 0);
+        batch::seal(&mut crafted);
+        assert!(batch::validate(&crafted).is_ok(), "valid header and CRC");
+        let seg = path.join(segment::file_name(active, "log"));
+        let mut bytes = std::fs::read(&seg).expect("segment");
+        bytes.extend_from_slice(&crafted);
+        std::fs::write(&seg, bytes).expect("write");
+
+        let (log, _) = Log::open(&path, cfg.clone()).await.expect("reopen");
+        assert_eq!(log.high_watermark(), 2, "the crafted batch was recovered");
+        let latest = log
+            .append(&keyed_batch(&[kv(b"K", b"latest")], 1, Codec::None))
+            .await
+            .expect("append")
+            .base_offset;
+        for i in 0..30u8 {
+            log.append(&keyed_batch(
+                &[kv(&[b'f', i % 4], &[i; 60])],
+                1,
+                Codec::None,
+            ))
+            .await
+            .expect("filler");
+        }
+        log.set_config(compacting(1 << 20));
+        log.clean(now_ms(), 1 << 20)
+            .await
+            .expect("clean")
+            .expect("ran");
+        assert!(
+            latest < log.active_base(),
+            "K's latest value was in a cleaned segment"
+        );
+        let r = log.read(0, 1 << 20, true).await.expect("read");
+        let bases: Vec<i64> = BatchScan::new(&r.records, true)
+            .map(|(_, h)| h.base_offset)
+            .collect();
+        assert!(bases.contains(&latest), "latest value of K kept: {bases:?}");
+        assert!(!bases.contains(&0), "older value of K removed: {bases:?}");
     });
 }

@@ -19,6 +19,7 @@ pub mod index;
 pub mod producer_state;
 pub mod records;
 pub mod segment;
+pub mod validate;
 mod writer;
 
 use std::cell::RefCell;
@@ -201,6 +202,8 @@ pub enum LogError {
     },
     #[error("append failed because an earlier write to this log failed")]
     Aborted,
+    #[error("invalid records: {0}")]
+    Records(#[from] validate::RecordError),
     #[error("idempotent producer: {0}")]
     Sequence(#[from] SequenceError),
     #[error("a batch of an idempotent producer must be alone in its produce request")]
@@ -524,7 +527,8 @@ impl Log {
         self.inner.written.notified()
     }
 
-    /// Validates every batch in `records` (magic 2, CRC-32C, dense offsets), assigns offsets
+    /// Validates every batch in `records` (magic 2, CRC-32C, dense offsets, every record's
+    /// framing: [`validate::check_records`]), assigns offsets
     /// and appends them. Nothing is written if any batch is invalid. Resolves once the data
     /// is written to the page cache.
     pub async fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
@@ -542,6 +546,7 @@ impl Log {
             if h.size > max {
                 return Err(LogError::TooLarge { size: h.size, max });
             }
+            validate::check_records(&records[pos..pos + h.size], &h)?;
             headers.push((pos, h));
             pos += h.size;
         }

@@ -120,20 +120,26 @@ pub struct RawRecord<'a> {
 }
 
 /// Walks the records of a records section (the bytes after a batch header, decompressed),
-/// at most `count` of them. Stops at the first inconsistency: `complete()` tells whether
-/// every record was read.
+/// at most `count` of them. Stops at the first inconsistency, an offset delta out of order or
+/// past `lastOffsetDelta` included (a compacted batch keeps its records' deltas, so they
+/// increase but may have gaps): `complete()` tells whether every record was read.
 pub struct RecordWalk<'a> {
     c: Cur<'a>,
     left: i64,
     broken: bool,
+    prev_delta: i64,
+    max_delta: i64,
 }
 
 impl<'a> RecordWalk<'a> {
-    pub fn new(section: &'a [u8], count: i32) -> Self {
+    /// The records of `section`, the decompressed records of a batch with header `h`.
+    pub fn new(section: &'a [u8], h: &batch::BatchHeader) -> Self {
         RecordWalk {
             c: Cur { b: section, pos: 0 },
-            left: i64::from(count.max(0)),
+            left: i64::from(h.record_count.max(0)),
             broken: false,
+            prev_delta: -1,
+            max_delta: i64::from(h.last_offset_delta),
         }
     }
 
@@ -156,6 +162,10 @@ impl<'a> RecordWalk<'a> {
         self.c.pos += 1; // attributes
         let _ts = self.c.varint()?;
         let offset_delta = self.c.varint()?;
+        if offset_delta <= self.prev_delta || offset_delta > self.max_delta {
+            return None;
+        }
+        self.prev_delta = offset_delta;
         let key = self.c.bytes()?;
         let value = self.c.bytes()?;
         if self.c.pos > end {
@@ -195,7 +205,7 @@ pub fn read_records(b: &[u8]) -> Vec<OffsetRecord<'_>> {
     if h.attributes & 0x07 != 0 || b.len() < h.size {
         return Vec::new();
     }
-    RecordWalk::new(&b[HEADER_LEN..h.size], h.record_count)
+    RecordWalk::new(&b[HEADER_LEN..h.size], &h)
         .map(|r| (h.base_offset + r.offset_delta, r.key, r.value))
         .collect()
 }

@@ -46,15 +46,27 @@ impl Broker {
     }
 
     pub fn start_with(cores: usize, extra: &[&str]) -> Broker {
+        Self::start_configured(cores, "", extra)
+    }
+
+    /// Like [`Broker::start_with`], with `toml` as the broker's `--config` file (settings
+    /// that have no flag; Kafka's key names).
+    pub fn start_configured(cores: usize, toml: &str, extra: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("broker.log");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !toml.is_empty() {
+            let path = dir.path().join("shardlog.toml");
+            std::fs::write(&path, toml).expect("write config");
+            extra.extend(["--config".to_string(), path.display().to_string()]);
+        }
         let mut b = Broker {
             port: 0,
             cores,
             dir,
             child: None,
             log,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
         };
         b.launch();
         b
@@ -223,6 +235,73 @@ pub fn reader(
     consumer
 }
 
+/// Runs `shardlog ARGS --bootstrap <b>`, asserts it succeeded, returns its stdout.
+pub fn cli(b: &Broker, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap", &b.bootstrap()])
+        .output()
+        .expect("run cli");
+    assert!(
+        out.status.success(),
+        "shardlog {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// GET `path` from an HTTP server: (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the first Prometheus sample whose name and labels start with `prefix`.
+pub fn metric_sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Resident memory of a process, in bytes (from /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `len` bytes of lowercase words and spaces from a fixed-seed generator: text-like values
+/// that compress about 2:1, for benchmarks of compressed batches.
+pub fn text_bytes(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 32 {
+                0..=4 => b' ',
+                n => b'a' + (n % 12) as u8,
+            }
+        })
+        .collect()
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
@@ -271,23 +350,10 @@ pub mod wire {
 
     /// Like [`create_topic`], with topic configs (`KEY=VALUE`).
     pub fn create_topic_with(b: &super::Broker, topic: &str, partitions: i32, configs: &[&str]) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--partitions",
-                &partitions.to_string(),
-            ])
-            .args(configs.iter().flat_map(|c| ["--config", c]))
-            .args(["--bootstrap", &b.bootstrap()])
-            .output()
-            .expect("run cli");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let parts = partitions.to_string();
+        let mut args = vec!["topic", "create", topic, "--partitions", &parts];
+        args.extend(configs.iter().flat_map(|c| ["--config", *c]));
+        super::cli(b, &args);
     }
 
     /// Produce v9, acks=all, one partition: (error code, base offset).

@@ -1,0 +1,134 @@
+//! The free-space floor (`storage.min.free.bytes`): produce is refused with
+//! KAFKA_STORAGE_ERROR before the data directory's file system is full, so catalog writes,
+//! topic deletion, config changes, committed offsets and retention always find room, and
+//! produce resumes by itself once space returns.
+//!
+//! Invariants: each shard keeps its own view (no shared state); between two measurements a
+//! shard assumes every shard wrote as much as it did, so the estimate errs towards refusing
+//! early, never late. Only shard 0 logs the transitions (the file system is the same for all).
+
+use std::cell::Cell;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+/// One shard's view of the data directory's free space.
+pub struct DiskSpace {
+    floor: u64,
+    shards: u64,
+    /// Free bytes at the last measurement (`u64::MAX` until the first).
+    free_at_check: Cell<u64>,
+    /// Bytes this shard appended since then.
+    appended: Cell<u64>,
+    low: Cell<bool>,
+    logs: bool,
+}
+
+/// Free bytes for unprivileged writers on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+impl DiskSpace {
+    pub fn new(floor: u64, shards: usize, logs: bool) -> Self {
+        DiskSpace {
+            floor,
+            shards: shards.max(1) as u64,
+            free_at_check: Cell::new(u64::MAX),
+            appended: Cell::new(0),
+            low: Cell::new(false),
+            logs,
+        }
+    }
+
+    /// Whether produce must be refused now.
+    pub fn low(&self) -> bool {
+        if self.floor == 0 {
+            return false;
+        }
+        self.estimate() < self.floor
+    }
+
+    fn estimate(&self) -> u64 {
+        self.free_at_check
+            .get()
+            .saturating_sub(self.appended.get().saturating_mul(self.shards))
+    }
+
+    /// Free bytes at the last measurement.
+    pub fn free(&self) -> u64 {
+        self.free_at_check.get()
+    }
+
+    /// Counts `bytes` appended by this shard.
+    pub fn appended(&self, bytes: u64) {
+        self.appended.set(self.appended.get() + bytes);
+    }
+
+    /// Measures the free space of `dir` again; logs a change of state.
+    pub fn measure(&self, dir: &Path) {
+        if self.floor == 0 {
+            return;
+        }
+        let free = match free_bytes(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                if self.logs {
+                    warn!(dir = %dir.display(), "cannot measure free space: {e}");
+                }
+                return;
+            }
+        };
+        self.free_at_check.set(free);
+        self.appended.set(0);
+        let low = free < self.floor;
+        if low != self.low.replace(low) && self.logs {
+            if low {
+                warn!(
+                    free_bytes = free,
+                    floor = self.floor,
+                    "free space below storage.min.free.bytes: refusing produce (KAFKA_STORAGE_ERROR) until space returns; deletes, retention and config changes still work"
+                );
+            } else {
+                info!(
+                    free_bytes = free,
+                    floor = self.floor,
+                    "free space back above storage.min.free.bytes: accepting produce"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_refuses_early_and_measure_resets() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let free = free_bytes(dir.path()).expect("statvfs");
+        assert!(free > 0);
+        let s = DiskSpace::new(free / 2, 2, false);
+        assert!(!s.low(), "unmeasured: not low");
+        s.measure(dir.path());
+        assert!(!s.low());
+        // Two shards: a quarter of the free space appended here counts as half.
+        s.appended(free / 4 + 4096);
+        assert!(s.low(), "estimate crosses the floor between measurements");
+        s.measure(dir.path());
+        assert!(!s.low(), "measured again: not low");
+        let off = DiskSpace::new(0, 1, false);
+        off.appended(u64::MAX / 2);
+        assert!(!off.low(), "floor 0 is off");
+    }
+}
