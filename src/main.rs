@@ -38,6 +38,42 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Delete records below an offset (DeleteRecords) on a running broker.
+    Records {
+        #[command(subcommand)]
+        cmd: RecordsCmd,
+    },
+    /// Inspect a data directory offline (the broker must not be running on it).
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCmd {
+    /// Move a partition's log start offset forward: records below `--before` are deleted
+    /// and no longer served (Kafka's kafka-delete-records).
+    Delete {
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// First offset to keep; -1 deletes everything up to the high watermark.
+        #[arg(long, allow_hyphen_values = true)]
+        before: i64,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// Verify every batch (header, CRC, offsets, records) and index of every partition, like
+    /// kafka-dump-log --verify; exits with status 1 if anything is damaged.
+    Check {
+        /// The broker's data directory (log.dirs).
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -281,6 +317,27 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("warning: {w}");
             }
             print!("{}", resolved.print());
+            Ok(())
+        }
+        Cmd::Records {
+            cmd:
+                RecordsCmd::Delete {
+                    topic,
+                    partition,
+                    before,
+                    bootstrap,
+                },
+        } => {
+            init_logging("warn", LogFormat::Text);
+            shardlog::admin::records::delete(&bootstrap, &topic, partition, before).map(|_| ())
+        }
+        Cmd::Log {
+            cmd: LogCmd::Check { data_dir },
+        } => {
+            let bad = shardlog::admin::log_check::run(&data_dir)?;
+            if bad > 0 {
+                anyhow::bail!("{bad} partition(s) with problems");
+            }
             Ok(())
         }
         Cmd::Group { cmd } => {

@@ -141,6 +141,8 @@ pub struct Snapshot {
     /// Connections refused by `max.connections`/`max.connections.per.ip`, by port kind
     /// (broker-wide counts: the first snapshot's are rendered).
     pub connections_refused: Vec<(&'static str, u64)>,
+    /// (corrupt batches found by reads, offset indexes rebuilt after a wrong entry).
+    pub damage: (u64, u64),
     /// (free bytes at the last measurement, produce refused for low space).
     pub storage: (u64, bool),
     pub io_reads: (u64, u64),
@@ -402,6 +404,18 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Connections closed after connections.max.idle.ms without a byte.",
             "counter",
             |s| s.idle_closed,
+        ),
+        (
+            "shardlog_shard_corrupt_batches_total",
+            "Distinct corrupt batches found on disk by reads (each also logged once).",
+            "counter",
+            |s| s.damage.0,
+        ),
+        (
+            "shardlog_shard_index_repairs_total",
+            "Segment offset indexes rebuilt because an entry did not point at the batch it names.",
+            "counter",
+            |s| s.damage.1,
         ),
         (
             "shardlog_shard_router_calls_total",

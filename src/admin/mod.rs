@@ -1,6 +1,9 @@
-//! Admin commands (`shardlog topic ...`): a small blocking Kafka client that talks to a
-//! running broker over the wire, like any other client.
+//! Admin commands (`shardlog topic|group|records ...`): a small blocking Kafka client that
+//! talks to a running broker over the wire, like any other client; and `shardlog log check`,
+//! which reads a data directory offline.
 
 pub mod client;
 pub mod group;
+pub mod log_check;
+pub mod records;
 pub mod topic;

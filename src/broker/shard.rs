@@ -242,6 +242,7 @@ impl Shard {
         let mut s = self.metrics.snapshot(self.id);
         s.connections = self.connections.get();
         s.fsyncs = crate::log::file::fsync_stats();
+        s.damage = crate::log::read::damage_stats();
         s.buffer_bytes = self.read_buffer_bytes.get() as u64;
         s.request_bytes_reserved = self.request_budget.in_use() as u64;
         s.storage = (self.disk.free(), self.disk.low());

@@ -49,12 +49,13 @@ impl OffsetIndex {
 
     /// Position of the last indexed batch starting at or before `rel_offset` (0 if none).
     pub fn lookup(&self, rel_offset: u32) -> u32 {
+        self.lookup_entry(rel_offset).map_or(0, |e| e.position)
+    }
+
+    /// The last entry for a batch starting at or before `rel_offset`.
+    pub fn lookup_entry(&self, rel_offset: u32) -> Option<OffsetEntry> {
         let i = self.entries.partition_point(|e| e.rel_offset <= rel_offset);
-        if i == 0 {
-            0
-        } else {
-            self.entries[i - 1].position
-        }
+        i.checked_sub(1).map(|i| self.entries[i])
     }
 
     /// Drops entries at or beyond `position` (after a truncation).

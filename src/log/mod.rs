@@ -17,6 +17,7 @@ pub mod codec;
 pub mod file;
 pub mod index;
 pub mod producer_state;
+pub mod read;
 pub mod records;
 pub mod segment;
 pub mod validate;
@@ -30,10 +31,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use thiserror::Error;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::notify::Notify;
-use batch::{BatchError, BatchHeader, BatchScan};
+use batch::{BatchError, BatchHeader};
 use producer_state::{ProducerState, SequenceError, Verdict};
 use segment::Segment;
 use writer::{
@@ -183,8 +184,6 @@ impl Default for LogConfig {
 
 /// Bytes of appends allowed to queue behind the writer before producers wait.
 const MAX_PENDING_BYTES: usize = 64 << 20;
-/// Upper bound on one read issued for a fetch beyond the requested bytes.
-const READ_SLACK: usize = 64 << 10;
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -274,6 +273,8 @@ struct Inner {
     closed: std::cell::Cell<bool>,
     /// A cleaner pass is running, or the cleaner failed and is off until restart.
     cleaner_busy: std::cell::Cell<bool>,
+    /// (segment, position) of corrupt batches already reported (each is logged once).
+    damaged: RefCell<Vec<(i64, u64)>>,
 }
 
 /// A partition's log. Cheap to clone (shared handle on the owning shard).
@@ -363,6 +364,7 @@ impl Log {
                 written: Notify::new(),
                 closed: Default::default(),
                 cleaner_busy: Default::default(),
+                damaged: Default::default(),
             }),
         };
         log.recover_producers(&mut report).await?;
@@ -404,17 +406,7 @@ impl Log {
                 )),
             }
         }
-        let segs: Vec<(LogFile, u64, u64)> = {
-            let st = self.inner.state.borrow();
-            st.segments
-                .iter()
-                .filter(|s| s.next_offset > from && s.size > 0)
-                .map(|s| {
-                    let rel = (from - s.base_offset).clamp(0, u32::MAX as i64) as u32;
-                    (s.log.clone(), u64::from(s.index.lookup(rel)), s.size)
-                })
-                .collect()
-        };
+        let segs = self.scan_starts(from).await?;
         let max_batch = self.inner.state.borrow().config.max_batch_bytes;
         let now = now_ms();
         for (file, pos, size) in segs {
@@ -644,99 +636,6 @@ impl Log {
         }
     }
 
-    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
-    /// (at least one batch when `min_one`, even if larger).
-    pub async fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<ReadInfo, LogError> {
-        let (hw, start) = {
-            let st = self.inner.state.borrow();
-            (st.high_watermark, st.log_start_offset)
-        };
-        let empty = |hw| ReadInfo {
-            records: Bytes::new(),
-            record_count: 0,
-            high_watermark: hw,
-            log_start_offset: start,
-        };
-        if offset < start || offset > hw {
-            return Err(LogError::OffsetOutOfRange {
-                requested: offset,
-                start,
-                end: hw,
-            });
-        }
-        if offset == hw || (max_bytes == 0 && !min_one) {
-            return Ok(empty(hw));
-        }
-        // Walk segments from the one holding `offset`; bounded by the segment count.
-        let mut seg_idx = {
-            let st = self.inner.state.borrow();
-            let i = st.segments.partition_point(|s| s.base_offset <= offset);
-            i.saturating_sub(1)
-        };
-        loop {
-            let (file, pos, seg_end, max_batch) = {
-                let st = self.inner.state.borrow();
-                let Some(seg) = st.segments.get(seg_idx) else {
-                    return Ok(empty(hw));
-                };
-                let rel = (offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
-                (
-                    seg.log.clone(),
-                    u64::from(seg.index.lookup(rel)),
-                    seg.size,
-                    st.config.max_batch_bytes,
-                )
-            };
-            if let Some((records, record_count)) =
-                read_from_segment(&file, pos, seg_end, offset, max_bytes, min_one, max_batch)
-                    .await?
-            {
-                return Ok(ReadInfo {
-                    records,
-                    record_count,
-                    high_watermark: hw,
-                    log_start_offset: start,
-                });
-            }
-            seg_idx += 1;
-        }
-    }
-
-    /// First offset whose batch has a timestamp at or after `ts`, with that timestamp.
-    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let candidates: Vec<(LogFile, u64, u64)> = {
-            let st = self.inner.state.borrow();
-            st.segments
-                .iter()
-                .filter(|s| s.max_timestamp >= ts && s.size > 0)
-                .take(1)
-                .map(|s| {
-                    let rel = s.time_index.scan_start(ts);
-                    (s.log.clone(), u64::from(s.index.lookup(rel)), s.size)
-                })
-                .collect()
-        };
-        let max_batch = self.inner.state.borrow().config.max_batch_bytes;
-        for (file, pos, end) in candidates {
-            let mut found = None;
-            segment::scan_batches(&file, pos, end, max_batch, |_, h| {
-                if found.is_none() && h.max_timestamp >= ts {
-                    found = Some((h.base_offset, h.max_timestamp));
-                }
-            })
-            .await?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
     /// Flushes written data if the policy says it is due (`flush.ms` passed since the last
     /// flush with data unflushed). Called periodically by the owning shard.
     pub async fn flush_if_due(&self, now_ms: i64) -> Result<bool, LogError> {
@@ -831,82 +730,6 @@ impl Log {
         }
         Ok(())
     }
-}
-
-use file::LogFile;
-
-/// Reads whole batches from one segment, with their record count. `None` if the segment
-/// holds nothing at or after `offset`.
-async fn read_from_segment(
-    file: &LogFile,
-    mut pos: u64,
-    seg_end: u64,
-    offset: i64,
-    max_bytes: usize,
-    min_one: bool,
-    max_batch: usize,
-) -> Result<Option<(Bytes, u64)>, LogError> {
-    // Each iteration either returns or advances `pos` past at least one batch, or re-reads
-    // once with a length that fits the first wanted batch.
-    let mut want = max_bytes
-        .saturating_add(READ_SLACK)
-        .min(max_batch.max(max_bytes) + READ_SLACK);
-    while pos < seg_end {
-        let len = want.min((seg_end - pos) as usize);
-        let buf = file.read_at(pos, len).await?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        let mut first: Option<usize> = None;
-        let mut end = 0usize;
-        let mut count = 0u64;
-        let mut scan = BatchScan::new(&buf, true);
-        for (at, h) in scan.by_ref() {
-            if first.is_none() {
-                if h.last_offset() < offset {
-                    continue;
-                }
-                if !min_one && h.size > max_bytes {
-                    return Ok(Some((Bytes::new(), 0)));
-                }
-                first = Some(at);
-            } else if at + h.size - first.unwrap_or(0) > max_bytes {
-                break;
-            }
-            end = at + h.size;
-            count += h.record_count.max(0) as u64;
-        }
-        if let Some(f) = first {
-            let mut buf = buf;
-            buf.truncate(end);
-            return Ok(Some((Bytes::from(buf).slice(f..), count)));
-        }
-        match scan.stopped {
-            None => pos += scan.position() as u64,
-            Some(BatchError::Truncated { need, .. }) => {
-                if scan.position() == 0 {
-                    if need > max_batch + batch::HEADER_LEN || want >= need {
-                        error!(
-                            "log read at position {pos}: batch needs {need} bytes; treating as corrupt"
-                        );
-                        return Err(BatchError::Truncated {
-                            have: buf.len(),
-                            need,
-                        }
-                        .into());
-                    }
-                    want = need;
-                } else {
-                    pos += scan.position() as u64;
-                }
-            }
-            Some(e) => {
-                error!("log read at position {pos}: {e}; refusing to serve corrupt data");
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

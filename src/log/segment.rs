@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tracing::warn;
 
-use super::batch::{BatchError, BatchHeader, BatchScan};
+use super::batch::{parse_header, BatchError, BatchHeader, BatchScan, HEADER_LEN};
 use super::file::LogFile;
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
@@ -164,15 +164,32 @@ impl Segment {
         let mut start = 0u64;
         if trust_index_tail && next_offset.is_none() {
             if let Some((idx, tidx)) = seg.load_indexes(file_size).await? {
-                if let Some(last) = idx.entries().last() {
-                    start = u64::from(last.position);
-                    seg.next_offset = base_offset + i64::from(last.rel_offset);
+                // Trusted only if the batch at the last entry is the one the entry names.
+                let last = idx.entries().last().copied();
+                let points_right = match last {
+                    None => true,
+                    Some(e) => {
+                        let at = seg.log.read_at(u64::from(e.position), HEADER_LEN).await?;
+                        let named = base_offset + i64::from(e.rel_offset);
+                        parse_header(&at).map(|h| h.base_offset).ok() == Some(named)
+                    }
+                };
+                if points_right {
+                    if let Some(e) = last {
+                        start = u64::from(e.position);
+                        seg.next_offset = base_offset + i64::from(e.rel_offset);
+                    }
+                    if let Some(t) = tidx.entries().last() {
+                        seg.max_timestamp = t.timestamp;
+                    }
+                    seg.index = idx;
+                    seg.time_index = tidx;
+                } else {
+                    report.push(format!(
+                        "segment {}: last index entry does not point at its batch; scanned whole",
+                        log_path(dir, base_offset)
+                    ));
                 }
-                if let Some(t) = tidx.entries().last() {
-                    seg.max_timestamp = t.timestamp;
-                }
-                seg.index = idx;
-                seg.time_index = tidx;
             }
         }
         seg.size = start;
@@ -286,6 +303,48 @@ impl Segment {
             work.writes.push((self.time_file.clone(), out, at));
         }
         work
+    }
+
+    /// The same files with empty in-memory indexes, to rebuild them from the log without
+    /// holding the segment (see [`Segment::rebuilt`]).
+    pub fn detached(&self) -> Segment {
+        Segment {
+            base_offset: self.base_offset,
+            log: self.log.clone(),
+            index_file: self.index_file.clone(),
+            time_file: self.time_file.clone(),
+            size: 0,
+            next_offset: self.base_offset,
+            max_timestamp: -1,
+            last_batch_offset: self.base_offset,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            index_on_disk: 0,
+            time_on_disk: 0,
+            created_ms: self.created_ms,
+        }
+    }
+
+    /// A detached segment's indexes rebuilt from the batches in `[0, end)` of its log, and
+    /// written to its index files.
+    pub async fn rebuilt(mut self, end: u64, interval: u64, max_batch: usize) -> io::Result<Self> {
+        let file = self.log.clone();
+        scan_batches(&file, 0, end, max_batch, |pos, h| {
+            self.track(pos, h, interval);
+        })
+        .await?;
+        self.rewrite_indexes().await?;
+        Ok(self)
+    }
+
+    /// Takes the indexes of `from` (rebuilt from this segment's log by [`Segment::rebuilt`]).
+    pub fn adopt_indexes(&mut self, from: Segment) {
+        self.index = from.index;
+        self.time_index = from.time_index;
+        self.index_on_disk = from.index_on_disk;
+        self.time_on_disk = from.time_on_disk;
+        self.bytes_since_index = from.bytes_since_index;
     }
 
     async fn rewrite_indexes(&mut self) -> io::Result<()> {
