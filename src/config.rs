@@ -68,6 +68,10 @@ pub struct BrokerConfig {
     /// `storage.min.free.bytes`: produce is refused below this much free space on the data
     /// directory's file system (0: off).
     pub storage_min_free_bytes: u64,
+    /// `topic.partitions.per.shard`: most partitions one shard may own.
+    pub partitions_per_shard: usize,
+    /// Descriptors each shard keeps open for log files (derived from `ulimit -n` at start).
+    pub open_files_per_shard: usize,
 }
 
 impl Default for BrokerConfig {
@@ -105,6 +109,8 @@ impl Default for BrokerConfig {
             max_connections_per_ip: 1_000,
             queued_max_request_bytes: 256 << 20,
             storage_min_free_bytes: 1 << 30,
+            partitions_per_shard: 1000,
+            open_files_per_shard: 4096,
         }
     }
 }

@@ -141,6 +141,8 @@ pub struct Snapshot {
     /// Connections refused by `max.connections`/`max.connections.per.ip`, by port kind
     /// (broker-wide counts: the first snapshot's are rendered).
     pub connections_refused: Vec<(&'static str, u64)>,
+    /// (log-file descriptors open now, opens so far) of the shard's descriptor cache.
+    pub open_files: (usize, u64),
     /// (corrupt batches found by reads, offset indexes rebuilt after a wrong entry).
     pub damage: (u64, u64),
     /// (free bytes at the last measurement, produce refused for low space).
@@ -404,6 +406,18 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Connections closed after connections.max.idle.ms without a byte.",
             "counter",
             |s| s.idle_closed,
+        ),
+        (
+            "shardlog_shard_open_log_files",
+            "Log and index file descriptors the shard holds open (bounded by its share of ulimit -n).",
+            "gauge",
+            |s| s.open_files.0 as u64,
+        ),
+        (
+            "shardlog_shard_log_file_opens_total",
+            "Log and index files opened, reopens after the descriptor cache closed them included.",
+            "counter",
+            |s| s.open_files.1,
         ),
         (
             "shardlog_shard_corrupt_batches_total",

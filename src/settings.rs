@@ -392,6 +392,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.queued_max_request_bytes.to_string(),
     ),
     (
+        "topic.partitions.per.shard",
+        "most partitions one shard (core) may own; CreateTopics/CreatePartitions beyond it are refused",
+        |s, v| {
+            s.broker.partitions_per_shard = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.partitions_per_shard.to_string(),
+    ),
+    (
         "storage.min.free.bytes",
         "refuse produce (KAFKA_STORAGE_ERROR) below this much free space on the data directory's file system; 0 turns it off",
         |s, v| {

@@ -60,23 +60,55 @@ impl TopicResult {
 }
 
 /// Persists `cat` and installs it on every shard, in shard order.
-async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<(), String> {
+/// Persists `cat` and has every shard apply it. `Ok` holds the partitions some shard could
+/// not open, as (topic, "partition: error").
+async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<Vec<(String, String)>, String> {
     if let Err(e) = cat.persist(&shard.cfg.data_dir) {
         error!("catalog not persisted: {e}");
         return Err(e.to_string());
     }
     let cat = Arc::new(cat);
+    let mut failed = Vec::new();
     for j in 0..shard.nshards {
         if j == shard.id {
-            shard.apply_catalog(cat.clone()).await;
-        } else if !matches!(
-            shard.call(j, Call::Apply(cat.clone())).await,
-            Some(Reply::Done)
-        ) {
-            error!(shard = j, "shard did not apply the new catalog");
+            failed.extend(shard.apply_catalog(cat.clone()).await);
+        } else {
+            match shard.call(j, Call::Apply(cat.clone())).await {
+                Some(Reply::Applied(f)) => failed.extend(f),
+                _ => error!(shard = j, "shard did not apply the new catalog"),
+            }
         }
     }
-    Ok(())
+    Ok(failed)
+}
+
+/// Marks the results of topics with partitions that could not be opened as failed: a
+/// create never answers success for a partition it cannot serve.
+fn mark_unopened(results: &mut [TopicResult], published: Result<Vec<(String, String)>, String>) {
+    match published {
+        Err(e) => {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
+            }
+        }
+        Ok(failed) => {
+            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
+                let mine: Vec<&str> = failed
+                    .iter()
+                    .filter(|(t, _)| *t == r.name)
+                    .map(|(_, why)| why.as_str())
+                    .collect();
+                if !mine.is_empty() {
+                    let msg = format!(
+                        "{} partition(s) could not be opened (retried on the next change or restart): {}",
+                        mine.len(),
+                        mine.iter().take(5).copied().collect::<Vec<_>>().join("; ")
+                    );
+                    *r = TopicResult::err(&r.name, errors::KAFKA_STORAGE_ERROR, msg);
+                }
+            }
+        }
+    }
 }
 
 /// Runs on the controller.
@@ -113,6 +145,10 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                 errors::INVALID_PARTITIONS,
                 format!("partitions must be in [1, {MAX_PARTITIONS}]"),
             )
+        } else if let Some(msg) =
+            super::placement::over_limit(&shard.cfg, &cat, &t.name, partitions)
+        {
+            TopicResult::err(&t.name, errors::POLICY_VIOLATION, msg)
         } else if t.replication_factor != -1 && t.replication_factor != 1 {
             TopicResult::err(
                 &t.name,
@@ -157,11 +193,7 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
         results.push(r);
     }
     if changed {
-        if let Err(e) = publish(shard, cat).await {
-            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
-                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
-            }
-        }
+        mark_unopened(&mut results, publish(shard, cat).await);
     }
     results
 }
@@ -210,6 +242,7 @@ pub async fn controller_create_partitions(
     let mut results = Vec::new();
     let mut changed = false;
     for (name, count) in req.topics {
+        let over = super::placement::over_limit(&shard.cfg, &cat, &name, count);
         let r = match cat.topics.get_mut(&name) {
             None => TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"),
             Some(m) if count <= m.partitions => TopicResult::err(
@@ -225,6 +258,9 @@ pub async fn controller_create_partitions(
                 errors::INVALID_PARTITIONS,
                 format!("at most {MAX_PARTITIONS} partitions"),
             ),
+            Some(_) if over.is_some() => {
+                TopicResult::err(&name, errors::POLICY_VIOLATION, over.unwrap_or_default())
+            }
             Some(m) => {
                 if !req.validate_only {
                     info!(topic = %name, from = m.partitions, to = count, "adding partitions");
@@ -243,11 +279,7 @@ pub async fn controller_create_partitions(
         results.push(r);
     }
     if changed {
-        if let Err(e) = publish(shard, cat).await {
-            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
-                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
-            }
-        }
+        mark_unopened(&mut results, publish(shard, cat).await);
     }
     results
 }
@@ -321,11 +353,7 @@ pub async fn controller_alter_configs(
         });
     }
     if changed {
-        if let Err(e) = publish(shard, cat).await {
-            for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
-                *r = TopicResult::err(&r.name, errors::UNKNOWN_SERVER_ERROR, e.clone());
-            }
-        }
+        mark_unopened(&mut results, publish(shard, cat).await);
     }
     results
 }

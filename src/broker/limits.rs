@@ -193,6 +193,64 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Descriptors kept for everything but log files and client sockets: stdio, io_uring rings
+/// and their eventfds, listeners, the data directory lock, catalog and snapshot writes.
+const RESERVED_FDS: u64 = 64;
+/// Fewest log-file descriptors a shard can work with.
+const MIN_FILES_PER_SHARD: u64 = 32;
+/// Most log-file descriptors a shard keeps, however high the limit.
+const MAX_FILES_PER_SHARD: u64 = 100_000;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, logs both, and returns how many log-file
+/// descriptors each of `shards` shards may keep open: what is left after the reserve and the
+/// client sockets (`max_connections`, at most half). Fails, naming the limit needed, if even
+/// the minimum does not fit.
+pub fn file_descriptor_budget(shards: usize, max_connections: usize) -> anyhow::Result<usize> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        anyhow::bail!(
+            "cannot read the open file limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let limit = lim.rlim_cur;
+    let shards = shards.max(1) as u64;
+    let needed = RESERVED_FDS + 2 * MIN_FILES_PER_SHARD * shards;
+    if limit < needed {
+        anyhow::bail!(
+            "the open file limit (ulimit -n) is {limit} (hard {}); shardlog with {shards} shard(s) needs at least {needed}: \
+             raise it (ulimit -n, or LimitNOFILE= in the systemd unit)",
+            lim.rlim_max
+        );
+    }
+    let left = limit - RESERVED_FDS;
+    let sockets = (max_connections as u64).min(left / 2);
+    let per_shard = ((left - sockets) / shards).clamp(MIN_FILES_PER_SHARD, MAX_FILES_PER_SHARD);
+    tracing::info!(
+        soft_before = before,
+        soft = limit,
+        hard = lim.rlim_max,
+        log_files_per_shard = per_shard,
+        "open file limit"
+    );
+    Ok(per_shard as usize)
+}
+
 /// Backs off an accept loop after a failure (EMFILE, ENFILE, ENOMEM...): 10 ms doubling to
 /// one second while failures repeat, reset by a success; logs at most once per
 /// [`LOG_EVERY`].

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod list_offsets;
 pub mod metadata;
 pub mod metrics_http;
+pub mod placement;
 pub mod produce;
 pub mod producer_id;
 pub mod router;
@@ -134,6 +135,8 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         );
     }
     tune_allocator();
+    let mut cfg = cfg;
+    cfg.open_files_per_shard = limits::file_descriptor_budget(cfg.cores, cfg.max_connections)?;
     let _lock = lock_data_dir(&cfg)?;
     let fresh = !cfg.data_dir.join("catalog.json").exists();
     let clean = take_clean_marker(&cfg.data_dir)?;
@@ -311,6 +314,7 @@ async fn shard_main(start: ShardStart) -> bool {
         clean,
         conns,
     } = start;
+    crate::log::file::set_open_file_limit(cfg.open_files_per_shard);
     let connect_tx = join_all(senders.into_iter().map(|s| async move {
         match s {
             Some(s) => Some(s.connect().await),

@@ -53,7 +53,8 @@ pub enum Reply {
     /// (error code, producer id, epoch)
     ProducerId(i16, i64, i16),
     Metrics(Box<crate::metrics::Snapshot>),
-    Done,
+    /// The catalog was applied; partitions that could not be opened, as (topic, reason).
+    Applied(Vec<(String, String)>),
 }
 
 pub struct Envelope {
@@ -92,9 +93,6 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
         Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
-        Call::Apply(cat) => {
-            shard.apply_catalog(cat).await;
-            Reply::Done
-        }
+        Call::Apply(cat) => Reply::Applied(shard.apply_catalog(cat).await),
     }
 }

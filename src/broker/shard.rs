@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ahash::RandomState;
 use futures::channel::oneshot;
+use futures::StreamExt;
 use glommio::channels::shared_channel::ConnectedSender;
 use tracing::{error, info, warn};
 
@@ -21,6 +22,9 @@ use crate::log::Log;
 use crate::notify::Notify;
 
 pub type PartitionKey = (String, i32);
+
+/// Logs opened (at start, on a new catalog) or synced (at shutdown) at once.
+const OPEN_CONCURRENCY: usize = 32;
 
 pub struct Shard {
     pub id: usize,
@@ -138,7 +142,8 @@ impl Shard {
 
     /// Installs a new catalog: opens logs of partitions this shard owns that are new, closes
     /// and deletes logs of topics that are gone.
-    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) {
+    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
         let wanted: Vec<(PartitionKey, crate::log::LogConfig)> = catalog
             .topics
             .iter()
@@ -176,25 +181,42 @@ impl Shard {
             }
         }
         *self.catalog.borrow_mut() = catalog;
+        let mut to_open = Vec::new();
         for (key, lc) in wanted {
-            if let Some(log) = self.log(&key.0, key.1) {
-                log.set_config(lc);
-                continue;
+            match self.log(&key.0, key.1) {
+                Some(log) => log.set_config(lc),
+                None => to_open.push((key, lc)),
             }
+        }
+        // Opened OPEN_CONCURRENCY at a time: thousands of partitions start in seconds, and
+        // the descriptor cache bounds what they hold.
+        let clean = self.clean_start.get();
+        let opened = futures::stream::iter(to_open.into_iter().map(|(key, lc)| async move {
             let dir = partition_dir(&self.cfg.data_dir, &key.0, key.1);
-            match Log::open_with(&dir, lc, self.clean_start.get()).await {
+            let r = Log::open_with(&dir, lc, clean).await;
+            (key, dir, r)
+        }))
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for (key, dir, r) in opened {
+            match r {
                 Ok((log, report)) => {
                     for line in report {
                         info!(topic = %key.0, partition = key.1, "recovery: {line}");
                     }
                     self.logs.borrow_mut().insert(key, log);
                 }
-                Err(e) => error!(
-                    topic = %key.0, partition = key.1, dir = %dir.display(),
-                    "cannot open partition log: {e}"
-                ),
+                Err(e) => {
+                    error!(
+                        topic = %key.0, partition = key.1, dir = %dir.display(),
+                        "cannot open partition log: {e}"
+                    );
+                    failed.push((key.0.clone(), format!("{}: {e}", key.1)));
+                }
             }
         }
+        failed
     }
 
     /// Flushes logs whose `flush.ms` has passed with data unflushed.
@@ -243,6 +265,7 @@ impl Shard {
         s.connections = self.connections.get();
         s.fsyncs = crate::log::file::fsync_stats();
         s.damage = crate::log::read::damage_stats();
+        s.open_files = crate::log::file::open_file_stats();
         s.buffer_bytes = self.read_buffer_bytes.get() as u64;
         s.request_bytes_reserved = self.request_budget.in_use() as u64;
         s.storage = (self.disk.free(), self.disk.low());
@@ -269,17 +292,24 @@ impl Shard {
     /// Flushes every log this shard owns and snapshots producer state (clean shutdown).
     /// Returns whether everything was flushed.
     pub async fn sync_all(&self) -> bool {
-        let mut ok = self.groups.sync_logs().await;
-        for ((t, p), log) in self.open_logs() {
-            if let Err(e) = log.sync().await {
-                error!(topic = %t, partition = p, "sync at shutdown failed: {e}");
-                ok = false;
-            }
-            if let Err(e) = log.snapshot_producers().await {
-                error!(topic = %t, partition = p, "producer snapshot at shutdown failed: {e}");
-                ok = false;
-            }
-        }
-        ok
+        let ok = self.groups.sync_logs().await;
+        let each = futures::stream::iter(self.open_logs().into_iter().map(
+            |((t, p), log)| async move {
+                let mut ok = true;
+                if let Err(e) = log.sync().await {
+                    error!(topic = %t, partition = p, "sync at shutdown failed: {e}");
+                    ok = false;
+                }
+                if let Err(e) = log.snapshot_producers().await {
+                    error!(topic = %t, partition = p, "producer snapshot at shutdown failed: {e}");
+                    ok = false;
+                }
+                ok
+            },
+        ))
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .collect::<Vec<bool>>()
+        .await;
+        ok && each.into_iter().all(|x| x)
     }
 }

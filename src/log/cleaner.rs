@@ -440,6 +440,7 @@ impl Log {
         sync_dir(&dir)?;
         let bases: Vec<i64> = group.iter().map(|s| s.base).collect();
         finish_swap(&dir, base, end, &bases)?;
+        new.renamed(&dir);
         st.segments.splice(i..i + group.len(), [new]);
         Ok(true)
     }

@@ -1,21 +1,47 @@
 //! The one place the storage engine touches the I/O runtime: a segment-sized file whose reads
-//! and writes are io_uring operations issued by the current shard's glommio executor.
+//! and writes are io_uring operations issued by the current shard's glommio executor, and a
+//! bounded per-shard cache of open file descriptors behind those files.
 //!
-//! Invariant: a `LogFile` is used only by the shard that opened it (it is `!Send`). Writes go
-//! through the page cache (buffered io_uring), so fetches can be served from it.
+//! Invariants:
+//! - A `LogFile` is used only by the shard that opened it (it is `!Send`). Writes go through
+//!   the page cache (buffered io_uring), so fetches can be served from it.
+//! - A `LogFile` is a name, not a descriptor: it holds an open descriptor only while it sits
+//!   in its shard's cache, which keeps at most [`set_open_file_limit`] of them (least
+//!   recently used closed first). An operation reopens its file when it was closed, so a
+//!   broker with any number of partitions runs within any `ulimit -n` it is given; an
+//!   operation in flight keeps its descriptor until it ends, and a new one is opened only
+//!   when the count of open and opening descriptors is under the limit (else an idle one is
+//!   closed first, or the operation waits for one to become idle).
+//! - A file is created only by [`LogFile::open`]; a reopen never creates one, so a file
+//!   deleted meanwhile (retention, a topic deletion) fails the operation instead of coming
+//!   back empty.
 
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-
-use std::cell::Cell;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
+/// Open descriptors a shard's cache keeps unless told otherwise.
+const DEFAULT_OPEN_FILES: usize = 4096;
+
 thread_local! {
     /// fsyncs issued on this thread (shard) and the microseconds they took in total.
     static FSYNCS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static CACHE: RefCell<FdCache> = const { RefCell::new(FdCache {
+        open: BTreeMap::new(),
+        opening: 0,
+        closing: 0,
+        busy: 0,
+        waiters: VecDeque::new(),
+        tick: 0,
+        capacity: DEFAULT_OPEN_FILES,
+        opens: 0,
+    }) };
 }
 
 /// (fsyncs, total microseconds) issued by the calling shard so far.
@@ -23,35 +49,256 @@ pub fn fsync_stats() -> (u64, u64) {
     FSYNCS.with(|c| c.get())
 }
 
+/// Sets how many descriptors the calling shard keeps open for log files (at least 8).
+pub fn set_open_file_limit(n: usize) {
+    CACHE.with(|c| c.borrow_mut().capacity = n.max(8));
+}
+
+/// (descriptors open now, opens so far) in the calling shard's cache.
+pub fn open_file_stats() -> (usize, u64) {
+    CACHE.with(|c| {
+        let c = c.borrow();
+        (c.open.len() + c.closing, c.opens)
+    })
+}
+
+/// The calling shard's open log-file descriptors. Every descriptor is in `open` (idle or
+/// busy), being opened (`opening`) or being closed (`closing`); together at most `capacity`.
+struct FdCache {
+    /// Open descriptors by last use; an entry's key is its slot's `used`.
+    open: BTreeMap<u64, Weak<Slot>>,
+    opening: usize,
+    closing: usize,
+    /// Open descriptors with an operation in flight (never closed by the cache).
+    busy: usize,
+    /// Operations waiting for a descriptor, first come first served.
+    waiters: VecDeque<Waker>,
+    tick: u64,
+    capacity: usize,
+    opens: u64,
+}
+
+impl FdCache {
+    fn wake_one(&mut self) {
+        if let Some(w) = self.waiters.pop_front() {
+            w.wake();
+        }
+    }
+
+    fn touch(&mut self, slot: &Rc<Slot>) {
+        self.tick += 1;
+        if let Some(w) = self.open.remove(&slot.used.get()) {
+            self.open.insert(self.tick, w);
+        }
+        slot.used.set(self.tick);
+    }
+}
+
+struct Slot {
+    path: RefCell<PathBuf>,
+    file: RefCell<Option<Rc<BufferedFile>>>,
+    /// Cache key while `file` is open.
+    used: Cell<u64>,
+    /// Operations in flight on `file`.
+    holders: Cell<usize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.file.get_mut().is_some() {
+            let key = self.used.get();
+            // Not while the cache itself is borrowed (an eviction upgrading then dropping
+            // the last handle): the eviction then removes the dead entry itself.
+            let _ = CACHE.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    c.open.remove(&key);
+                    c.wake_one();
+                }
+            });
+        }
+    }
+}
+
+/// An operation's hold on an open descriptor: while one exists the cache never closes it.
+struct Held {
+    slot: Rc<Slot>,
+    file: Rc<BufferedFile>,
+}
+
+impl Held {
+    fn new(slot: &Rc<Slot>, file: Rc<BufferedFile>, c: &mut FdCache) -> Held {
+        let n = slot.holders.get();
+        if n == 0 {
+            c.busy += 1;
+        }
+        slot.holders.set(n + 1);
+        Held {
+            slot: slot.clone(),
+            file,
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = BufferedFile;
+    fn deref(&self) -> &BufferedFile {
+        &self.file
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let n = self.slot.holders.get().saturating_sub(1);
+        self.slot.holders.set(n);
+        if n == 0 {
+            let _ = CACHE.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    c.busy = c.busy.saturating_sub(1);
+                    c.wake_one();
+                }
+            });
+        }
+    }
+}
+
 /// An open file of a log segment or index.
 #[derive(Clone)]
 pub struct LogFile {
-    inner: Rc<BufferedFile>,
-    path: Rc<PathBuf>,
+    slot: Rc<Slot>,
 }
 
 fn io_err(e: glommio::GlommioError<()>) -> io::Error {
     io::Error::from(e)
 }
 
+async fn open_file(path: &Path, create: bool) -> io::Result<BufferedFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .buffered_open(path)
+        .await
+        .map_err(io_err)
+}
+
+/// Waits until one more descriptor fits (closing idle ones, least recently used first, or
+/// waiting in line for an operation in flight to end) and counts it as being opened.
+async fn reserve_descriptor() {
+    let to_close = std::future::poll_fn(|cx| {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.busy + c.opening + c.closing >= c.capacity {
+                c.waiters.push_back(cx.waker().clone());
+                return Poll::Pending;
+            }
+            // Room is made from idle descriptors: there are some, since not all are busy.
+            let mut to_close = Vec::new();
+            while c.open.len() + c.opening + c.closing >= c.capacity {
+                let victim = c.open.iter().find_map(|(k, w)| match w.upgrade() {
+                    None => Some((*k, None)),
+                    Some(slot) if slot.holders.get() == 0 => Some((*k, Some(slot))),
+                    Some(_) => None,
+                });
+                let Some((k, slot)) = victim else { break };
+                c.open.remove(&k);
+                if let Some(f) = slot.and_then(|s| s.file.borrow_mut().take()) {
+                    c.closing += 1;
+                    to_close.push(f);
+                }
+            }
+            c.opening += 1;
+            Poll::Ready(to_close)
+        })
+    })
+    .await;
+    for f in to_close {
+        if let Ok(f) = Rc::try_unwrap(f) {
+            let _ = f.close().await;
+        }
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.closing = c.closing.saturating_sub(1);
+            c.wake_one();
+        });
+    }
+}
+
 impl LogFile {
     /// Opens `path` for reading and writing, creating it when missing.
     pub async fn open(path: &Path) -> io::Result<LogFile> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .buffered_open(path)
-            .await
-            .map_err(io_err)?;
-        Ok(LogFile {
-            inner: Rc::new(f),
-            path: Rc::new(path.to_path_buf()),
-        })
+        let f = LogFile {
+            slot: Rc::new(Slot {
+                path: RefCell::new(path.to_path_buf()),
+                file: RefCell::new(None),
+                used: Cell::new(0),
+                holders: Cell::new(0),
+            }),
+        };
+        drop(f.reopen(true).await?);
+        Ok(f)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.slot.path.borrow().clone()
+    }
+
+    /// The file was renamed to `path` (the cleaner's swap): reopens use the new name.
+    pub fn renamed(&self, path: &Path) {
+        *self.slot.path.borrow_mut() = path.to_path_buf();
+    }
+
+    /// Opens the file within the cache's limit, puts it in this slot and holds it.
+    async fn reopen(&self, create: bool) -> io::Result<Held> {
+        reserve_descriptor().await;
+        let path = self.path();
+        let opened = open_file(&path, create).await;
+        let (held, extra) = CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.opening = c.opening.saturating_sub(1);
+            let file = match opened {
+                Ok(f) => Rc::new(f),
+                Err(e) => {
+                    c.wake_one();
+                    return (Err(e), None);
+                }
+            };
+            c.opens += 1;
+            let old = self.slot.file.borrow_mut().replace(file.clone());
+            if old.is_some() {
+                // Two operations reopened at once: the newer descriptor replaces the other.
+                c.open.remove(&self.slot.used.get());
+                c.closing += 1;
+            }
+            c.tick += 1;
+            let key = c.tick;
+            self.slot.used.set(key);
+            c.open.insert(key, Rc::downgrade(&self.slot));
+            (Ok(Held::new(&self.slot, file, &mut c)), old)
+        });
+        if let Some(old) = extra {
+            if let Ok(old) = Rc::try_unwrap(old) {
+                let _ = old.close().await;
+            }
+            CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                c.closing = c.closing.saturating_sub(1);
+                c.wake_one();
+            });
+        }
+        held
+    }
+
+    /// The open descriptor, held for one operation; reopens the file if the cache closed it.
+    async fn handle(&self) -> io::Result<Held> {
+        let open = self.slot.file.borrow().clone();
+        if let Some(f) = open {
+            return Ok(CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                c.touch(&self.slot);
+                Held::new(&self.slot, f, &mut c)
+            }));
+        }
+        self.reopen(false).await
     }
 
     /// Writes all of `buf` at `pos` in one io_uring write. A short write (the file system ran
@@ -59,7 +306,12 @@ impl LogFile {
     /// and cuts the file back.
     pub async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
         let len = buf.len();
-        let n = self.inner.write_at(buf, pos).await.map_err(io_err)?;
+        let n = self
+            .handle()
+            .await?
+            .write_at(buf, pos)
+            .await
+            .map_err(io_err)?;
         if n != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -71,27 +323,90 @@ impl LogFile {
 
     /// Reads up to `len` bytes at `pos` (fewer at end of file).
     pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        let r = self.inner.read_at(pos, len).await.map_err(io_err)?;
+        let r = self
+            .handle()
+            .await?
+            .read_at(pos, len)
+            .await
+            .map_err(io_err)?;
         Ok(r.to_vec())
     }
 
     pub async fn size(&self) -> io::Result<u64> {
-        self.inner.file_size().await.map_err(io_err)
+        self.handle().await?.file_size().await.map_err(io_err)
     }
 
     pub async fn truncate(&self, len: u64) -> io::Result<()> {
-        self.inner.truncate(len).await.map_err(io_err)
+        self.handle().await?.truncate(len).await.map_err(io_err)
     }
 
-    /// fdatasync through io_uring.
+    /// fdatasync through io_uring. On a reopened descriptor it still flushes every dirty page
+    /// of the file (Linux syncs the inode, whichever descriptor wrote).
     pub async fn sync(&self) -> io::Result<()> {
+        let f = self.handle().await?;
         let started = Instant::now();
-        let r = self.inner.fdatasync().await.map_err(io_err);
+        let r = f.fdatasync().await.map_err(io_err);
         let us = started.elapsed().as_micros() as u64;
         FSYNCS.with(|c| {
             let (n, t) = c.get();
             c.set((n + 1, t + us));
         });
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_at_most_its_limit_and_reopens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                set_open_file_limit(8);
+                let mut files = Vec::new();
+                for i in 0..40u8 {
+                    let f = LogFile::open(&path.join(format!("f{i}")))
+                        .await
+                        .expect("open");
+                    f.write_all_at(vec![i; 10], 0).await.expect("write");
+                    files.push(f);
+                    assert!(open_file_stats().0 <= 8);
+                }
+                for (i, f) in files.iter().enumerate() {
+                    assert_eq!(f.read_at(0, 10).await.expect("read"), vec![i as u8; 10]);
+                    f.write_all_at(vec![1], 10)
+                        .await
+                        .expect("append after reopen");
+                    assert_eq!(f.size().await.expect("size"), 11);
+                }
+                assert!(open_file_stats().0 <= 8);
+                let fds = std::fs::read_dir("/proc/self/fd").expect("fds").count();
+                // A deleted file is not recreated by a reopen.
+                std::fs::remove_file(path.join("f0")).expect("rm");
+                for f in &files[1..10] {
+                    f.read_at(0, 1).await.expect("evict f0");
+                }
+                assert!(files[0].read_at(0, 1).await.is_err());
+                assert!(!path.join("f0").exists());
+                // Renamed: reopens follow.
+                std::fs::rename(path.join("f1"), path.join("g1")).expect("mv");
+                files[1].renamed(&path.join("g1"));
+                for f in &files[2..12] {
+                    f.read_at(0, 1).await.expect("evict f1");
+                }
+                assert_eq!(
+                    files[1].read_at(0, 1).await.expect("reopen renamed"),
+                    vec![1]
+                );
+                drop(files);
+                assert_eq!(open_file_stats().0, 0, "dropped files leave the cache");
+                assert!(fds < 64, "descriptors stay bounded: {fds}");
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
     }
 }

@@ -54,13 +54,19 @@ impl Log {
             i.saturating_sub(1)
         };
         let max_batch = self.inner.state.borrow().config.max_batch_bytes;
-        let mut repaired = false;
-        // Each iteration moves to the next segment, or repairs the current one's index once
-        // and reads it again.
+        // After a repair the segment is read again; if its index is still wrong (the
+        // segment changed under the repair), from its start.
+        let mut repairs = 0;
+        // Each iteration moves to the next segment, or repairs the current one's index and
+        // reads it again (at most twice per segment).
         loop {
-            let Some(at) = self.start_in(seg_idx, offset) else {
+            let Some(mut at) = self.start_in(seg_idx, offset) else {
                 return Ok(empty(hw));
             };
+            if repairs > 1 {
+                at.pos = 0;
+                at.names = None;
+            }
             match read_from_segment(&at, offset, max_bytes, min_one, max_batch).await {
                 Ok(Some((records, record_count))) => {
                     return Ok(ReadInfo {
@@ -72,34 +78,13 @@ impl Log {
                 }
                 Ok(None) => {
                     seg_idx += 1;
-                    repaired = false;
-                }
-                Err(ReadFail::Index(found)) if !repaired => {
-                    self.repair_index(&at, found).await?;
-                    repaired = true;
+                    repairs = 0;
                 }
                 Err(ReadFail::Index(found)) => {
-                    // Rebuilt and still wrong: the segment changed under us. Read it
-                    // from its start this time.
-                    let whole = Start {
-                        pos: 0,
-                        names: None,
-                        ..at
-                    };
-                    let _ = found;
-                    match read_from_segment(&whole, offset, max_bytes, min_one, max_batch).await {
-                        Ok(Some((records, record_count))) => {
-                            return Ok(ReadInfo {
-                                records,
-                                record_count,
-                                high_watermark: hw,
-                                log_start_offset: start,
-                            })
-                        }
-                        Ok(None) => seg_idx += 1,
-                        Err(e) => return Err(self.failed(&whole, e)),
+                    if repairs == 0 {
+                        self.repair_index(&at, found).await?;
                     }
-                    repaired = false;
+                    repairs += 1;
                 }
                 Err(e) => return Err(self.failed(&at, e)),
             }

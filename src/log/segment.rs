@@ -305,6 +305,17 @@ impl Segment {
         work
     }
 
+    /// Its files were renamed to the segment's own names in `dir` (the cleaner's swap).
+    pub fn renamed(&self, dir: &Path) {
+        for (f, ext) in [
+            (&self.log, "log"),
+            (&self.index_file, "index"),
+            (&self.time_file, "timeindex"),
+        ] {
+            f.renamed(&dir.join(file_name(self.base_offset, ext)));
+        }
+    }
+
     /// The same files with empty in-memory indexes, to rebuild them from the log without
     /// holding the segment (see [`Segment::rebuilt`]).
     pub fn detached(&self) -> Segment {

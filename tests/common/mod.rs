@@ -15,6 +15,8 @@ pub struct Broker {
     child: Option<Child>,
     pub log: PathBuf,
     extra: Vec<String>,
+    /// `ulimit -n` for the broker process.
+    pub nofile: Option<u64>,
 }
 
 fn ports_free(base: u16, n: usize) -> bool {
@@ -52,6 +54,12 @@ impl Broker {
     /// Like [`Broker::start_with`], with `toml` as the broker's `--config` file (settings
     /// that have no flag; Kafka's key names).
     pub fn start_configured(cores: usize, toml: &str, extra: &[&str]) -> Broker {
+        Self::start_limited(cores, toml, extra, None)
+    }
+
+    /// Like [`Broker::start_configured`], with the broker's open file limit (soft and hard,
+    /// as `ulimit -n`) set to `nofile` (kept for restarts).
+    pub fn start_limited(cores: usize, toml: &str, extra: &[&str], nofile: Option<u64>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("broker.log");
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -67,6 +75,7 @@ impl Broker {
             child: None,
             log,
             extra,
+            nofile,
         };
         b.launch();
         b
@@ -87,7 +96,24 @@ impl Broker {
             if self.port == 0 || !ports_free(self.port, self.cores) {
                 self.port = pick_port(self.cores);
             }
-            let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+            if let Some(n) = self.nofile {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: setrlimit is async-signal-safe; runs in the child before exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let l = libc::rlimit {
+                            rlim_cur: n,
+                            rlim_max: n,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            let mut child = cmd
                 .args(["serve", "--listen"])
                 .arg(format!("127.0.0.1:{}", self.port))
                 .args(if self.extra.iter().any(|a| a == "--data-dir") {
