@@ -90,48 +90,25 @@ fn ten_thousand_partitions_under_ulimit_1024_and_restart_under_256() {
     b.stop();
 
     // Too few descriptors to run at all: a clear error naming what is needed.
-    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
-        .args([
-            "serve",
-            "--cores",
-            "2",
-            "--listen",
-            "127.0.0.1:1",
-            "--data-dir",
-        ])
-        .arg(b.data_dir())
-        .args(["--metrics-listen", "off"])
-        .output_with_nofile(100);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+    cmd.args([
+        "serve",
+        "--cores",
+        "2",
+        "--listen",
+        "127.0.0.1:1",
+        "--data-dir",
+    ])
+    .arg(b.data_dir())
+    .args(["--metrics-listen", "off"]);
+    common::limit_nofile(&mut cmd, 100);
+    let out = cmd.output().expect("run shardlog");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("ulimit -n") && err.contains("needs at least 192"),
         "{err}"
     );
-}
-
-trait OutputWithNofile {
-    fn output_with_nofile(&mut self, n: u64) -> std::process::Output;
-}
-
-impl OutputWithNofile for Command {
-    fn output_with_nofile(&mut self, n: u64) -> std::process::Output {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit is async-signal-safe; runs in the child before exec.
-        unsafe {
-            self.pre_exec(move || {
-                let l = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        self.output().expect("run shardlog")
-    }
 }
 
 #[test]

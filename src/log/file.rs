@@ -212,15 +212,21 @@ async fn reserve_descriptor() {
     })
     .await;
     for f in to_close {
-        if let Ok(f) = Rc::try_unwrap(f) {
-            let _ = f.close().await;
-        }
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            c.closing = c.closing.saturating_sub(1);
-            c.wake_one();
-        });
+        close_counted(f).await;
     }
+}
+
+/// Closes a descriptor the cache took out of its slot (counted in `closing`); one still held
+/// by an operation closes when that operation ends.
+async fn close_counted(f: Rc<BufferedFile>) {
+    if let Ok(f) = Rc::try_unwrap(f) {
+        let _ = f.close().await;
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.closing = c.closing.saturating_sub(1);
+        c.wake_one();
+    });
 }
 
 impl LogFile {
@@ -276,14 +282,7 @@ impl LogFile {
             (Ok(Held::new(&self.slot, file, &mut c)), old)
         });
         if let Some(old) = extra {
-            if let Ok(old) = Rc::try_unwrap(old) {
-                let _ = old.close().await;
-            }
-            CACHE.with(|c| {
-                let mut c = c.borrow_mut();
-                c.closing = c.closing.saturating_sub(1);
-                c.wake_one();
-            });
+            close_counted(old).await;
         }
         held
     }

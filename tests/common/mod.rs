@@ -98,20 +98,7 @@ impl Broker {
             }
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
             if let Some(n) = self.nofile {
-                use std::os::unix::process::CommandExt;
-                // SAFETY: setrlimit is async-signal-safe; runs in the child before exec.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        let l = libc::rlimit {
-                            rlim_cur: n,
-                            rlim_max: n,
-                        };
-                        if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
+                limit_nofile(&mut cmd, n);
             }
             let mut child = cmd
                 .args(["serve", "--listen"])
@@ -259,6 +246,24 @@ pub fn reader(
     }
     consumer.assign(&tpl).expect("assign");
     consumer
+}
+
+/// Sets the open file limit (soft and hard, as `ulimit -n`) of the process `cmd` starts.
+pub fn limit_nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs `shardlog ARGS --bootstrap <b>`, asserts it succeeded, returns its stdout.
