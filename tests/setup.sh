@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: kcat (Debian) and
-# confluent-kafka (PyPI) for the client smoke tests, cargo-nextest as the test runner.
-# Idempotent: skips what is already there.
+# confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
+# (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
+# shigawire-apache-flink-libraries into target/java-clients), cargo-nextest as the test
+# runner. Idempotent: skips what is already there.
 set -euo pipefail
 
 SUDO=""
@@ -10,6 +12,28 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 if ! command -v kcat >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+if ! command -v javac >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq default-jdk-headless >/dev/null
+fi
+
+JAVA_LIB="$(cd "$(dirname "$0")/.." && pwd)/target/java-clients"
+if [ ! -f "$JAVA_LIB/kafka-clients.jar" ]; then
+    wheel_dir="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$wheel_dir" \
+        shigawire-apache-flink-libraries
+    mkdir -p "$JAVA_LIB"
+    python3 - "$wheel_dir" "$JAVA_LIB" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for jar in ["kafka-clients", "lz4-java", "snappy-java", "zstd-jni", "slf4j-api"]:
+        with open(f"{sys.argv[2]}/{jar}.jar", "wb") as out:
+            out.write(z.read(f"pyflink/lib/{jar}.jar"))
+PY
+    rm -rf "$wheel_dir"
 fi
 
 if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then

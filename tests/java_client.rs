@@ -1,0 +1,77 @@
+//! The Java client (kafka-clients 3.9) against the real broker: a group member's commit
+//! before it rejoins a rebalance is accepted, as Kafka's coordinator does, so no record is
+//! delivered twice across the rebalance. Jars come from tests/setup.sh
+//! (target/java-clients); the program is tests/java/RebalanceCommit.java.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use shardlog::admin::client::Client;
+
+use common::wire::{create_topic, produce};
+use common::{record_batch, Broker};
+
+fn java_lib() -> PathBuf {
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/java-clients");
+    assert!(
+        lib.join("kafka-clients.jar").exists(),
+        "the Java client is missing from {}: run tests/setup.sh",
+        lib.display()
+    );
+    lib
+}
+
+/// Compiles `tests/java/<name>.java` into a temporary directory; returns the classpath.
+fn compile(name: &str, out: &std::path::Path) -> String {
+    let lib = java_lib();
+    let cp = format!("{}/*", lib.display());
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/java/{name}.java"));
+    let st = Command::new("javac")
+        .args(["-cp", &cp, "-d"])
+        .arg(out)
+        .arg(&src)
+        .status()
+        .expect("run javac (tests/setup.sh installs a JDK)");
+    assert!(st.success(), "javac {name}");
+    format!("{cp}:{}", out.display())
+}
+
+#[test]
+fn java_auto_commit_before_rejoin_is_kept_and_nothing_is_delivered_twice() {
+    let b = Broker::start(1);
+    create_topic(&b, "rejoin", 2);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    for i in 0..100 {
+        let v = format!("record {i}");
+        assert_eq!(
+            produce(&mut c, "rejoin", i % 2, record_batch(&[v.as_bytes()], 1)).0,
+            0
+        );
+    }
+    let classes = tempfile::tempdir().expect("tmp");
+    let cp = compile("RebalanceCommit", classes.path());
+    let out = Command::new("java")
+        .args([
+            "-cp",
+            &cp,
+            "RebalanceCommit",
+            &b.bootstrap(),
+            "rejoin",
+            "rejoiners",
+            "100",
+        ])
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("first=100 first-after=0 second=0"),
+        "every record delivered exactly once across the rebalance: {stdout}"
+    );
+}
