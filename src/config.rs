@@ -68,6 +68,9 @@ pub struct BrokerConfig {
     /// `storage.min.free.bytes`: produce is refused below this much free space on the data
     /// directory's file system (0: off).
     pub storage_min_free_bytes: u64,
+    /// `fetch.max.bytes`: most record bytes one Fetch reads on each shard it touches,
+    /// whatever the client asks (at least one batch, KIP-74).
+    pub fetch_max_bytes: usize,
     /// `topic.partitions.per.shard`: most partitions one shard may own.
     pub partitions_per_shard: usize,
     /// Descriptors each shard keeps open for log files (derived from `ulimit -n` at start).
@@ -109,6 +112,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: 1_000,
             queued_max_request_bytes: 256 << 20,
             storage_min_free_bytes: 1 << 30,
+            fetch_max_bytes: 57_671_680,
             partitions_per_shard: 1000,
             open_files_per_shard: 4096,
         }

@@ -392,6 +392,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.queued_max_request_bytes.to_string(),
     ),
     (
+        "fetch.max.bytes",
+        "most record bytes one Fetch reads on each shard it touches, whatever the client asks (at least one batch)",
+        |s, v| {
+            s.broker.fetch_max_bytes = positive(v)? as usize;
+            Ok(())
+        },
+        |s| s.broker.fetch_max_bytes.to_string(),
+    ),
+    (
         "topic.partitions.per.shard",
         "most partitions one shard (core) may own; CreateTopics/CreatePartitions beyond it are refused",
         |s, v| {

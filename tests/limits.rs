@@ -231,3 +231,54 @@ fn running_out_of_file_descriptors_does_not_spin_the_accept_loop() {
     );
     drop(conns);
 }
+
+#[test]
+fn fetch_max_bytes_caps_what_a_client_asks_for() {
+    let b = Broker::start_configured(1, "\"fetch.max.bytes\" = 100000\n", &[]);
+    create_topic(&b, "big", 1);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    let value = vec![b'v'; 20_000];
+    for _ in 0..20 {
+        assert_eq!(produce(&mut c, "big", 0, record_batch(&[&value], 1)).0, 0);
+    }
+    // The client asks for 50 MiB (1 MiB for the partition): it gets at most 100,000 bytes.
+    let (err, records) = common::wire::fetch(&mut c, "big", 0, 0, 0);
+    assert_eq!(err, 0);
+    assert!(
+        (20_000..=100_000).contains(&records.len()),
+        "{} bytes",
+        records.len()
+    );
+}
+
+#[test]
+fn a_harness_environment_and_a_pipe_suit_the_broker() {
+    // A script's own SHARDLOG_* variables (not settings) do not stop the broker.
+    // SAFETY (edition 2021: safe): nextest runs each test in its own process.
+    std::env::set_var("SHARDLOG_BIN", "/usr/local/bin/shardlog");
+    std::env::set_var("SHARDLOG_CRASH_ROUNDS", "3");
+    let b = Broker::start(1);
+    std::env::remove_var("SHARDLOG_BIN");
+    std::env::remove_var("SHARDLOG_CRASH_ROUNDS");
+    let log = b.log_text();
+    assert!(
+        log.contains("ignoring environment variable SHARDLOG_BIN"),
+        "{log}"
+    );
+    assert!(log.contains("SHARDLOG_CRASH_ROUNDS"), "{log}");
+    // stderr is a pipe here: no ANSI colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {log:?}"
+    );
+    // The documented shard metrics are exported.
+    let m = metrics(&b);
+    for name in [
+        "shardlog_shard_fsyncs_total{shard=\"0\"}",
+        "shardlog_shard_buffer_bytes{shard=\"0\"}",
+        "shardlog_storage_low_space",
+        "shardlog_shard_open_log_files{shard=\"0\"}",
+    ] {
+        assert!(metric_sample(&m, name).is_some(), "{name} missing:\n{m}");
+    }
+}

@@ -33,7 +33,8 @@ pub struct FetchPartResult {
 /// One pass over the partitions owned by this shard, without waiting.
 async fn read_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
     let mut out = Vec::new();
-    let mut budget = req.max_bytes.max(0) as usize;
+    // Kafka's broker `fetch.max.bytes` caps what a client may ask for.
+    let mut budget = (req.max_bytes.max(0) as usize).min(shard.cfg.fetch_max_bytes);
     for t in &req.topics {
         for p in &t.partitions {
             let first = out.iter().all(|r: &FetchPartResult| r.records.is_empty());
