@@ -153,3 +153,34 @@ fn the_free_space_floor_refuses_produce_early_and_keeps_the_operator_in() {
     );
     assert!(b.log_text().contains("back above storage.min.free.bytes"));
 }
+
+#[test]
+fn at_zero_bytes_free_a_topic_can_still_be_deleted() {
+    let base = tempfile::tempdir().expect("tmp");
+    let guard = small_tmpfs(base.path(), "32m");
+    let mnt = guard.0.clone();
+    let data = mnt.join("data");
+    // The floor off: something else fills the file system.
+    let b = Broker::start_configured(
+        1,
+        "\"storage.min.free.bytes\" = 0\n",
+        &["--data-dir", data.to_str().expect("utf8")],
+    );
+    assert!(data.join("space.reserve").exists(), "reserve made at start");
+    create_topic(&b, "doomed", 2);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    assert_eq!(produce(&mut c, "doomed", 0, record_batch(&[b"x"], 1)).0, 0);
+    // Fill the file system to the last byte.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(mnt.join("ballast")).expect("ballast");
+        let chunk = vec![1u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&[1u8]).is_ok() {}
+    }
+    assert_eq!(shardlog::broker::disk_space::free_bytes(&mnt).expect("statvfs"), 0);
+    common::cli(&b, &["topic", "delete", "doomed"]);
+    let log = b.log_text();
+    assert!(log.contains("gave up the"), "the reserve paid for the catalog write: {log}");
+    assert!(!data.join("topics").join("doomed-0").exists());
+}

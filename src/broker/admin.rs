@@ -63,7 +63,14 @@ impl TopicResult {
 /// Persists `cat` and has every shard apply it. `Ok` holds the partitions some shard could
 /// not open, as (topic, "partition: error").
 async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<Vec<(String, String)>, String> {
-    if let Err(e) = cat.persist(&shard.cfg.data_dir) {
+    let dir = &shard.cfg.data_dir;
+    let persisted = super::disk_space::with_reserve(dir, || {
+        cat.persist(dir).map_err(|e| match e {
+            super::catalog::CatalogError::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })
+    });
+    if let Err(e) = persisted {
         error!("catalog not persisted: {e}");
         return Err(e.to_string());
     }

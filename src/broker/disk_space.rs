@@ -3,6 +3,11 @@
 //! topic deletion, config changes, committed offsets and retention always find room, and
 //! produce resumes by itself once space returns.
 //!
+//! A second line of defence for when the file system fills up anyway (another process, a
+//! floor set to 0): a space reserve file, `space.reserve` in the data directory, is given up
+//! when a catalog write fails for lack of space, so deleting a topic or changing retention
+//! still works at 0 bytes free; it is recreated once space returns.
+//!
 //! Invariants: each shard keeps its own view (no shared state); between two measurements a
 //! shard assumes every shard wrote as much as it did, so the estimate errs towards refusing
 //! early, never late. Only shard 0 logs the transitions (the file system is the same for all).
@@ -22,6 +27,55 @@ pub struct DiskSpace {
     appended: Cell<u64>,
     low: Cell<bool>,
     logs: bool,
+}
+
+/// Bytes kept in `space.reserve` for catalog writes on a full file system.
+pub const RESERVE_BYTES: u64 = 8 << 20;
+const RESERVE_FILE: &str = "space.reserve";
+
+/// Creates the space reserve in `data_dir` if it is missing and `free` leaves room for it
+/// above `floor`. Failures are harmless (tried again later).
+pub fn ensure_reserve(data_dir: &Path, free: u64, floor: u64) {
+    let path = data_dir.join(RESERVE_FILE);
+    if path.exists() || free < floor.saturating_add(2 * RESERVE_BYTES) {
+        return;
+    }
+    let made = std::fs::File::create(&path).and_then(|f| {
+        use std::io::Write;
+        // Written, not sparse: the blocks must really be taken.
+        let chunk = vec![0u8; 1 << 20];
+        let mut f = std::io::BufWriter::new(f);
+        for _ in 0..RESERVE_BYTES / chunk.len() as u64 {
+            f.write_all(&chunk)?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        warn!(path = %path.display(), "cannot create the space reserve: {e}");
+    }
+}
+
+/// Runs `write`; if it fails for lack of space, gives up the space reserve in `data_dir`
+/// and runs it once more.
+pub fn with_reserve<T>(
+    data_dir: &Path,
+    mut write: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    match write() {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            let path = data_dir.join(RESERVE_FILE);
+            if std::fs::remove_file(&path).is_err() {
+                return Err(e);
+            }
+            warn!(
+                path = %path.display(),
+                "file system full: gave up the {RESERVE_BYTES}-byte space reserve for a catalog write (recreated once space returns)"
+            );
+            write()
+        }
+        r => r,
+    }
 }
 
 /// Free bytes for unprivileged writers on the file system holding `dir`.
@@ -76,9 +130,6 @@ impl DiskSpace {
 
     /// Measures the free space of `dir` again; logs a change of state.
     pub fn measure(&self, dir: &Path) {
-        if self.floor == 0 {
-            return;
-        }
         let free = match free_bytes(dir) {
             Ok(f) => f,
             Err(e) => {
@@ -90,7 +141,10 @@ impl DiskSpace {
         };
         self.free_at_check.set(free);
         self.appended.set(0);
-        let low = free < self.floor;
+        if self.logs {
+            ensure_reserve(dir, free, self.floor);
+        }
+        let low = self.floor > 0 && free < self.floor;
         if low != self.low.replace(low) && self.logs {
             if low {
                 warn!(
