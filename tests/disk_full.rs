@@ -178,9 +178,15 @@ fn at_zero_bytes_free_a_topic_can_still_be_deleted() {
         while f.write_all(&chunk).is_ok() {}
         while f.write_all(&[1u8]).is_ok() {}
     }
-    assert_eq!(shardlog::broker::disk_space::free_bytes(&mnt).expect("statvfs"), 0);
+    assert_eq!(
+        shardlog::broker::disk_space::free_bytes(&mnt).expect("statvfs"),
+        0
+    );
     common::cli(&b, &["topic", "delete", "doomed"]);
     let log = b.log_text();
-    assert!(log.contains("gave up the"), "the reserve paid for the catalog write: {log}");
+    assert!(
+        log.contains("gave up the"),
+        "the reserve paid for the catalog write: {log}"
+    );
     assert!(!data.join("topics").join("doomed-0").exists());
 }

@@ -60,6 +60,16 @@ enum Cmd {
         /// Messages are keyed (ordering per key matters).
         #[arg(long)]
         keyed: bool,
+        /// Mean time a consumer spends processing one record, ms: sizes the consumer side by
+        /// Little's law (records in the system = arrival rate x time in the system).
+        #[arg(long, default_value_t = 0.0)]
+        process_ms: f64,
+        /// Mean record size in bytes (to turn MB/s into records/s for --process-ms).
+        #[arg(long, default_value_t = 1024.0)]
+        record_bytes: f64,
+        /// Brokers in the cluster (for the partitions < 100 x brokers x replication guideline).
+        #[arg(long, default_value_t = 1)]
+        brokers: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -108,6 +118,9 @@ fn main() -> Result<()> {
             headroom,
             growth,
             keyed,
+            process_ms,
+            record_bytes,
+            brokers,
             json,
         } => {
             let (per_partition, measured) = match (limit, per_partition_mbps) {
@@ -126,6 +139,9 @@ fn main() -> Result<()> {
                 consumers,
                 growth,
                 keyed,
+                process_ms,
+                record_bytes,
+                brokers,
             };
             let p = plan::plan(&inputs).map_err(anyhow::Error::msg)?;
             if json {

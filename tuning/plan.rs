@@ -25,6 +25,13 @@ pub struct Inputs {
     /// partitions later without moving keys).
     pub growth: f64,
     pub keyed: bool,
+    /// Mean time a consumer spends on one record, ms (0: not given). With the record size it
+    /// sizes the consumer side by Little's law.
+    pub process_ms: f64,
+    /// Mean record size in bytes, to turn MB/s into records/s.
+    pub record_bytes: f64,
+    /// Brokers in the cluster, for the partitions < 100 x brokers x replication guideline.
+    pub brokers: u32,
 }
 
 /// The recommendation.
@@ -65,6 +72,24 @@ pub fn plan(i: &Inputs) -> Result<Plan, String> {
         i.headroom * 100.0
     ));
     let mut partitions = by_throughput.max(1);
+    if i.process_ms > 0.0 {
+        if !(i.record_bytes > 0.0) {
+            return Err("record size must be positive".into());
+        }
+        // Little's law: records in processing at once = arrival rate x time in the system.
+        let rate = sized_for * 1e6 / i.record_bytes;
+        let in_flight = rate * i.process_ms / 1000.0;
+        let needed = (in_flight / i.headroom).ceil() as u32;
+        reasoning.push(format!(
+            "consumers (Little's law): {sized_for:.1} MB/s / {:.0} B = {rate:.0} records/s x {:.3} ms each = {in_flight:.1} records being processed at once; one consumer works on one partition at a time, so / {:.0}% headroom = {needed} partitions (and as many consumers)",
+            i.record_bytes,
+            i.process_ms,
+            i.headroom * 100.0
+        ));
+        if needed > partitions {
+            partitions = needed;
+        }
+    }
     if i.consumers > partitions {
         reasoning.push(format!(
             "consumers: {} in the largest group need as many partitions",
@@ -117,6 +142,17 @@ pub fn plan(i: &Inputs) -> Result<Plan, String> {
     if per_core_partitions > MAX_PARTITIONS_PER_CORE {
         warnings.push(format!(
             "{per_core_partitions:.0} partitions per core: beyond ~{MAX_PARTITIONS_PER_CORE:.0} each partition's open files, indexes and batches cost memory and slow recovery; use fewer, busier partitions or more cores"
+        ));
+    }
+    let brokers = i.brokers.max(1);
+    let guideline = 100 * brokers * i.replication.max(1);
+    reasoning.push(format!(
+        "cluster guideline: partitions < 100 x {brokers} broker(s) x {} replication = {guideline}",
+        i.replication.max(1)
+    ));
+    if partitions >= guideline {
+        warnings.push(format!(
+            "{partitions} partitions is at or past the cluster-wide guideline of 100 x brokers x replication = {guideline}: leader elections and recovery slow down with the partition count; add brokers or use fewer partitions"
         ));
     }
     if i.keyed {
@@ -175,6 +211,9 @@ mod tests {
             consumers: 4,
             growth: 1.0,
             keyed: false,
+            process_ms: 0.0,
+            record_bytes: 1000.0,
+            brokers: 1,
         }
     }
 
@@ -214,5 +253,37 @@ mod tests {
         assert_eq!(plan(&i).expect("plan").cores, None);
         i.headroom = 0.0;
         assert!(plan(&i).is_err());
+    }
+
+    #[test]
+    fn littles_law_and_the_cluster_guideline() {
+        let mut i = inputs();
+        // 100 MB/s of 1,000-byte records = 100,000 records/s; 2 ms each = 200 in processing
+        // at once; at 50% headroom, 400 partitions.
+        i.process_ms = 2.0;
+        let p = plan(&i).expect("plan");
+        assert_eq!(p.partitions, 400);
+        assert!(p
+            .reasoning
+            .iter()
+            .any(|r| r.contains("Little's law") && r.contains("= 200.0 records")));
+        // 400 >= 100 x 1 broker x 1: warned; with 3 brokers x 3 replicas (900) not.
+        assert!(
+            p.warnings.iter().any(|w| w.contains("guideline")),
+            "{:?}",
+            p.warnings
+        );
+        i.brokers = 3;
+        i.replication = 3;
+        let p = plan(&i).expect("plan");
+        assert!(
+            !p.warnings.iter().any(|w| w.contains("guideline")),
+            "{:?}",
+            p.warnings
+        );
+        // Fast consumers: throughput decides.
+        i.process_ms = 0.001;
+        i.replication = 1;
+        assert_eq!(plan(&i).expect("plan").partitions, 20);
     }
 }
