@@ -73,7 +73,7 @@ pub fn plan(i: &Inputs) -> Result<Plan, String> {
     ));
     let mut partitions = by_throughput.max(1);
     if i.process_ms > 0.0 {
-        if !(i.record_bytes > 0.0) {
+        if i.record_bytes.is_nan() || i.record_bytes <= 0.0 {
             return Err("record size must be positive".into());
         }
         // Little's law: records in processing at once = arrival rate x time in the system.
