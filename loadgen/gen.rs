@@ -49,6 +49,16 @@ impl std::str::FromStr for Sizes {
     }
 }
 
+impl std::fmt::Display for Sizes {
+    /// As given on the command line: `1024` or `100-2000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sizes::Fixed(n) => write!(f, "{n}"),
+            Sizes::Uniform(a, b) => write!(f, "{a}-{b}"),
+        }
+    }
+}
+
 impl Sizes {
     pub fn mean(&self) -> usize {
         match *self {
@@ -107,6 +117,17 @@ impl std::str::FromStr for Keys {
                 Ok(Keys::Zipf(n(1)?, e))
             }
             _ => Err(format!("expected none, uniform:N or zipf:N[:S], got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Keys {
+    /// As given on the command line: `none`, `uniform:N`, `zipf:N:S`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::None => write!(f, "none"),
+            Keys::Uniform(n) => write!(f, "uniform:{n}"),
+            Keys::Zipf(n, s) => write!(f, "zipf:{n}:{s}"),
         }
     }
 }

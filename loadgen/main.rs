@@ -11,6 +11,7 @@ mod conn;
 mod consumer;
 mod gen;
 mod limit;
+mod plot;
 mod producer;
 mod report;
 mod schedule;
@@ -100,9 +101,17 @@ struct Args {
     /// Most open-loop steps of --find-limit (10% of the probed maximum each).
     #[arg(long, default_value_t = 12)]
     max_steps: usize,
-    /// Where --find-limit writes its latency/throughput curve.
-    #[arg(long, default_value = "loadgen-curve.svg")]
-    plot: PathBuf,
+    /// Most bisections of --find-limit between the last step that held and the first that
+    /// did not (each halves the bracket; stops at 5%).
+    #[arg(long, default_value_t = 4)]
+    refine: usize,
+    /// Runs at the limit found (the confirmation and repeats) whose spread is reported.
+    #[arg(long, default_value_t = 1)]
+    trials: usize,
+    /// SVG: with --find-limit the latency/throughput curve (default loadgen-curve.svg);
+    /// otherwise latency over time.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Write the results as JSON to this file (`-`: standard output).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -115,6 +124,17 @@ struct Args {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A chart's title: the broker and the workload.
+fn title(args: &Args, partitions: i32, acks: &str) -> String {
+    format!(
+        "{} — {} partitions, {} B messages, acks={acks}, compression {}",
+        args.bootstrap,
+        partitions,
+        args.size,
+        args.compression.name()
+    )
 }
 
 fn parse_acks(s: &str) -> Result<i16, String> {
@@ -224,6 +244,18 @@ pub struct RunResult {
     pub acked_msgs_per_sec: f64,
     pub acked_mb_per_sec: f64,
     pub consumed_mb_per_sec: f64,
+    pub ack_latency_ms: Latency,
+    pub e2e_latency_ms: Latency,
+    /// Each second of the run, from the first message sent.
+    pub timeline: Vec<Second>,
+}
+
+/// One second of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    pub t: f64,
+    pub sent_msgs_per_sec: f64,
+    pub acked_msgs_per_sec: f64,
     pub ack_latency_ms: Latency,
     pub e2e_latency_ms: Latency,
 }
@@ -388,6 +420,7 @@ fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Res
     let mut last = Instant::now();
     let mut produced_secs = None;
     let mut consumer_deadline = None;
+    let mut timeline = Vec::new();
     // A worker that died without reporting must not hang the run.
     let hard_deadline = started + spec.duration + Duration::from_secs(90);
     // Bounded: producers stop after the duration plus draining; consumers get 30 s more.
@@ -395,14 +428,23 @@ fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Res
         while let Ok(s) = rx.try_recv() {
             interval.merge(&s);
         }
-        if last.elapsed() >= Duration::from_secs(1) {
+        if total.sent == 0 && interval.sent == 0 {
+            // Seconds count from the first message, not from connection set-up (else the
+            // first second shows nothing sent and the next twice the rate).
+            last = Instant::now();
+        } else if last.elapsed() >= Duration::from_secs(1) {
             let secs = last.elapsed().as_secs_f64();
+            let t = started.elapsed().as_secs_f64();
             if !quiet {
-                eprintln!(
-                    "{}",
-                    report::progress_line(started.elapsed().as_secs_f64(), &interval, secs)
-                );
+                eprintln!("{}", report::progress_line(t, &interval, secs));
             }
+            timeline.push(Second {
+                t,
+                sent_msgs_per_sec: interval.sent as f64 / secs,
+                acked_msgs_per_sec: interval.acked as f64 / secs,
+                ack_latency_ms: Latency::of(&interval.ack),
+                e2e_latency_ms: Latency::of(&interval.e2e),
+            });
             total.merge(&interval.take());
             last = Instant::now();
         }
@@ -452,6 +494,7 @@ fn run_once(args: &Args, spec: &LoadSpec, rate: Option<f64>, quiet: bool) -> Res
         consumed_mb_per_sec: total.consumed_bytes as f64 / secs / 1e6,
         ack_latency_ms: Latency::of(&total.ack),
         e2e_latency_ms: Latency::of(&total.e2e),
+        timeline,
     })
 }
 
@@ -514,9 +557,9 @@ fn main() -> Result<()> {
         tool: "shardlog-loadgen",
         version: env!("CARGO_PKG_VERSION"),
         args: &args,
-        message_size: format!("{:?}", args.size),
-        keys: format!("{:?}", args.keys),
-        compression: format!("{:?}", args.compression),
+        message_size: args.size.to_string(),
+        keys: args.keys.to_string(),
+        compression: args.compression.name().to_string(),
         partitions,
         run: None,
         probe: None,
@@ -539,51 +582,43 @@ fn main() -> Result<()> {
         if max <= 0.0 {
             bail!("the probe acknowledged nothing; is the broker up?");
         }
-        for i in 1..=args.max_steps {
-            let rate = limit::step_rate(max, i);
-            eprintln!("step {i}: open loop at {rate:.0} msg/s");
+        let cfg = limit::Search {
+            max_steps: args.max_steps,
+            refine: args.refine,
+            trials: args.trials,
+            slo_ms: args.slo,
+            ack: ack_slo,
+        };
+        let (steps, found) = limit::search(max, &cfg, |rate, phase| {
+            eprintln!("{phase:?}: open loop at {rate:.0} msg/s");
             let r = run_once(&args, &spec, Some(rate), args.quiet)?;
             let p99 = r.slo_latency(ack_slo).p99;
-            let held = limit::held(rate, &r, p99, args.slo);
             eprintln!(
-                "step {i}: offered {rate:.0}, acknowledged {:.0} msg/s ({:.1} MB/s), p99 {p99:.2} ms: {}",
+                "{phase:?}: offered {rate:.0}, acknowledged {:.0} msg/s ({:.1} MB/s), p99 {p99:.2} ms: {}",
                 r.acked_msgs_per_sec,
                 r.acked_mb_per_sec,
-                if held { "held" } else { "did not hold" }
+                if limit::held(rate, &r, p99, args.slo) { "held" } else { "did not hold" }
             );
-            report.steps.push(limit::Step {
-                offered_msgs_per_sec: rate,
-                result: r,
-                p99_ms: p99,
-                held,
-            });
-            if !held {
-                break;
-            }
-        }
+            Ok(r)
+        })?;
+        report.steps = steps;
         report.probe = Some(probe);
-        report.limit = limit::limit(&report.steps, partitions, args.slo, ack_slo);
+        report.limit = limit::limit(&report.steps, found, partitions, args.slo, ack_slo);
         report::print_steps(&report.steps, ack_slo);
         report::print_limit(report.limit.as_ref(), args.slo, ack_slo);
-        let title = format!(
-            "{} — {} partitions, {} B messages, acks={acks}, {:?}",
-            args.bootstrap,
-            partitions,
-            args.size.mean(),
-            args.compression
+        let plot = args
+            .plot
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("loadgen-curve.svg"));
+        let svg = limit::svg(
+            &report.steps,
+            args.slo,
+            report.limit.as_ref(),
+            &title(&args, partitions, &acks),
+            ack_slo,
         );
-        std::fs::write(
-            &args.plot,
-            limit::svg(
-                &report.steps,
-                args.slo,
-                report.limit.as_ref(),
-                &title,
-                ack_slo,
-            ),
-        )
-        .with_context(|| format!("cannot write {}", args.plot.display()))?;
-        println!("curve: {}", args.plot.display());
+        std::fs::write(&plot, svg).with_context(|| format!("cannot write {}", plot.display()))?;
+        println!("curve: {}", plot.display());
     } else {
         eprintln!(
             "{} for {:.0} s on {partitions} partitions, acks={acks}",
@@ -595,6 +630,12 @@ fn main() -> Result<()> {
         );
         let r = run_once(&args, &spec, args.rate, args.quiet)?;
         report::print_result(&r);
+        if let Some(plot) = &args.plot {
+            let svg = report::timeline_svg(&r, &title(&args, partitions, &acks), args.slo, ack_slo);
+            std::fs::write(plot, svg)
+                .with_context(|| format!("cannot write {}", plot.display()))?;
+            println!("latency over time: {}", plot.display());
+        }
         report.run = Some(r);
     }
     if let Some(path) = &args.json {

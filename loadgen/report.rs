@@ -4,6 +4,7 @@
 //! Invariant: formatting only; every figure comes from the run's results.
 
 use crate::limit::{Limit, Step};
+use crate::plot::{self, Chart};
 use crate::stats::{Latency, Stats};
 use crate::RunResult;
 
@@ -65,14 +66,15 @@ pub fn print_result(r: &RunResult) {
 /// The steps of a `--find-limit` search as a table.
 pub fn print_steps(steps: &[Step], ack_slo: bool) {
     println!(
-        "\n{:>6}{:>12}{:>12}{:>9}{:>9}{:>9}{:>9}  held",
-        "step", "offered/s", "acked/s", "MB/s", "p50", "p99", "p99.9"
+        "\n{:>4} {:<8}{:>12}{:>12}{:>9}{:>9}{:>9}{:>9}  held",
+        "run", "phase", "offered/s", "acked/s", "MB/s", "p50", "p99", "p99.9"
     );
     for (i, s) in steps.iter().enumerate() {
         let l = s.result.slo_latency(ack_slo);
         println!(
-            "{:>6}{:>12.0}{:>12.0}{:>9.1}{:>9.2}{:>9.2}{:>9.2}  {}",
+            "{:>4} {:<8}{:>12.0}{:>12.0}{:>9.1}{:>9.2}{:>9.2}{:>9.2}  {}",
             i + 1,
+            format!("{:?}", s.phase).to_lowercase(),
             s.offered_msgs_per_sec,
             s.result.acked_msgs_per_sec,
             s.result.acked_mb_per_sec,
@@ -101,4 +103,41 @@ pub fn print_limit(limit: Option<&Limit>, slo: f64, ack_slo: bool) {
         ),
         None => println!("\nno step held the SLO of p99 <= {slo} ms"),
     }
+    if let Some(l) = limit {
+        println!(
+            "{} run(s) at the limit: {:.0} to {:.0} msg/s acknowledged (spread {:.1}%); {}",
+            l.runs,
+            l.min_msgs_per_sec,
+            l.max_msgs_per_sec,
+            100.0 * (l.max_msgs_per_sec - l.min_msgs_per_sec) / l.msgs_per_sec.max(1e-9),
+            if l.confirmed {
+                "10% above it did not hold"
+            } else {
+                "not confirmed from above (every step held up to --max-steps): a lower bound"
+            }
+        );
+    }
+}
+
+/// An SVG of a run's latency percentiles (log scale) over time, one point per second.
+pub fn timeline_svg(r: &RunResult, title: &str, slo_ms: f64, ack: bool) -> String {
+    let series = plot::percentile_series(&r.timeline, |s| {
+        if ack {
+            s.ack_latency_ms
+        } else {
+            s.e2e_latency_ms
+        }
+    });
+    plot::svg(&Chart {
+        title,
+        x_label: if ack {
+            "seconds (produce-ack latency)"
+        } else {
+            "seconds (end-to-end latency)"
+        },
+        xs: r.timeline.iter().map(|s| s.t).collect(),
+        series,
+        hline: Some((slo_ms, format!("SLO p99 {} ms", plot::trim(slo_ms)))),
+        vline: None,
+    })
 }

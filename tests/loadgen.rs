@@ -70,9 +70,25 @@ fn reported_counts_match_what_a_consumer_reads() {
             "lz4",
             "--acks",
             "all",
+            "--plot",
+            dir.path().join("timeline.svg").to_str().expect("utf8"),
         ],
     );
+    // Settings are reported as given, not as Rust debug strings.
+    assert_eq!(report["message_size"], "100-300");
+    assert_eq!(report["keys"], "zipf:50:1");
+    assert_eq!(report["compression"], "lz4");
     let run = &report["run"];
+    // One point per second from the first message: no empty first second.
+    let timeline = run["timeline"].as_array().expect("timeline");
+    assert!(!timeline.is_empty());
+    assert!(
+        timeline[0]["sent_msgs_per_sec"].as_f64().expect("rate") > 1000.0,
+        "{timeline:?}"
+    );
+    let svg = std::fs::read_to_string(dir.path().join("timeline.svg"))
+        .expect("--plot without --find-limit");
+    assert!(svg.contains("seconds (produce-ack latency)") && svg.contains("compression lz4"));
     let acked = run["acked"].as_u64().expect("acked");
     assert!(acked >= 9_000, "2 s at 5000 msg/s: {run}");
     assert_eq!(run["failed"], 0);
@@ -120,7 +136,8 @@ fn find_limit_reports_a_limit_a_curve_and_json() {
         .expect("probe");
     assert!(probe_rate > 0.0);
     let steps = report["steps"].as_array().expect("steps");
-    assert!(!steps.is_empty() && steps.len() <= 3);
+    let plain = steps.iter().filter(|s| s["phase"] == "step").count();
+    assert!((1..=3).contains(&plain), "{steps:?}");
     let first = steps[0]["offered_msgs_per_sec"].as_f64().expect("offered");
     assert!(
         (first - probe_rate / 10.0).abs() < 1.0,
@@ -130,8 +147,10 @@ fn find_limit_reports_a_limit_a_curve_and_json() {
     assert_eq!(limit["partitions"], 2);
     let per_partition = limit["per_partition_msgs_per_sec"].as_f64().expect("limit");
     assert!((per_partition * 2.0 - limit["msgs_per_sec"].as_f64().expect("total")).abs() < 1e-6);
+    assert!(limit["runs"].as_u64().expect("runs") >= 1);
     let svg = std::fs::read_to_string(&plot).expect("curve written");
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    assert!(svg.contains("latency, ms (log scale)") && svg.contains("compression none"));
 
     // The planner reads the same JSON: partitions = target / (per-partition limit x headroom).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog-plan"))

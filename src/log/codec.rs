@@ -47,6 +47,17 @@ impl Codec {
         Codec::Zstd,
     ];
 
+    /// The codec's name as Kafka's `compression.type` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        }
+    }
+
     /// The attribute bits (0-2) that name this codec.
     pub fn attributes(self) -> i16 {
         match self {
