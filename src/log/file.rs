@@ -244,6 +244,11 @@ impl LogFile {
         Ok(f)
     }
 
+    /// The same file (one `LogFile` and its clones).
+    pub fn same(&self, other: &LogFile) -> bool {
+        Rc::ptr_eq(&self.slot, &other.slot)
+    }
+
     pub fn path(&self) -> PathBuf {
         self.slot.path.borrow().clone()
     }

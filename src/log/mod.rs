@@ -35,6 +35,7 @@ use tracing::info;
 
 use crate::notify::Notify;
 use batch::{BatchError, BatchHeader};
+use file::LogFile;
 use producer_state::{ProducerState, SequenceError, Verdict};
 use segment::Segment;
 use writer::{
@@ -227,11 +228,14 @@ pub struct ReadInfo {
     pub log_start_offset: i64,
 }
 
+/// An append waiting for its answer.
+type Waiter = oneshot::Sender<Result<(), LogError>>;
+
 struct Pending {
     buf: Vec<u8>,
     batches: Vec<(usize, BatchHeader)>,
     /// (waiter, wants durability)
-    waiters: Vec<(oneshot::Sender<Result<(), LogError>>, bool)>,
+    waiters: Vec<(Waiter, bool)>,
 }
 
 impl Pending {
@@ -253,6 +257,10 @@ struct State {
     high_watermark: i64,
     pending: Pending,
     writer_active: bool,
+    /// Written files waiting for an fdatasync, each with the durable appends it will answer
+    /// (none: a flush the policy asked for), and whether the syncer task runs.
+    syncs: Vec<(LogFile, Vec<Waiter>)>,
+    syncer_active: bool,
     config: LogConfig,
     /// Idempotent producers' recent batches, updated as batches are queued.
     producers: ProducerState,
@@ -350,6 +358,8 @@ impl Log {
             high_watermark: end,
             pending: Pending::new(),
             writer_active: false,
+            syncs: Vec::new(),
+            syncer_active: false,
             config,
             producers: ProducerState::default(),
             last_expiry_ms: now,

@@ -2,8 +2,11 @@
 //! io_uring writes, group-commit fsyncs, segment rolls, and the small durable files beside
 //! the segments (producer snapshots, the log start offset).
 //!
-//! Invariant: only the writer task writes segment data; a failed write is cut back and fails
-//! everything queued behind it, so the log never has a hole or an unacknowledged tail.
+//! Invariants: only the writer task writes segment data; a failed write is cut back and fails
+//! everything queued behind it, so the log never has a hole or an unacknowledged tail. A
+//! durable append is answered only after an fdatasync that *started after its write
+//! completed*; that fdatasync runs in a syncer task beside the writer, so the next write is
+//! issued while the previous round's sync is in flight (appends never queue behind a sync).
 
 use std::io;
 use std::path::Path;
@@ -90,14 +93,10 @@ pub(super) async fn run_writer(inner: Rc<Inner>) {
                         && st.unflushed_records >= st.config.flush_messages
                 };
                 if !durable.is_empty() || due {
-                    // Group commit: one fdatasync for every durable append of this round.
-                    let r = flush(&inner, &file).await;
-                    for (w, _) in durable {
-                        let _ =
-                            w.send(r.as_ref().map(|_| ()).map_err(|e| {
-                                LogError::Io(io::Error::new(e.kind(), e.to_string()))
-                            }));
-                    }
+                    // Group commit: one fdatasync, in the syncer, for every durable append
+                    // written before it starts; the writer goes on with the next round.
+                    let durable = durable.into_iter().map(|(w, _)| w).collect();
+                    queue_sync(&inner, &file, durable);
                 }
             }
             Err(e) => {
@@ -109,6 +108,48 @@ pub(super) async fn run_writer(inner: Rc<Inner>) {
                     let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
                 }
                 fail_pending(&inner, &e);
+            }
+        }
+    }
+}
+
+/// Hands `file` (just written) and the durable appends it holds to the syncer task.
+fn queue_sync(inner: &Rc<Inner>, file: &LogFile, waiters: Vec<super::Waiter>) {
+    let spawn = {
+        let mut st = inner.state.borrow_mut();
+        match st.syncs.iter_mut().find(|(f, _)| f.same(file)) {
+            Some((_, ws)) => ws.extend(waiters),
+            None => st.syncs.push((file.clone(), waiters)),
+        }
+        !std::mem::replace(&mut st.syncer_active, true)
+    };
+    if spawn {
+        let inner = inner.clone();
+        crate::runtime::spawn_local(async move { run_syncer(inner).await });
+    }
+}
+
+/// fdatasyncs what was queued, answering its durable appends, until nothing is queued.
+/// Everything taken in one round was written before the round's syncs start.
+async fn run_syncer(inner: Rc<Inner>) {
+    // Each iteration takes what is queued (bounded by the appends behind the writer).
+    loop {
+        let round = {
+            let mut st = inner.state.borrow_mut();
+            if st.syncs.is_empty() {
+                st.syncer_active = false;
+                return;
+            }
+            std::mem::take(&mut st.syncs)
+        };
+        for (file, waiters) in round {
+            let r = flush(&inner, &file).await;
+            for w in waiters {
+                let _ = w.send(
+                    r.as_ref()
+                        .map(|_| ())
+                        .map_err(|e| LogError::Io(io::Error::new(e.kind(), e.to_string()))),
+                );
             }
         }
     }
