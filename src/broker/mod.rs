@@ -389,7 +389,10 @@ async fn shard_main(start: ShardStart) -> bool {
             while !stop.load(Ordering::Relaxed) {
                 crate::runtime::sleep(Duration::from_millis(100)).await;
                 shard.groups.tick().await;
-                shard.flush_due().await;
+                {
+                    let shard = shard.clone();
+                    crate::runtime::spawn_local(async move { shard.flush_due().await });
+                }
                 ticks += 1;
                 if ticks % 10 == 0 {
                     shard.disk.measure(&shard.cfg.data_dir);

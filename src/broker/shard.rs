@@ -25,6 +25,8 @@ pub type PartitionKey = (String, i32);
 
 /// Logs opened (at start, on a new catalog) or synced (at shutdown) at once.
 const OPEN_CONCURRENCY: usize = 32;
+/// Background flushes (fdatasync) in flight at once per shard.
+const FLUSH_CONCURRENCY: usize = 16;
 
 pub struct Shard {
     pub id: usize,
@@ -62,6 +64,8 @@ pub struct Shard {
     pub http_conns: Arc<super::limits::ConnLimits>,
     /// The compaction task is running.
     cleaning: Cell<bool>,
+    /// A background flush pass is running.
+    flushing: Cell<bool>,
 }
 
 impl Shard {
@@ -96,6 +100,7 @@ impl Shard {
             in_flight: Cell::new(0),
             read_buffer_bytes: Cell::new(0),
             cleaning: Cell::new(false),
+            flushing: Cell::new(false),
         }
     }
 
@@ -220,13 +225,29 @@ impl Shard {
     }
 
     /// Flushes logs whose `flush.ms` has passed with data unflushed.
+    /// Only the logs that are due are collected (no per-partition work for idle ones), and
+    /// their fdatasyncs run FLUSH_CONCURRENCY at a time (the file system commits them
+    /// together). One pass at a time per shard; the timers never wait for it.
     pub async fn flush_due(&self) {
-        let now = crate::log::now_ms();
-        for ((t, p), log) in self.open_logs() {
-            if let Err(e) = log.flush_if_due(now).await {
-                error!(topic = %t, partition = p, "background flush failed: {e}");
-            }
+        if self.flushing.replace(true) {
+            return;
         }
+        let now = crate::log::now_ms();
+        let due: Vec<(PartitionKey, Log)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(_, log)| log.flush_due(now))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        futures::stream::iter(due)
+            .for_each_concurrent(FLUSH_CONCURRENCY, |((t, p), log)| async move {
+                if let Err(e) = log.flush_if_due(now).await {
+                    error!(topic = %t, partition = p, "background flush failed: {e}");
+                }
+            })
+            .await;
+        self.flushing.set(false);
     }
 
     /// Applies retention to every log this shard owns.

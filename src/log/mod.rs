@@ -646,14 +646,20 @@ impl Log {
         }
     }
 
+    /// Whether the policy wants a background flush now (cheap: no I/O).
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        let st = self.inner.state.borrow();
+        st.config.flush != FlushPolicy::Never
+            && st.unflushed_records > 0
+            && now_ms - st.last_flush_ms >= st.config.flush_ms
+    }
+
     /// Flushes written data if the policy says it is due (`flush.ms` passed since the last
     /// flush with data unflushed). Called periodically by the owning shard.
     pub async fn flush_if_due(&self, now_ms: i64) -> Result<bool, LogError> {
         let file = {
+            let due = self.flush_due(now_ms);
             let st = self.inner.state.borrow();
-            let due = st.config.flush != FlushPolicy::Never
-                && st.unflushed_records > 0
-                && now_ms - st.last_flush_ms >= st.config.flush_ms;
             match (due, st.segments.last()) {
                 (true, Some(s)) => s.log.clone(),
                 _ => return Ok(false),
