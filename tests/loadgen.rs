@@ -185,3 +185,39 @@ fn find_limit_reports_a_limit_a_curve_and_json() {
         "{got} partitions for {want} needed"
     );
 }
+
+#[test]
+fn the_comparison_script_prints_both_brokers_and_their_ratios() {
+    let (a, b) = (Broker::start(1), Broker::start(1));
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/loadgen/compare.py"))
+        .args([&a.bootstrap(), &b.bootstrap(), "--duration", "0.5"])
+        .args(["--loadgen", env!("CARGO_BIN_EXE_shardlog-loadgen")])
+        .current_dir(dir.path())
+        .output()
+        .expect("run compare.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("A/B"), "{text}");
+    for row in [
+        "closed acks=1 msgs/s",
+        "closed acks=all p99 ms",
+        "open loop p99 ms",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row} missing: {text}"));
+        let ratio: f64 = line
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no ratio in {line:?}"));
+        assert!(ratio > 0.0, "{line}");
+    }
+}
