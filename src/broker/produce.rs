@@ -1,7 +1,11 @@
 //! Produce: validate, route each partition's records to its owning shard, append, answer.
 //!
-//! Invariant: records are appended only by the owning shard, all batches of one partition in
-//! a request succeed or fail together, and nothing is acknowledged before it is written.
+//! Invariants: records are appended only by the owning shard, all batches of one partition
+//! in a request succeed or fail together, and nothing is acknowledged before it is written.
+//! A request is handled in two halves: [`start`] queues its appends (or sends them to their
+//! owners, over channels that keep order) and [`finish`] waits for them, so a connection can
+//! read and start the next Produce while this one's writes are in flight, and appends still
+//! land in request order.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -18,6 +22,7 @@ use tracing::warn;
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
+use crate::log::Enqueued;
 use crate::protocol::ProduceRequest;
 
 /// One partition's records to append on its owner.
@@ -46,28 +51,70 @@ fn failed(slot: usize, error: i16) -> PartProduceResult {
     }
 }
 
-/// Appends to partitions owned by this shard, concurrently.
-pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<PartProduceResult> {
-    let futs = parts.into_iter().map(|p| {
-        let shard = shard.clone();
-        async move {
-            let Some(log) = shard.log(&p.topic, p.partition) else {
-                return failed(p.slot, errors::UNKNOWN_TOPIC_OR_PARTITION);
-            };
-            let Some(records) = p.records.filter(|r| !r.is_empty()) else {
-                return failed(p.slot, errors::CORRUPT_MESSAGE);
-            };
+/// A partition's append on this shard after its first half ([`enqueue_local`]).
+pub struct LocalPending {
+    slot: usize,
+    topic: String,
+    partition: i32,
+    bytes: usize,
+    state: Result<(crate::log::Log, Enqueued), i16>,
+}
+
+/// Queues the appends of partitions owned by this shard: when it returns, every one has its
+/// offsets (or its error), so a later request's appends come after them. The partitions are
+/// queued side by side (each future's first poll, in order, queues it unless its log's queue
+/// is full), so one full log never reorders another.
+pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<LocalPending> {
+    join_all(parts.into_iter().map(|p| async move {
+        let state = async {
+            let log = shard
+                .log(&p.topic, p.partition)
+                .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
+            let records = p
+                .records
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .ok_or(errors::CORRUPT_MESSAGE)?;
             // Logged once when the state changes (disk_space), not per request.
             if shard.disk.low() {
-                return failed(p.slot, errors::KAFKA_STORAGE_ERROR);
+                return Err(errors::KAFKA_STORAGE_ERROR);
             }
             shard.disk.appended(records.len() as u64);
-            match log.append_with(&records, p.durable).await {
+            match log.enqueue(records, p.durable).await {
+                Ok(q) => Ok((log, q)),
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.partition, "produce refused: {e}");
+                    Err(log_error_code(&e))
+                }
+            }
+        }
+        .await;
+        LocalPending {
+            slot: p.slot,
+            bytes: p.records.as_ref().map_or(0, |r| r.len()),
+            topic: p.topic,
+            partition: p.partition,
+            state,
+        }
+    }))
+    .await
+}
+
+/// Waits for queued appends to be written (and synced where asked), concurrently.
+pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<PartProduceResult> {
+    let futs = pending.into_iter().map(|p| {
+        let shard = shard.clone();
+        async move {
+            let (log, queued) = match p.state {
+                Ok(x) => x,
+                Err(code) => return failed(p.slot, code),
+            };
+            match log.finish(queued).await {
                 Ok(info) => {
                     shard.data_arrived.notify_all();
                     shard.metrics.record_in(
                         &p.topic,
-                        records.len() as u64,
+                        p.bytes as u64,
                         (info.last_offset - info.base_offset + 1) as u64,
                     );
                     PartProduceResult {
@@ -78,7 +125,7 @@ pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Part
                     }
                 }
                 Err(e) => {
-                    warn!(topic = %p.topic, partition = p.partition, "produce refused: {e}");
+                    warn!(topic = %p.topic, partition = p.partition, "produce failed: {e}");
                     failed(p.slot, log_error_code(&e))
                 }
             }
@@ -87,8 +134,32 @@ pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Part
     join_all(futs).await
 }
 
+/// Appends to partitions owned by this shard: queued in order, then written concurrently.
+pub async fn append_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<PartProduceResult> {
+    let pending = enqueue_local(shard, parts).await;
+    finish_local(shard, pending).await
+}
+
+/// A Produce request whose appends are queued (locally) or sent to their owners' queues in
+/// request order; [`finish`] waits for them and builds the response.
+pub struct Started {
+    acks: i16,
+    layout: Vec<(String, Vec<(usize, i32)>)>,
+    results: Vec<Option<PartProduceResult>>,
+    local: Vec<LocalPending>,
+    remote: Vec<(Vec<usize>, Option<futures::channel::oneshot::Receiver<Reply>>)>,
+}
+
 /// Handles a Produce request; `None` for acks=0 (no response is sent).
 pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let started = start(shard, req).await;
+    finish(shard, started).await
+}
+
+/// The first half of a Produce: checks, routes and queues every partition's append (on
+/// this shard) or sends it to its owner (whose shard-to-shard channel keeps the order).
+/// When it returns, a later request's appends are ordered after this one's.
+pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
     let catalog = shard.catalog();
     let mut results: Vec<Option<PartProduceResult>> = Vec::new();
     let mut by_owner: BTreeMap<usize, Vec<PartAppend>> = BTreeMap::new();
@@ -131,29 +202,58 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest) -> Option<ProduceRes
         }
         layout.push((t.name.clone(), parts));
     }
-    let futs = by_owner.into_iter().map(|(owner, parts)| {
-        let shard = shard.clone();
-        async move {
-            if owner == shard.id {
-                return append_local(&shard, parts).await;
-            }
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for (owner, parts) in by_owner {
+        if owner == shard.id {
+            local = enqueue_local(shard, parts).await;
+        } else {
             let slots: Vec<usize> = parts.iter().map(|p| p.slot).collect();
-            match shard.call(owner, Call::Produce(parts)).await {
-                Some(Reply::Produce(r)) => r,
+            remote.push((slots, shard.send(owner, Call::Produce(parts)).await));
+        }
+    }
+    Started {
+        acks: req.acks,
+        layout,
+        results,
+        local,
+        remote,
+    }
+}
+
+/// The second half of a Produce: waits for its appends and builds the response (`None`
+/// for acks=0).
+pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
+    let Started {
+        acks,
+        layout,
+        mut results,
+        local,
+        remote,
+    } = s;
+    let remote = remote.into_iter().map(|(slots, rx)| async move {
+        match rx {
+            Some(rx) => match rx.await {
+                Ok(Reply::Produce(r)) => r,
                 _ => slots
                     .into_iter()
                     .map(|s| failed(s, errors::UNKNOWN_SERVER_ERROR))
                     .collect(),
-            }
+            },
+            None => slots
+                .into_iter()
+                .map(|s| failed(s, errors::UNKNOWN_SERVER_ERROR))
+                .collect(),
         }
     });
-    for r in join_all(futs).await.into_iter().flatten() {
+    let (local, remote) = futures::join!(finish_local(shard, local), join_all(remote));
+    for r in local.into_iter().chain(remote.into_iter().flatten()) {
         let slot = r.slot;
         if let Some(x) = results.get_mut(slot) {
             *x = Some(r);
         }
     }
-    if req.acks == 0 {
+    if acks == 0 {
         return None;
     }
     let mut resp = ProduceResponse::default();

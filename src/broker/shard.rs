@@ -130,6 +130,12 @@ impl Shard {
 
     /// Sends `call` to shard `to` and waits for its reply.
     pub async fn call(&self, to: usize, call: Call) -> Option<Reply> {
+        self.send(to, call).await?.await.ok()
+    }
+
+    /// Puts `call` on the channel to shard `to` (calls on one channel are served in the
+    /// order sent); the receiver yields the reply.
+    pub async fn send(&self, to: usize, call: Call) -> Option<oneshot::Receiver<Reply>> {
         let Some(Some(tx)) = self.peers.get(to) else {
             error!(shard = self.id, to, "no channel to shard");
             return None;
@@ -142,7 +148,7 @@ impl Shard {
             warn!(shard = self.id, to, "shard channel closed");
             return None;
         }
-        rx.await.ok()
+        Some(rx)
     }
 
     /// Installs a new catalog: opens logs of partitions this shard owns that are new, closes

@@ -210,6 +210,12 @@ pub enum LogError {
     MultipleIdempotentBatches,
 }
 
+/// An append queued behind the writer (or a retried idempotent batch already there).
+pub enum Enqueued {
+    Queued(oneshot::Receiver<Result<(), LogError>>, AppendInfo),
+    Duplicate(i64, producer_state::BatchRecord),
+}
+
 /// Result of a successful append.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendInfo {
@@ -540,6 +546,14 @@ impl Log {
     /// Like [`Log::append`]; with `durable` (acks=all) and the `Always` flush policy, it
     /// resolves only after the data is fdatasynced.
     pub async fn append_with(&self, records: &[u8], durable: bool) -> Result<AppendInfo, LogError> {
+        let queued = self.enqueue(records, durable).await?;
+        self.finish(queued).await
+    }
+
+    /// The first half of an append: validates `records`, waits while the queue behind the
+    /// writer is full, then assigns offsets and queues the batches. Appends enqueued one
+    /// after another get offsets in that order; [`Log::finish`] waits for the write.
+    pub async fn enqueue(&self, records: &[u8], durable: bool) -> Result<Enqueued, LogError> {
         let max = self.inner.state.borrow().config.max_batch_bytes;
         let mut headers = Vec::new();
         let mut pos = 0usize;
@@ -570,7 +584,7 @@ impl Log {
         if idempotent {
             let verdict = self.inner.state.borrow().producers.check(&headers[0].1)?;
             if let Verdict::Duplicate(rec) = verdict {
-                return self.await_duplicate(headers[0].1.producer_id, rec).await;
+                return Ok(Enqueued::Duplicate(headers[0].1.producer_id, rec));
             }
         }
         let now = if idempotent { now_ms() } else { 0 };
@@ -609,10 +623,19 @@ impl Log {
             let inner = self.inner.clone();
             crate::runtime::spawn_local(async move { run_writer(inner).await });
         }
-        match rx.await {
-            Ok(Ok(())) => Ok(info),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(LogError::Aborted),
+        Ok(Enqueued::Queued(rx, info))
+    }
+
+    /// The second half of an append: resolves once the write (and, for a durable append
+    /// under `flush=always`, its fdatasync) is done.
+    pub async fn finish(&self, queued: Enqueued) -> Result<AppendInfo, LogError> {
+        match queued {
+            Enqueued::Duplicate(pid, rec) => self.await_duplicate(pid, rec).await,
+            Enqueued::Queued(rx, info) => match rx.await {
+                Ok(Ok(())) => Ok(info),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(LogError::Aborted),
+            },
         }
     }
 
