@@ -224,3 +224,74 @@ fn crash_during_idempotent_produce_loses_and_duplicates_nothing() {
         assert!(count.contains_key(i), "acknowledged message {i} lost");
     }
 }
+
+#[test]
+fn pipelined_idempotent_produces_land_in_order_and_are_answered_in_order() {
+    use bytes::Bytes;
+    use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    // Two shards; every request goes to shard 0's port, so half the partitions are strays
+    // routed to shard 1 and the other half appended locally.
+    let b = Broker::start(2);
+    create(&b, "pipe", 4);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    let (err, pid, epoch) = init_producer_id(&mut c, None);
+    assert_eq!(err, 0);
+    const N: i32 = 30;
+    let mut sent = Vec::new();
+    for i in 0..N {
+        let mut t = TopicProduceData::default();
+        t.name = common::wire::name("pipe");
+        t.partition_data = (0..4)
+            .map(|p| {
+                let mut d = PartitionProduceData::default();
+                d.index = p;
+                let v = format!("p{p} #{i}");
+                d.records = Some(Bytes::from(producer_batch(
+                    &[v.as_bytes()],
+                    1,
+                    pid,
+                    epoch,
+                    i,
+                )));
+                d
+            })
+            .collect();
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 10_000;
+        req.topic_data = vec![t];
+        // Every request is written before any response is read (a producer's in-flight
+        // window, here far past its usual 5); one ListOffsets in the middle.
+        sent.push((true, c.send(&req, 9).expect("send produce")));
+        if i == N / 2 {
+            let req = ListOffsetsRequest::default();
+            sent.push((false, c.send(&req, 6).expect("send list offsets")));
+        }
+    }
+    let mut i = 0i64;
+    for (is_produce, corr) in sent {
+        if !is_produce {
+            c.receive::<ListOffsetsRequest>(6, corr)
+                .expect("list offsets answered in its place");
+            continue;
+        }
+        let resp = c
+            .receive::<ProduceRequest>(9, corr)
+            .expect("responses come back in request order");
+        for p in &resp.responses[0].partition_responses {
+            assert_eq!(p.error_code, 0, "request {i} partition {}", p.index);
+            assert_eq!(
+                p.base_offset, i,
+                "request {i} partition {}: appended in order",
+                p.index
+            );
+        }
+        i += 1;
+    }
+    for p in 0..4 {
+        assert_eq!(latest(&mut c, "pipe", p), i64::from(N));
+    }
+}

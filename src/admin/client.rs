@@ -31,6 +31,13 @@ impl Client {
 
     /// Sends `req` at `version` and reads its response.
     pub fn call<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        let correlation = self.send(req, version)?;
+        self.receive::<R>(version, correlation)
+    }
+
+    /// Sends `req` at `version` without waiting for its response (pipelining); returns its
+    /// correlation id for [`Client::receive`].
+    pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<i32> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
         self.correlation_id += 1;
         let mut header = RequestHeader::default();
@@ -48,6 +55,13 @@ impl Client {
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
         self.stream.write_all(&frame)?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the next response, which must be the one to request `correlation` of type `R`
+    /// sent at `version`.
+    pub fn receive<R: Request>(&mut self, version: i16, correlation: i32) -> Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
         let len = i32::from_be_bytes(len);
@@ -58,11 +72,8 @@ impl Client {
         self.stream.read_exact(&mut buf)?;
         let mut buf = Bytes::from(buf);
         let corr = buf.get_i32();
-        if corr != self.correlation_id {
-            bail!(
-                "response correlation id {corr}, expected {}",
-                self.correlation_id
-            );
+        if corr != correlation {
+            bail!("response correlation id {corr}, expected {correlation}");
         }
         if key.response_header_version(version) >= 1 {
             // Tagged fields of the response header: shardlog sends none.

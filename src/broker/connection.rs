@@ -1,9 +1,12 @@
 //! One client connection: read length-prefixed request frames, decode, dispatch, and write
 //! responses back in request order.
 //!
-//! Invariants: requests on one connection are handled one at a time (as Kafka does), so
-//! responses leave in request order; a frame is never read past `max_frame_bytes`; any
-//! malformed or unsupported request closes this connection only, with a log line.
+//! Invariants: responses leave in request order. Produce requests are pipelined: a request's
+//! appends are queued (after every earlier request's) before the next request is read, and
+//! while up to `PIPELINE_DEPTH` of them wait for their writes the next frames are read and
+//! started; any other request waits for those before it and runs alone (as Kafka runs every
+//! request). A frame is never read past `max_frame_bytes`; any malformed or unsupported
+//! request closes this connection only, with a log line, after the responses before it.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -11,16 +14,22 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::{select, Either, LocalBoxFuture};
+use futures::stream::{FuturesOrdered, StreamExt};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::limits::Reservation;
 use super::shard::Shard;
 use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id};
 use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
 
 /// Smallest valid request: api key, version, correlation id, client id length.
 const MIN_FRAME: usize = 10;
+/// Produce requests of one connection queued and waiting for their writes at once (a
+/// producer's `max.in.flight`, 5 by default, fits).
+const PIPELINE_DEPTH: usize = 8;
 
 fn api_name(key: i16) -> String {
     kafka_protocol::messages::ApiKey::try_from(key)
@@ -61,9 +70,9 @@ fn read_failed(e: std::io::Error) -> ReadEnd {
 
 /// Reads `size` bytes into `rbuf` (empty), growing it with the bytes that arrive, never
 /// to more than twice what was received (and at least [`FIRST_READ`]).
-async fn read_frame(
+async fn read_frame<R: futures::AsyncRead + Unpin>(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut R,
     rbuf: &mut BytesMut,
     size: usize,
 ) -> Result<(), ReadEnd> {
@@ -88,102 +97,204 @@ async fn read_frame(
     Ok(())
 }
 
-async fn serve_with(
-    shard: &Rc<Shard>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// A frame read whole, with its share of the request budget.
+type Frame<'a> = (Bytes, Reservation<'a>);
+
+/// Reads the next request frame: size prefix (checked), the budget reservation, the bytes.
+/// `None` once the connection is done (each reason logged).
+async fn read_request<'a, R: futures::AsyncRead + Unpin>(
+    shard: &'a Shard,
+    rd: &mut R,
     rbuf: &mut BytesMut,
-) {
+    peer: SocketAddr,
+) -> Option<Frame<'a>> {
+    let mut len = [0u8; 4];
+    if let Err(e) = rd.read_exact(&mut len).await {
+        match read_failed(e) {
+            ReadEnd::Idle => {
+                let m = &shard.metrics.idle_closed;
+                m.set(m.get() + 1);
+                debug!(%peer, "idle connection closed (connections.max.idle.ms)");
+            }
+            ReadEnd::Closed(e) => debug!(%peer, "connection closed: {e}"),
+        }
+        return None;
+    }
+    let size = i32::from_be_bytes(len);
+    if size < MIN_FRAME as i32 || size as usize > shard.cfg.max_frame_bytes {
+        warn!(
+            %peer, size, max = shard.cfg.max_frame_bytes,
+            "request frame size out of bounds; closing connection"
+        );
+        return None;
+    }
+    let size = size as usize;
+    // The whole frame's bytes are reserved before any is read: back-pressure on this
+    // socket while the shard holds `queued.max.request.bytes` of requests.
+    let (reserved, waited) = shard.request_budget.reserve(size).await;
+    if waited {
+        let m = &shard.metrics.request_budget_waits;
+        m.set(m.get() + 1);
+    }
+    // Reuses the connection's buffer once the previous request's bytes are released.
+    if rbuf.capacity() > RETAINED_BUFFER || shard.read_buffer_bytes.get() > RETAINED_PER_SHARD {
+        let held = shard.read_buffer_bytes.get();
+        shard
+            .read_buffer_bytes
+            .set(held.saturating_sub(rbuf.capacity()));
+        *rbuf = BytesMut::new();
+    }
+    rbuf.clear();
+    match read_frame(shard, rd, rbuf, size).await {
+        Ok(()) => Some((rbuf.split().freeze(), reserved)),
+        Err(ReadEnd::Idle) => {
+            warn!(%peer, size, got = rbuf.len(), "no bytes of a request frame for connections.max.idle.ms; closing connection");
+            None
+        }
+        Err(ReadEnd::Closed(e)) => {
+            warn!(%peer, size, got = rbuf.len(), "connection closed mid-frame: {e}");
+            None
+        }
+    }
+}
+
+/// A request handled, its response not yet written.
+struct Done<'a> {
+    key: i16,
+    version: i16,
+    started: Instant,
+    response: Result<Option<Vec<Bytes>>, ProtocolError>,
+    _reserved: Reservation<'a>,
+}
+
+/// Writes a handled request's response (its bytes return to the budget after); false if the
+/// connection must close.
+async fn write_done<W: futures::AsyncWrite + Unpin>(
+    shard: &Shard,
+    wr: &mut W,
+    done: Done<'_>,
+    peer: SocketAddr,
+) -> bool {
+    shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
+    shard
+        .metrics
+        .record_request(done.key, done.started.elapsed(), done.response.is_err());
+    match done.response {
+        Ok(Some(pieces)) => {
+            // Large record sets are their own pieces: written from the log's buffers.
+            for piece in pieces {
+                if let Err(e) = wr.write_all(&piece).await {
+                    debug!(%peer, "write failed: {e}");
+                    return false;
+                }
+            }
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            warn!(%peer, api = %api_name(done.key), version = done.version, "{e}; closing connection");
+            false
+        }
+    }
+}
+
+async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf: &mut BytesMut) {
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(shard.cfg.connections_max_idle)) {
         warn!(%peer, "cannot set the idle timeout: {e}; closing connection");
         return;
     }
-    // Bounded by the connection's lifetime; each iteration handles one request.
+    let (mut rd, mut wr) = stream.split();
+    // Produce requests whose appends are queued, oldest first; their responses are written
+    // in this order, before any later request's.
+    let mut inflight: FuturesOrdered<LocalBoxFuture<'_, Done<'_>>> = FuturesOrdered::new();
+    // Bounded by the connection's lifetime; each iteration reads and starts one request.
     loop {
-        let mut len = [0u8; 4];
-        if let Err(e) = stream.read_exact(&mut len).await {
-            match read_failed(e) {
-                ReadEnd::Idle => {
-                    let m = &shard.metrics.idle_closed;
-                    m.set(m.get() + 1);
-                    debug!(%peer, "idle connection closed (connections.max.idle.ms)");
+        // Read the next request while finishing the ones in flight.
+        let frame = {
+            let mut next = std::pin::pin!(read_request(shard, &mut rd, rbuf, peer));
+            // Each iteration writes one finished response or ends with the frame.
+            loop {
+                if inflight.is_empty() {
+                    break next.await;
                 }
-                ReadEnd::Closed(e) => debug!(%peer, "connection closed: {e}"),
+                match select(next.as_mut(), inflight.next()).await {
+                    Either::Left((frame, _)) => break frame,
+                    Either::Right((Some(done), _)) => {
+                        if !write_done(shard, &mut wr, done, peer).await {
+                            return;
+                        }
+                    }
+                    Either::Right((None, _)) => {}
+                }
+            }
+        };
+        let Some((frame, reserved)) = frame else {
+            // Answer what was already read and started, then close.
+            while let Some(done) = inflight.next().await {
+                if !write_done(shard, &mut wr, done, peer).await {
+                    return;
+                }
             }
             return;
-        }
-        let size = i32::from_be_bytes(len);
-        if size < MIN_FRAME as i32 || size as usize > shard.cfg.max_frame_bytes {
-            warn!(
-                %peer, size, max = shard.cfg.max_frame_bytes,
-                "request frame size out of bounds; closing connection"
-            );
-            return;
-        }
-        let size = size as usize;
-        // The whole frame's bytes are reserved before any is read: back-pressure on this
-        // socket while the shard holds `queued.max.request.bytes` of requests.
-        let (_reserved, waited) = shard.request_budget.reserve(size).await;
-        if waited {
-            shard
-                .metrics
-                .request_budget_waits
-                .set(shard.metrics.request_budget_waits.get() + 1);
-        }
-        // Reuses the connection's buffer once the previous request's bytes are released.
-        if rbuf.capacity() > RETAINED_BUFFER || shard.read_buffer_bytes.get() > RETAINED_PER_SHARD {
-            let held = shard.read_buffer_bytes.get();
-            shard
-                .read_buffer_bytes
-                .set(held.saturating_sub(rbuf.capacity()));
-            *rbuf = BytesMut::new();
-        }
-        rbuf.clear();
-        match read_frame(shard, &mut stream, rbuf, size).await {
-            Ok(()) => {}
-            Err(ReadEnd::Idle) => {
-                warn!(%peer, size, got = rbuf.len(), "no bytes of a request frame for connections.max.idle.ms; closing connection");
-                return;
-            }
-            Err(ReadEnd::Closed(e)) => {
-                warn!(%peer, size, got = rbuf.len(), "connection closed mid-frame: {e}");
-                return;
-            }
-        }
-        let frame = rbuf.split().freeze();
+        };
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
             warn!(%peer, "request too short for a header; closing connection");
             return;
         };
         let started = Instant::now();
         shard.in_flight.set(shard.in_flight.get() + 1);
-        let response = match protocol::decode_request(frame) {
+        let decoded = protocol::decode_request(frame);
+        if let Ok((h, Request::Produce(req))) = decoded {
+            // Pipelined: queue this request's appends now (after every earlier one's), let
+            // it finish while the next request is read.
+            while inflight.len() >= PIPELINE_DEPTH {
+                let Some(done) = inflight.next().await else {
+                    break;
+                };
+                if !write_done(shard, &mut wr, done, peer).await {
+                    return;
+                }
+            }
+            let queued = produce::start(shard, req).await;
+            let (v, c) = (h.api_version, h.correlation_id);
+            inflight.push_back(Box::pin(async move {
+                let response = match produce::finish(shard, queued).await {
+                    Some(resp) => encode_response(key, v, c, &resp).map(|b| Some(vec![b])),
+                    None => Ok(None),
+                };
+                Done {
+                    key,
+                    version,
+                    started,
+                    response,
+                    _reserved: reserved,
+                }
+            }));
+            continue;
+        }
+        // Any other request waits for the Produce requests before it, and runs alone.
+        while let Some(done) = inflight.next().await {
+            if !write_done(shard, &mut wr, done, peer).await {
+                return;
+            }
+        }
+        let response = match decoded {
             Ok((header, req)) => dispatch(shard, header, req, peer).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 protocol::api_versions_response(version, correlation_id).map(|b| Some(vec![b]))
             }
             Err(e) => Err(e),
         };
-        shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
-        shard
-            .metrics
-            .record_request(key, started.elapsed(), response.is_err());
-        match response {
-            Ok(Some(pieces)) => {
-                // Large record sets are their own pieces: written from the log's buffers.
-                for piece in pieces {
-                    if let Err(e) = stream.write_all(&piece).await {
-                        debug!(%peer, "write failed: {e}");
-                        return;
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(%peer, api = %api_name(key), version, "{e}; closing connection");
-                return;
-            }
+        let done = Done {
+            key,
+            version,
+            started,
+            response,
+            _reserved: reserved,
+        };
+        if !write_done(shard, &mut wr, done, peer).await {
+            return;
         }
     }
 }

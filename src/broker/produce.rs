@@ -147,7 +147,10 @@ pub struct Started {
     layout: Vec<(String, Vec<(usize, i32)>)>,
     results: Vec<Option<PartProduceResult>>,
     local: Vec<LocalPending>,
-    remote: Vec<(Vec<usize>, Option<futures::channel::oneshot::Receiver<Reply>>)>,
+    remote: Vec<(
+        Vec<usize>,
+        Option<futures::channel::oneshot::Receiver<Reply>>,
+    )>,
 }
 
 /// Handles a Produce request; `None` for acks=0 (no response is sent).
