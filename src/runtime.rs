@@ -13,6 +13,16 @@ where
     glommio::spawn_local(fut).detach();
 }
 
+/// Runs `f` on the runtime's blocking thread pool, detached: for slow syscalls (unlinking
+/// large files) that would stall the shard.
+pub fn spawn_blocking_detached<F>(f: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    let done = glommio::executor().spawn_blocking(f);
+    spawn_local(done);
+}
+
 /// Sleeps on the current shard's timer wheel.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;

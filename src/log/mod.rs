@@ -321,6 +321,10 @@ impl Log {
     ) -> Result<(Log, Vec<String>), LogError> {
         std::fs::create_dir_all(dir)?;
         let mut report = cleaner::recover_swaps(dir)?;
+        let leftovers = segment::remove_deleted(dir)?;
+        if leftovers > 0 {
+            report.push(format!("removed {leftovers} file(s) of deleted segments"));
+        }
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -514,7 +518,7 @@ impl Log {
             removed
         };
         for base in &removed {
-            segment::remove_files(&self.inner.dir, *base, "")?;
+            segment::remove_files_later(&self.inner.dir, *base)?;
             info!(dir = %self.inner.dir.display(), base_offset = base, "deleted segment");
         }
         Ok(removed.len())

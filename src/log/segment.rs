@@ -65,6 +65,49 @@ pub fn remove_files(dir: &Path, base_offset: i64, suffix: &str) -> io::Result<()
     Ok(())
 }
 
+/// Suffix of segment files renamed for deletion; their unlink runs off the shard thread.
+pub const DELETED: &str = ".deleted";
+
+/// Like [`remove_files`] (suffix ""), with the slow part off the shard thread: each file is
+/// renamed to `<name>.deleted` at once (the name is free, nothing reads it any more) and the
+/// unlinks, which free a whole segment's blocks and can take milliseconds, run on a blocking
+/// thread. A crash before they run leaves `.deleted` files that [`remove_deleted`] clears.
+pub fn remove_files_later(dir: &Path, base_offset: i64) -> io::Result<()> {
+    let mut doomed = Vec::new();
+    for ext in EXTENSIONS {
+        let path = dir.join(file_name(base_offset, ext));
+        let to = dir.join(file_name(base_offset, &format!("{ext}{DELETED}")));
+        match std::fs::rename(&path, &to) {
+            Ok(()) => doomed.push(to),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    crate::runtime::spawn_blocking_detached(move || {
+        for p in doomed {
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!(path = %p.display(), "cannot remove deleted segment file: {e}");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Removes `.deleted` files a crash left in `dir`; returns how many.
+pub fn remove_deleted(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.to_string_lossy().ends_with(DELETED) {
+            std::fs::remove_file(&path)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 impl Segment {
     /// Creates an empty segment (truncating any stale files of the same name).
     pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {

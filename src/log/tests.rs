@@ -440,8 +440,37 @@ fn retention_by_size_and_time_deletes_whole_closed_segments() {
         });
         log.apply_retention(now_ms()).expect("retention");
         assert_eq!(log.segment_count(), 1, "only the active segment is kept");
+        // Deleted segments' names are gone at once; their unlinks finish off the shard.
+        let names = |p: &std::path::Path| -> Vec<String> {
+            std::fs::read_dir(p)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&path).iter().filter(|n| n.ends_with(".log")).count(),
+            1
+        );
+        for _ in 0..200 {
+            if !names(&path).iter().any(|n| n.ends_with(".deleted")) {
+                break;
+            }
+            crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            !names(&path).iter().any(|n| n.ends_with(".deleted")),
+            "{:?}",
+            names(&path)
+        );
+        // A crash between rename and unlink: the leftover is cleared on open.
+        std::fs::write(path.join("00000000000000000000.log.deleted"), b"x").expect("leftover");
         drop(log);
-        let (log, _) = Log::open(&path, small(1024)).await.expect("reopen");
+        let (log, report) = Log::open(&path, small(1024)).await.expect("reopen");
+        assert!(
+            report.iter().any(|l| l.contains("deleted segments")),
+            "{report:?}"
+        );
+        assert!(!path.join("00000000000000000000.log.deleted").exists());
         assert!(
             log.log_start_offset() > start,
             "log start survives a restart"
