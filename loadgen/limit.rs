@@ -160,7 +160,14 @@ pub fn search(
         }
         return Ok((steps, Some(lo)));
     }
-    Ok((steps, None))
+    // Never confirmed: the highest rate that held below the lowest that did not (the limit
+    // is then reported unconfirmed).
+    let best = steps
+        .iter()
+        .filter(|s| s.held && s.offered_msgs_per_sec < hi)
+        .map(|s| s.offered_msgs_per_sec)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    Ok((steps, best))
 }
 
 /// The limit at offered rate `rate`: the runs there that held (the last step, or the
@@ -333,6 +340,18 @@ mod tests {
         // A broker that holds nothing has no limit; one that holds everything a lower bound.
         let (_, none) = search(100_000.0, &cfg, model(1.0)).expect("search");
         assert!(none.is_none());
+        // A confirmation that never holds (noise) falls back to the best rate that held.
+        let mut flaky = model(37_000.0);
+        let (_, fallback) = search(100_000.0, &cfg, |rate, phase| {
+            if phase == Phase::Confirm {
+                return Ok(result(rate * 0.5, 40.0));
+            }
+            flaky(rate, phase)
+        })
+        .expect("search");
+        // Each failed confirmation lowers the bracket; the fallback is the best rate that
+        // held below the lowest that did not: the 20% step.
+        assert_eq!(fallback, Some(20_000.0));
         let cfg3 = Search {
             max_steps: 3,
             ..cfg

@@ -117,7 +117,7 @@ fn find_limit_reports_a_limit_a_curve_and_json() {
             "--partitions",
             "2",
             "--duration",
-            "0.5",
+            "1",
             "--find-limit",
             "--max-steps",
             "3",
