@@ -101,8 +101,12 @@ pub fn remove_deleted(dir: &Path) -> io::Result<usize> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.to_string_lossy().ends_with(DELETED) {
-            std::fs::remove_file(&path)?;
-            n += 1;
+            // The background unlink of a deletion just made may get there first.
+            match std::fs::remove_file(&path) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(n)
