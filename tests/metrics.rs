@@ -113,3 +113,38 @@ fn metrics_match_the_traffic() {
     let (status, _) = http_get(&addr, "/nope");
     assert!(status.contains("404"));
 }
+
+#[test]
+fn every_metric_the_dashboard_and_the_docs_name_is_exported() {
+    let b = Broker::start(1);
+    let addr = b.metrics_addr().expect("metrics address logged");
+    let (_, body) = http_get(&addr, "/metrics");
+    let names = |text: &str| -> Vec<String> {
+        let mut out: Vec<String> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("shardlog_") && w.len() > "shardlog_".len())
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard =
+        std::fs::read_to_string(format!("{root}/docs/grafana-dashboard.json")).expect("dashboard");
+    let ops = std::fs::read_to_string(format!("{root}/docs/operations.md")).expect("docs");
+    // Histogram/summary suffixes are exported under their family name.
+    let exported = |n: &str| {
+        let family = n
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count")
+            .trim_end_matches("_bucket");
+        body.contains(&format!("# TYPE {family} ")) || body.contains(&format!("{n} "))
+    };
+    for n in names(&dashboard).iter().chain(&names(&ops)) {
+        assert!(
+            exported(n),
+            "{n} is named in the dashboard or docs but not exported"
+        );
+    }
+}
