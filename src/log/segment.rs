@@ -445,6 +445,10 @@ pub struct IoWork {
 }
 
 impl IoWork {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.syncs.is_empty()
+    }
+
     pub async fn run(self) -> io::Result<()> {
         for (f, buf, at) in self.writes {
             f.write_all_at(buf, at).await?;

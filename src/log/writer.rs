@@ -86,7 +86,7 @@ pub(super) async fn run_writer(inner: Rc<Inner>) {
                     let _ = w.send(Ok(()));
                 }
                 inner.written.notify_all();
-                persist_indexes(&inner).await;
+                persist_indexes(&inner);
                 let due = {
                     let st = inner.state.borrow();
                     st.config.flush == FlushPolicy::Interval
@@ -185,15 +185,22 @@ pub(super) async fn flush(inner: &Inner, file: &LogFile) -> io::Result<()> {
     r
 }
 
-async fn persist_indexes(inner: &Inner) {
+/// Writes the index entries the last write added, in a task of its own: the next data
+/// write does not wait for them. Each task's entries have their own file range (reserved
+/// under the borrow), so tasks may finish in any order; index files are a cache of the log
+/// that recovery checks and rebuilds.
+fn persist_indexes(inner: &Rc<Inner>) {
     let work = {
         let mut st = inner.state.borrow_mut();
         st.segments.last_mut().map(|s| s.take_index_work())
     };
-    if let Some(work) = work {
-        if let Err(e) = work.run().await {
-            error!(dir = %inner.dir.display(), "index write failed (rebuilt on recovery): {e}");
-        }
+    if let Some(work) = work.filter(|w| !w.is_empty()) {
+        let dir = inner.dir.clone();
+        crate::runtime::spawn_local(async move {
+            if let Err(e) = work.run().await {
+                error!(dir = %dir.display(), "index write failed (rebuilt on recovery): {e}");
+            }
+        });
     }
 }
 
