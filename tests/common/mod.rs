@@ -160,7 +160,21 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's log so far. Lines reach the file through a copying thread, after the
+    /// broker wrote them: this waits (up to 2 s) until the file stops growing for 100 ms, so
+    /// a line logged before a response the test has already read is there.
     pub fn log_text(&self) -> String {
+        let size = || std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut last = size();
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
