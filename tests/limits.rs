@@ -91,10 +91,10 @@ fn size_prefixes_pin_no_memory_and_the_budget_applies_back_pressure() {
 
 #[test]
 fn a_stalled_frame_holds_the_budget_until_the_idle_timeout() {
-    // Budget = one 1 MiB frame; an idle timeout of 2 s.
+    // Budget = one 1 MiB frame; an idle timeout of 3 s.
     let b = Broker::start_configured(
         1,
-        "\"socket.request.max.bytes\" = 1048576\n\"queued.max.request.bytes\" = 1048576\n\"connections.max.idle.ms\" = 2000\n",
+        "\"socket.request.max.bytes\" = 1048576\n\"queued.max.request.bytes\" = 1048576\n\"connections.max.idle.ms\" = 3000\n",
         &[],
     );
     create_topic(&b, "bp", 1);
@@ -125,8 +125,8 @@ fn a_stalled_frame_holds_the_budget_until_the_idle_timeout() {
     );
     // An idle connection is closed too; one that keeps talking is not.
     let mut idle = TcpStream::connect(b.bootstrap()).expect("connect");
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
         assert_eq!(produce(&mut c, "bp", 0, record_batch(&[b"busy"], 1)).0, 0);
     }
     assert!(
