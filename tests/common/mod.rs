@@ -299,7 +299,7 @@ pub fn cli(b: &Broker, args: &[&str]) -> String {
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     let mut out = String::new();
