@@ -27,8 +27,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection limits.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener, stop: Arc<AtomicBool>) {
     let backoff = AcceptBackoff::default();
+    // One accept stays in flight across the checks of the stop flag (see broker::shard_main).
+    let mut accepting = None;
     while !stop.load(Ordering::Relaxed) {
-        match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
+        let accept = accepting.get_or_insert_with(|| Box::pin(listener.accept()));
+        let done = crate::runtime::timeout(Duration::from_millis(100), accept.as_mut()).await;
+        if done.is_some() {
+            accepting = None;
+        }
+        match done {
             None => {}
             Some(Ok(stream)) => {
                 backoff.succeeded();

@@ -413,8 +413,16 @@ async fn shard_main(start: ShardStart) -> bool {
     let backoff = limits::AcceptBackoff::default();
     // Bounded by the stop flag, checked at least every 100 ms (or after a back-off of at
     // most a second).
+    // One accept stays in flight across the 100 ms checks of the stop flag: dropping an
+    // accept whose connection the kernel already took would leave that client hanging.
+    let mut accepting = None;
     while !stop.load(Ordering::Relaxed) {
-        match crate::runtime::timeout(Duration::from_millis(100), listener.accept()).await {
+        let accept = accepting.get_or_insert_with(|| Box::pin(listener.accept()));
+        let done = crate::runtime::timeout(Duration::from_millis(100), accept.as_mut()).await;
+        if done.is_some() {
+            accepting = None;
+        }
+        match done {
             None => {}
             Some(Ok(stream)) => {
                 backoff.succeeded();
