@@ -158,6 +158,24 @@ async fn read_request<'a, R: futures::AsyncRead + Unpin>(
     }
 }
 
+/// A request counted in the shard's `in_flight` (shutdown waits for them) until dropped,
+/// whether its response was written or the connection closed first.
+struct InFlight<'a>(&'a Shard);
+
+impl<'a> InFlight<'a> {
+    fn new(shard: &'a Shard) -> Self {
+        shard.in_flight.set(shard.in_flight.get() + 1);
+        InFlight(shard)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let n = &self.0.in_flight;
+        n.set(n.get().saturating_sub(1));
+    }
+}
+
 /// A request handled, its response not yet written.
 struct Done<'a> {
     key: i16,
@@ -165,6 +183,7 @@ struct Done<'a> {
     started: Instant,
     response: Result<Option<Vec<Bytes>>, ProtocolError>,
     _reserved: Reservation<'a>,
+    _counted: InFlight<'a>,
 }
 
 /// Writes a handled request's response (its bytes return to the budget after); false if the
@@ -175,7 +194,6 @@ async fn write_done<W: futures::AsyncWrite + Unpin>(
     done: Done<'_>,
     peer: SocketAddr,
 ) -> bool {
-    shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
     shard
         .metrics
         .record_request(done.key, done.started.elapsed(), done.response.is_err());
@@ -196,6 +214,27 @@ async fn write_done<W: futures::AsyncWrite + Unpin>(
             false
         }
     }
+}
+
+/// Writes the responses of Produce requests in flight, oldest first, until at most `keep`
+/// remain; false if the connection must close.
+async fn drain<'a, W: futures::AsyncWrite + Unpin>(
+    shard: &Shard,
+    wr: &mut W,
+    inflight: &mut FuturesOrdered<LocalBoxFuture<'a, Done<'a>>>,
+    keep: usize,
+    peer: SocketAddr,
+) -> bool {
+    // Each iteration writes one response.
+    while inflight.len() > keep {
+        let Some(done) = inflight.next().await else {
+            break;
+        };
+        if !write_done(shard, wr, done, peer).await {
+            return false;
+        }
+    }
+    true
 }
 
 async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf: &mut BytesMut) {
@@ -231,30 +270,22 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
         };
         let Some((frame, reserved)) = frame else {
             // Answer what was already read and started, then close.
-            while let Some(done) = inflight.next().await {
-                if !write_done(shard, &mut wr, done, peer).await {
-                    return;
-                }
-            }
+            drain(shard, &mut wr, &mut inflight, 0, peer).await;
             return;
         };
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
             warn!(%peer, "request too short for a header; closing connection");
+            drain(shard, &mut wr, &mut inflight, 0, peer).await;
             return;
         };
         let started = Instant::now();
-        shard.in_flight.set(shard.in_flight.get() + 1);
+        let counted = InFlight::new(shard);
         let decoded = protocol::decode_request(frame);
         if let Ok((h, Request::Produce(req))) = decoded {
             // Pipelined: queue this request's appends now (after every earlier one's), let
             // it finish while the next request is read.
-            while inflight.len() >= PIPELINE_DEPTH {
-                let Some(done) = inflight.next().await else {
-                    break;
-                };
-                if !write_done(shard, &mut wr, done, peer).await {
-                    return;
-                }
+            if !drain(shard, &mut wr, &mut inflight, PIPELINE_DEPTH - 1, peer).await {
+                return;
             }
             let queued = produce::start(shard, req).await;
             let (v, c) = (h.api_version, h.correlation_id);
@@ -269,15 +300,14 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
                     started,
                     response,
                     _reserved: reserved,
+                    _counted: counted,
                 }
             }));
             continue;
         }
         // Any other request waits for the Produce requests before it, and runs alone.
-        while let Some(done) = inflight.next().await {
-            if !write_done(shard, &mut wr, done, peer).await {
-                return;
-            }
+        if !drain(shard, &mut wr, &mut inflight, 0, peer).await {
+            return;
         }
         let response = match decoded {
             Ok((header, req)) => dispatch(shard, header, req, peer).await,
@@ -292,6 +322,7 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
             started,
             response,
             _reserved: reserved,
+            _counted: counted,
         };
         if !write_done(shard, &mut wr, done, peer).await {
             return;
