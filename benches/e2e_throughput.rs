@@ -152,4 +152,18 @@ fn main() {
         mb / fetch_s,
         (cpu2 - cpu1) / gb
     );
+    if let Some(addr) = b.metrics_addr() {
+        let m = common::http_get(&addr, "/metrics").1;
+        let sum = |name: &str| {
+            (0..2)
+                .filter_map(|s| common::metric_sample(&m, &format!("{name}{{shard=\"{s}\"}}")))
+                .sum::<f64>()
+                / 1e6
+        };
+        println!(
+            "fetch bytes spliced {:.1} MB, copied instead {:.1} MB",
+            sum("shardlog_shard_fetch_spliced_bytes_total"),
+            sum("shardlog_shard_fetch_splice_copied_bytes_total")
+        );
+    }
 }

@@ -28,7 +28,7 @@ use shardlog::log::index::{OffsetEntry, OffsetIndex};
 use shardlog::log::records::build_batch;
 use shardlog::log::validate::check_records;
 use shardlog::log::{Log, LogConfig};
-use shardlog::protocol::fetch_response::{encode, FetchPartitionOut};
+use shardlog::protocol::fetch_response::{encode, FetchPartitionOut, Piece};
 
 fn batch_64k() -> Vec<u8> {
     let value = vec![b'x'; 1000];
@@ -161,9 +161,16 @@ fn protocol_paths(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(8 * b.len() as u64));
     g.bench_function("encode_fetch", |bn| {
         bn.iter(|| {
-            let pieces = encode(12, 7, std::hint::black_box(&topics));
+            let pieces = encode(12, 7, std::hint::black_box(topics.clone()));
             let mut n = BytesMut::new();
-            n.put_u64(pieces.iter().map(|p| p.len() as u64).sum());
+            n.put_u64(
+                pieces
+                    .iter()
+                    .map(|p| match p {
+                        Piece::Bytes(b) | Piece::Records(b) => b.len() as u64,
+                    })
+                    .sum(),
+            );
             n
         })
     });

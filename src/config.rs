@@ -71,6 +71,9 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: most record bytes one Fetch reads on each shard it touches,
     /// whatever the client asks (at least one batch, KIP-74).
     pub fetch_max_bytes: usize,
+    /// `fetch.zero.copy`: large fetch ranges whose pages are cached are spliced from the
+    /// segment file to the socket instead of read and copied (and not CRC-checked again).
+    pub fetch_zero_copy: bool,
     /// `topic.partitions.per.shard`: most partitions one shard may own.
     pub partitions_per_shard: usize,
     /// Descriptors each shard keeps open for log files (derived from `ulimit -n` at start).
@@ -113,6 +116,7 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: 256 << 20,
             storage_min_free_bytes: 1 << 30,
             fetch_max_bytes: 57_671_680,
+            fetch_zero_copy: true,
             partitions_per_shard: 1000,
             open_files_per_shard: 4096,
         }

@@ -154,6 +154,8 @@ pub struct Snapshot {
     pub fsyncs: (u64, u64),
     /// Bytes held in append queues and connection read buffers.
     pub buffer_bytes: u64,
+    /// (fetch bytes spliced from files to sockets, bytes of file ranges copied instead).
+    pub fetch_sent: (u64, u64),
 }
 
 fn api_name(key: i16) -> String {
@@ -382,6 +384,18 @@ pub fn render(shards: &[Snapshot]) -> String {
             "fdatasync calls.",
             "counter",
             |s| s.fsyncs.0,
+        ),
+        (
+            "shardlog_shard_fetch_spliced_bytes_total",
+            "Fetch record bytes spliced from segment files to sockets without a copy (fetch.zero.copy).",
+            "counter",
+            |s| s.fetch_sent.0,
+        ),
+        (
+            "shardlog_shard_fetch_splice_copied_bytes_total",
+            "Bytes of spliceable fetch ranges copied instead (socket full, or no pipe free).",
+            "counter",
+            |s| s.fetch_sent.1,
         ),
         (
             "shardlog_shard_buffer_bytes",

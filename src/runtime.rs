@@ -57,3 +57,33 @@ pub fn take_io_counts() -> ((u64, u64), (u64, u64)) {
 pub async fn yield_now() {
     glommio::yield_if_needed().await;
 }
+
+/// `splice(2)` of up to `len` bytes from `from` (at `offset`, for a file; `None` for a pipe)
+/// to `to`, never waiting on a pipe (`SPLICE_F_NONBLOCK`; a socket waits only if it is
+/// blocking). The number of bytes moved; 0 at the end of a file.
+pub fn splice(
+    from: std::os::fd::RawFd,
+    offset: Option<u64>,
+    to: std::os::fd::RawFd,
+    len: usize,
+) -> std::io::Result<usize> {
+    let mut off = offset.map(|o| o as libc::loff_t);
+    let off_ptr = off
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |o| o as *mut libc::loff_t);
+    // SAFETY: plain descriptors and, if any, a live offset; the kernel checks the rest.
+    let n = unsafe {
+        libc::splice(
+            from,
+            off_ptr,
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}

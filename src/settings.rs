@@ -401,6 +401,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.fetch_max_bytes.to_string(),
     ),
     (
+        "fetch.zero.copy",
+        "splice large fetch ranges whose pages are cached straight from the segment file to the socket (true), or always read and copy them, checking every batch's CRC (false)",
+        |s, v| {
+            s.broker.fetch_zero_copy = boolean(v)?;
+            Ok(())
+        },
+        |s| s.broker.fetch_zero_copy.to_string(),
+    ),
+    (
         "topic.partitions.per.shard",
         "most partitions one shard (core) may own; CreateTopics/CreatePartitions beyond it are refused",
         |s, v| {

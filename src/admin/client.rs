@@ -29,6 +29,14 @@ impl Client {
         })
     }
 
+    /// A client on a stream the caller connected (and set up as it wants).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
     /// Sends `req` at `version` and reads its response.
     pub fn call<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
         let correlation = self.send(req, version)?;

@@ -10,18 +10,20 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, Either, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::AsyncReadExt;
 use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::limits::Reservation;
 use super::shard::Shard;
+use super::splice::{self, Piece};
 use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id};
 use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
 
@@ -181,7 +183,7 @@ struct Done<'a> {
     key: i16,
     version: i16,
     started: Instant,
-    response: Result<Option<Vec<Bytes>>, ProtocolError>,
+    response: Result<Option<Vec<Piece>>, ProtocolError>,
     _reserved: Reservation<'a>,
     _counted: InFlight<'a>,
 }
@@ -191,6 +193,7 @@ struct Done<'a> {
 async fn write_done<W: futures::AsyncWrite + Unpin>(
     shard: &Shard,
     wr: &mut W,
+    sock: RawFd,
     done: Done<'_>,
     peer: SocketAddr,
 ) -> bool {
@@ -199,12 +202,11 @@ async fn write_done<W: futures::AsyncWrite + Unpin>(
         .record_request(done.key, done.started.elapsed(), done.response.is_err());
     match done.response {
         Ok(Some(pieces)) => {
-            // Large record sets are their own pieces: written from the log's buffers.
-            for piece in pieces {
-                if let Err(e) = wr.write_all(&piece).await {
-                    debug!(%peer, "write failed: {e}");
-                    return false;
-                }
+            // Large record sets are their own pieces: written from the log's buffers, or
+            // spliced from its files.
+            if let Err(e) = splice::write_pieces(wr, sock, pieces).await {
+                debug!(%peer, "write failed: {e}");
+                return false;
             }
             true
         }
@@ -221,6 +223,7 @@ async fn write_done<W: futures::AsyncWrite + Unpin>(
 async fn drain<'a, W: futures::AsyncWrite + Unpin>(
     shard: &Shard,
     wr: &mut W,
+    sock: RawFd,
     inflight: &mut FuturesOrdered<LocalBoxFuture<'a, Done<'a>>>,
     keep: usize,
     peer: SocketAddr,
@@ -230,7 +233,7 @@ async fn drain<'a, W: futures::AsyncWrite + Unpin>(
         let Some(done) = inflight.next().await else {
             break;
         };
-        if !write_done(shard, wr, done, peer).await {
+        if !write_done(shard, wr, sock, done, peer).await {
             return false;
         }
     }
@@ -241,6 +244,13 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(shard.cfg.connections_max_idle)) {
         warn!(%peer, "cannot set the idle timeout: {e}; closing connection");
+        return;
+    }
+    // Non-blocking, so a splice to a full socket returns instead of stalling the shard (the
+    // runtime's own reads and writes never block either way).
+    let sock = stream.as_raw_fd();
+    if let Err(e) = set_nonblocking(sock) {
+        warn!(%peer, "cannot make the socket non-blocking: {e}; closing connection");
         return;
     }
     let (mut rd, mut wr) = stream.split();
@@ -260,7 +270,7 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
                 match select(next.as_mut(), inflight.next()).await {
                     Either::Left((frame, _)) => break frame,
                     Either::Right((Some(done), _)) => {
-                        if !write_done(shard, &mut wr, done, peer).await {
+                        if !write_done(shard, &mut wr, sock, done, peer).await {
                             return;
                         }
                     }
@@ -270,12 +280,12 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
         };
         let Some((frame, reserved)) = frame else {
             // Answer what was already read and started, then close.
-            drain(shard, &mut wr, &mut inflight, 0, peer).await;
+            drain(shard, &mut wr, sock, &mut inflight, 0, peer).await;
             return;
         };
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
             warn!(%peer, "request too short for a header; closing connection");
-            drain(shard, &mut wr, &mut inflight, 0, peer).await;
+            drain(shard, &mut wr, sock, &mut inflight, 0, peer).await;
             return;
         };
         let started = Instant::now();
@@ -284,14 +294,25 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
         if let Ok((h, Request::Produce(req))) = decoded {
             // Pipelined: queue this request's appends now (after every earlier one's), let
             // it finish while the next request is read.
-            if !drain(shard, &mut wr, &mut inflight, PIPELINE_DEPTH - 1, peer).await {
+            if !drain(
+                shard,
+                &mut wr,
+                sock,
+                &mut inflight,
+                PIPELINE_DEPTH - 1,
+                peer,
+            )
+            .await
+            {
                 return;
             }
             let queued = produce::start(shard, req).await;
             let (v, c) = (h.api_version, h.correlation_id);
             inflight.push_back(Box::pin(async move {
                 let response = match produce::finish(shard, queued).await {
-                    Some(resp) => encode_response(key, v, c, &resp).map(|b| Some(vec![b])),
+                    Some(resp) => {
+                        encode_response(key, v, c, &resp).map(|b| Some(vec![Piece::Bytes(b)]))
+                    }
                     None => Ok(None),
                 };
                 Done {
@@ -306,13 +327,14 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
             continue;
         }
         // Any other request waits for the Produce requests before it, and runs alone.
-        if !drain(shard, &mut wr, &mut inflight, 0, peer).await {
+        if !drain(shard, &mut wr, sock, &mut inflight, 0, peer).await {
             return;
         }
         let response = match decoded {
             Ok((header, req)) => dispatch(shard, header, req, peer).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
-                protocol::api_versions_response(version, correlation_id).map(|b| Some(vec![b]))
+                protocol::api_versions_response(version, correlation_id)
+                    .map(|b| Some(vec![Piece::Bytes(b)]))
             }
             Err(e) => Err(e),
         };
@@ -324,7 +346,7 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
             _reserved: reserved,
             _counted: counted,
         };
-        if !write_done(shard, &mut wr, done, peer).await {
+        if !write_done(shard, &mut wr, sock, done, peer).await {
             return;
         }
     }
@@ -335,7 +357,7 @@ async fn dispatch(
     h: RequestHeader,
     req: Request,
     peer: SocketAddr,
-) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+) -> Result<Option<Vec<Piece>>, ProtocolError> {
     let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
     let groups = &shard.groups;
     let bytes = match req {
@@ -349,7 +371,7 @@ async fn dispatch(
             return Ok(Some(protocol::fetch_response::encode(
                 v,
                 c,
-                &fetch::handle(shard, r).await,
+                fetch::handle(shard, r).await,
             )))
         }
         Request::ListOffsets(r) => encode_response(k, v, c, &list_offsets::handle(shard, r).await)?,
@@ -396,5 +418,14 @@ async fn dispatch(
             encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?
         }
     };
-    Ok(Some(vec![bytes]))
+    Ok(Some(vec![Piece::Bytes(bytes)]))
+}
+
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on the connection's own open descriptor.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

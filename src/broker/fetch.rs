@@ -3,6 +3,8 @@
 //!
 //! Invariant: only committed (written) batches are served, starting with the one holding the
 //! fetch offset; the response's records are the stored bytes as they are (no recompression).
+//! Partitions this shard owns may answer with file ranges that the connection splices to
+//! the socket (`log::send_range`); answers for another shard's connection are always bytes.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -15,30 +17,39 @@ use tracing::warn;
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
+use crate::log::send_range::Records;
 use crate::protocol::fetch_response::FetchPartitionOut;
 use crate::protocol::{FetchPartition, FetchRequest, FetchTopic};
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub struct FetchPartResult {
+/// One partition's answer; `R` is `Records` on the shard that owns the connection and
+/// `Bytes` when it crosses to another shard.
+pub struct FetchPartResult<R = Bytes> {
     pub topic: String,
     pub partition: i32,
     pub error: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    pub records: R,
 }
 
 /// One pass over the partitions owned by this shard, without waiting.
-async fn read_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
+async fn read_once(
+    shard: &Rc<Shard>,
+    req: &FetchRequest,
+    zero_copy: bool,
+) -> Vec<FetchPartResult<Records>> {
     let mut out = Vec::new();
     // Kafka's broker `fetch.max.bytes` caps what a client may ask for.
     let mut budget = (req.max_bytes.max(0) as usize).min(shard.cfg.fetch_max_bytes);
     for t in &req.topics {
         for p in &t.partitions {
-            let first = out.iter().all(|r: &FetchPartResult| r.records.is_empty());
-            out.push(read_partition(shard, &t.name, p, &mut budget, first).await);
+            let first = out
+                .iter()
+                .all(|r: &FetchPartResult<Records>| r.records.is_empty());
+            out.push(read_partition(shard, &t.name, p, &mut budget, first, zero_copy).await);
         }
     }
     out
@@ -50,21 +61,27 @@ async fn read_partition(
     p: &FetchPartition,
     budget: &mut usize,
     first: bool,
-) -> FetchPartResult {
+    zero_copy: bool,
+) -> FetchPartResult<Records> {
     let mut r = FetchPartResult {
         topic: topic.to_string(),
         partition: p.partition,
         error: errors::NONE,
         high_watermark: -1,
         log_start_offset: -1,
-        records: Bytes::new(),
+        records: Records::Bytes(Bytes::new()),
     };
     let Some(log) = shard.log(topic, p.partition) else {
         r.error = errors::UNKNOWN_TOPIC_OR_PARTITION;
         return r;
     };
     let limit = (p.partition_max_bytes.max(0) as usize).min(*budget);
-    match log.read(p.fetch_offset, limit, first).await {
+    let read = if zero_copy {
+        log.read_for_send(p.fetch_offset, limit, first).await
+    } else {
+        log.read(p.fetch_offset, limit, first).await.map(Into::into)
+    };
+    match read {
         Ok(info) => {
             *budget = budget.saturating_sub(info.records.len());
             if !info.records.is_empty() {
@@ -88,15 +105,20 @@ async fn read_partition(
     r
 }
 
-/// Serves the partitions of `req` this shard owns, long-polling as the request asks.
-pub async fn fetch_local(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
+/// Serves the partitions of `req` this shard owns, long-polling as the request asks; with
+/// `zero_copy`, large cached ranges are left in their files for the connection to splice.
+pub async fn fetch_local(
+    shard: &Rc<Shard>,
+    req: &FetchRequest,
+    zero_copy: bool,
+) -> Vec<FetchPartResult<Records>> {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(1) as usize;
     // Each pass either returns or waits for new data or the deadline; the deadline bounds it.
     loop {
         let arrived = shard.data_arrived.notified();
-        let res = read_once(shard, req).await;
+        let res = read_once(shard, req, zero_copy).await;
         let bytes: usize = res.iter().map(|r| r.records.len()).sum();
         let errored = res.iter().any(|r| r.error != errors::NONE);
         let now = Instant::now();
@@ -107,9 +129,32 @@ pub async fn fetch_local(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPart
     }
 }
 
+/// Serves a fetch another shard's connection sent: the answers as bytes, to cross cores.
+pub async fn fetch_for_peer(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchPartResult> {
+    let mut out = Vec::new();
+    for r in fetch_local(shard, req, false).await {
+        let (error, records) = match r.records.into_bytes().await {
+            Ok(b) => (r.error, b),
+            Err(e) => (log_error_code(&e), Bytes::new()),
+        };
+        out.push(FetchPartResult {
+            topic: r.topic,
+            partition: r.partition,
+            error,
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            records,
+        });
+    }
+    out
+}
+
 /// Handles a Fetch request: splits it by owning shard, fetches, and merges the answers in
 /// request order.
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> Vec<(String, Vec<FetchPartitionOut>)> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: FetchRequest,
+) -> Vec<(String, Vec<FetchPartitionOut<Records>>)> {
     let catalog = shard.catalog();
     let mut by_owner: BTreeMap<usize, Vec<FetchTopic>> = BTreeMap::new();
     for t in &req.topics {
@@ -141,10 +186,20 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> Vec<(String, Vec<Fe
         };
         async move {
             if owner == shard.id {
-                return fetch_local(&shard, &sub).await;
+                return fetch_local(&shard, &sub, shard.cfg.fetch_zero_copy).await;
             }
             match shard.call(owner, Call::Fetch(sub.clone())).await {
-                Some(Reply::Fetch(r)) => r,
+                Some(Reply::Fetch(r)) => r
+                    .into_iter()
+                    .map(|r| FetchPartResult {
+                        topic: r.topic,
+                        partition: r.partition,
+                        error: r.error,
+                        high_watermark: r.high_watermark,
+                        log_start_offset: r.log_start_offset,
+                        records: Records::Bytes(r.records),
+                    })
+                    .collect(),
                 _ => sub
                     .topics
                     .iter()
@@ -155,14 +210,14 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> Vec<(String, Vec<Fe
                             error: errors::UNKNOWN_SERVER_ERROR,
                             high_watermark: -1,
                             log_start_offset: -1,
-                            records: Bytes::new(),
+                            records: Records::Bytes(Bytes::new()),
                         })
                     })
                     .collect(),
             }
         }
     });
-    let mut found: BTreeMap<(String, i32), FetchPartResult> = BTreeMap::new();
+    let mut found: BTreeMap<(String, i32), FetchPartResult<Records>> = BTreeMap::new();
     for r in join_all(futs).await.into_iter().flatten() {
         found.insert((r.topic.clone(), r.partition), r);
     }
@@ -185,7 +240,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest) -> Vec<(String, Vec<Fe
                     high_watermark: -1,
                     last_stable_offset: -1,
                     log_start_offset: -1,
-                    records: Bytes::new(),
+                    records: Records::Bytes(Bytes::new()),
                 },
             });
         }

@@ -79,7 +79,7 @@ pub async fn serve_peer(shard: Rc<Shard>, rx: ConnectedReceiver<Envelope>) {
 async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
     match call {
         Call::Produce(parts) => Reply::Produce(produce::append_local(shard, parts).await),
-        Call::Fetch(req) => Reply::Fetch(fetch::fetch_local(shard, &req).await),
+        Call::Fetch(req) => Reply::Fetch(fetch::fetch_for_peer(shard, &req).await),
         Call::ListOffsets(q) => Reply::ListOffsets(list_offsets::local(shard, q).await),
         Call::CreateTopics(req) => Reply::Topics(admin::controller_create(shard, req).await),
         Call::DeleteTopics(names) => Reply::Topics(admin::controller_delete(shard, names).await),

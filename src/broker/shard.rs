@@ -291,6 +291,7 @@ impl Shard {
         let mut s = self.metrics.snapshot(self.id);
         s.connections = self.connections.get();
         s.fsyncs = crate::log::file::fsync_stats();
+        s.fetch_sent = super::splice::send_stats();
         s.damage = crate::log::read::damage_stats();
         s.open_files = crate::log::file::open_file_stats();
         s.buffer_bytes = self.read_buffer_bytes.get() as u64;

@@ -19,6 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
@@ -37,6 +38,7 @@ thread_local! {
         opening: 0,
         closing: 0,
         busy: 0,
+        pinned: 0,
         waiters: VecDeque::new(),
         tick: 0,
         capacity: DEFAULT_OPEN_FILES,
@@ -71,6 +73,8 @@ struct FdCache {
     closing: usize,
     /// Open descriptors with an operation in flight (never closed by the cache).
     busy: usize,
+    /// [`Pinned`] holds alive (each also counted in `busy` while it holds).
+    pinned: usize,
     /// Operations waiting for a descriptor, first come first served.
     waiters: VecDeque<Waker>,
     tick: u64,
@@ -356,6 +360,103 @@ impl LogFile {
             c.set((n + 1, t + us));
         });
         r
+    }
+}
+
+/// A log file's descriptor held open from a fetch until its response is written, so the
+/// bytes sent are those of the file as it was read (a cleaner swap or a deletion meanwhile
+/// only unlinks the name). At most a quarter of the shard's descriptor limit is pinned at a
+/// time ([`LogFile::pin`] says no beyond it), so a client that stops reading cannot take the
+/// descriptors the log writers need.
+pub struct Pinned {
+    held: Held,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.pinned = c.pinned.saturating_sub(1);
+            }
+        });
+    }
+}
+
+impl LogFile {
+    /// Holds this file's descriptor open for a later send; `None` when the shard already
+    /// pins its share of descriptors, or the file cannot be reopened (the caller copies).
+    pub async fn pin(&self) -> Option<Pinned> {
+        let full = CACHE.with(|c| {
+            let c = c.borrow();
+            c.pinned >= c.capacity / 4
+        });
+        if full {
+            return None;
+        }
+        let held = self.handle().await.ok()?;
+        CACHE.with(|c| c.borrow_mut().pinned += 1);
+        Some(Pinned { held })
+    }
+}
+
+impl Pinned {
+    /// How much of `[pos, pos + len)` is in the page cache: `Some(true)` when all of it,
+    /// `None` when the kernel cannot tell (no `cachestat`, before Linux 6.5).
+    pub fn cached(&self, pos: u64, len: u64) -> Option<bool> {
+        #[repr(C)]
+        struct Range {
+            off: u64,
+            len: u64,
+        }
+        #[repr(C)]
+        #[derive(Default)]
+        struct Stat {
+            nr_cache: u64,
+            nr_dirty: u64,
+            nr_writeback: u64,
+            nr_evicted: u64,
+            nr_recently_evicted: u64,
+        }
+        /// `cachestat(2)`: one number on every architecture (the unified syscall table).
+        const SYS_CACHESTAT: libc::c_long = 451;
+        if len == 0 {
+            return Some(true);
+        }
+        let page = 4096u64;
+        let first = pos / page;
+        let last = (pos + len - 1) / page;
+        let range = Range {
+            off: first * page,
+            len: (last - first + 1) * page,
+        };
+        let mut stat = Stat::default();
+        // SAFETY: both pointers are to live, properly laid out structs for the call's length.
+        let r = unsafe {
+            libc::syscall(
+                SYS_CACHESTAT,
+                self.held.as_raw_fd(),
+                &range as *const Range,
+                &mut stat as *mut Stat,
+                0u32,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        Some(stat.nr_cache > last - first)
+    }
+
+    /// Moves up to `len` bytes at `pos` of the file into the pipe `pipe_w` without copying
+    /// them (`splice(2)`); 0 at the end of the file. Never waits for the pipe (it must have
+    /// room), and reads only pages already cached when the caller checked [`Pinned::cached`].
+    pub fn splice_into(&self, pipe_w: RawFd, pos: u64, len: usize) -> io::Result<usize> {
+        crate::runtime::splice(self.held.as_raw_fd(), Some(pos), pipe_w, len)
+    }
+
+    /// Reads `len` bytes at `pos` (fewer at the end of the file), copying.
+    pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let r = self.held.read_at(pos, len).await.map_err(io_err)?;
+        Ok(r.to_vec())
     }
 }
 

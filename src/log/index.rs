@@ -58,6 +58,12 @@ impl OffsetIndex {
         i.checked_sub(1).map(|i| self.entries[i])
     }
 
+    /// The last entry for a batch starting at or before byte `position`.
+    pub fn entry_at_or_before(&self, position: u32) -> Option<OffsetEntry> {
+        let i = self.entries.partition_point(|e| e.position <= position);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+
     /// Drops entries at or beyond `position` (after a truncation).
     pub fn truncate_to_position(&mut self, position: u32) {
         let i = self.entries.partition_point(|e| e.position < position);

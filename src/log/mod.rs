@@ -21,6 +21,7 @@ pub mod read;
 pub mod records;
 mod recovery;
 pub mod segment;
+pub mod send_range;
 pub mod validate;
 mod writer;
 

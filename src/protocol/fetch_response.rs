@@ -1,6 +1,7 @@
 //! Hand-written Fetch response encoding (v4-v12) that leaves record bytes where they are:
 //! the response is a list of pieces, and large record sets are their own pieces (slices of
-//! the buffers read from the log), written to the socket without being copied into the
+//! the buffers read from the log, or whatever [`RecordSet`] the caller sends without
+//! reading, such as a file range), written to the socket without being copied into the
 //! response buffer.
 //!
 //! Invariant: the concatenated pieces are byte-for-byte what the `kafka-protocol` crate
@@ -11,15 +12,40 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Record sets at least this large are sent as their own piece instead of being copied.
 const INLINE_MAX: usize = 16 << 10;
 
+/// A partition's records as the encoder sees them: a length, and the bytes if they are in
+/// memory (small ones are copied into the response; the rest become their own piece).
+pub trait RecordSet {
+    fn len(&self) -> usize;
+    fn in_memory(&self) -> Option<&[u8]>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl RecordSet for Bytes {
+    fn len(&self) -> usize {
+        Bytes::len(self)
+    }
+    fn in_memory(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+}
+
+/// One part of an encoded response, written in order.
+pub enum Piece<R> {
+    Bytes(Bytes),
+    Records(R),
+}
+
 /// One partition of a Fetch response.
 #[derive(Debug, Clone)]
-pub struct FetchPartitionOut {
+pub struct FetchPartitionOut<R = Bytes> {
     pub partition: i32,
     pub error: i16,
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    pub records: R,
 }
 
 fn uvarint(buf: &mut BytesMut, mut v: u32) {
@@ -31,11 +57,11 @@ fn uvarint(buf: &mut BytesMut, mut v: u32) {
 }
 
 /// Encodes a whole Fetch response frame (length prefix included) as pieces.
-pub fn encode(
+pub fn encode<R: RecordSet>(
     version: i16,
     correlation_id: i32,
-    topics: &[(String, Vec<FetchPartitionOut>)],
-) -> Vec<Bytes> {
+    topics: Vec<(String, Vec<FetchPartitionOut<R>>)>,
+) -> Vec<Piece<R>> {
     let flex = version >= 12;
     let array_len = |buf: &mut BytesMut, n: usize| {
         if flex {
@@ -44,7 +70,8 @@ pub fn encode(
             buf.put_i32(n as i32);
         }
     };
-    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut pieces: Vec<Piece<R>> = Vec::new();
+    let mut total = 0usize;
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // frame length, patched below
     buf.put_i32(correlation_id);
@@ -82,11 +109,14 @@ pub fn encode(
             } else {
                 buf.put_i32(p.records.len() as i32);
             }
-            if p.records.len() < INLINE_MAX {
-                buf.put_slice(&p.records);
-            } else {
-                pieces.push(buf.split().freeze());
-                pieces.push(p.records.clone());
+            match p.records.in_memory() {
+                Some(b) if b.len() < INLINE_MAX => buf.put_slice(b),
+                _ => {
+                    let head = buf.split().freeze();
+                    total += head.len() + p.records.len();
+                    pieces.push(Piece::Bytes(head));
+                    pieces.push(Piece::Records(p.records));
+                }
             }
             if flex {
                 buf.put_u8(0);
@@ -99,12 +129,15 @@ pub fn encode(
     if flex {
         buf.put_u8(0);
     }
-    pieces.push(buf.freeze());
-    let total: usize = pieces.iter().map(|p| p.len()).sum::<usize>() - 4;
+    let tail = buf.freeze();
+    total += tail.len();
+    pieces.push(Piece::Bytes(tail));
     // The first piece starts with the length prefix; it is small, so patch a copy of it.
-    let mut first = BytesMut::from(&pieces[0][..]);
-    first[0..4].copy_from_slice(&(total as i32).to_be_bytes());
-    pieces[0] = first.freeze();
+    if let Some(Piece::Bytes(head)) = pieces.first_mut() {
+        let mut first = BytesMut::from(&head[..]);
+        first[0..4].copy_from_slice(&((total - 4) as i32).to_be_bytes());
+        *head = first.freeze();
+    }
     pieces
 }
 
@@ -156,7 +189,12 @@ mod tests {
             ),
         ];
         for v in 4..=12 {
-            let mine: Vec<u8> = encode(v, 42, &topics).concat();
+            let mine: Vec<u8> = encode(v, 42, topics.clone())
+                .into_iter()
+                .flat_map(|p| match p {
+                    Piece::Bytes(b) | Piece::Records(b) => b.to_vec(),
+                })
+                .collect();
             let mut resp = FetchResponse::default();
             for (name, parts) in &topics {
                 let mut t = FetchableTopicResponse::default();
