@@ -154,6 +154,8 @@ pub struct Snapshot {
     pub fsyncs: (u64, u64),
     /// Bytes held in append queues and connection read buffers.
     pub buffer_bytes: u64,
+    /// Inline log writes that were slow and turned inline writes off for a while.
+    pub slow_inline_writes: u64,
     /// (fetch bytes spliced from files to sockets, bytes of file ranges copied instead).
     pub fetch_sent: (u64, u64),
 }
@@ -384,6 +386,12 @@ pub fn render(shards: &[Snapshot]) -> String {
             "fdatasync calls.",
             "counter",
             |s| s.fsyncs.0,
+        ),
+        (
+            "shardlog_shard_slow_inline_writes_total",
+            "Inline (pwrite) log writes slower than 2 ms; each sends the shard's writes through io_uring workers for 5 s.",
+            "counter",
+            |s| s.slow_inline_writes,
         ),
         (
             "shardlog_shard_fetch_spliced_bytes_total",

@@ -286,11 +286,14 @@ impl Shard {
 
     /// This shard's metrics, with the state of its partitions and groups, for a scrape.
     pub fn snapshot(&self) -> crate::metrics::Snapshot {
-        let (reads, writes) = crate::runtime::take_io_counts();
-        self.metrics.add_io(reads, writes);
+        let (reads, (n, bytes)) = crate::runtime::take_io_counts();
+        let (inline_n, inline_bytes) = crate::log::file::take_inline_writes();
+        self.metrics
+            .add_io(reads, (n + inline_n, bytes + inline_bytes));
         let mut s = self.metrics.snapshot(self.id);
         s.connections = self.connections.get();
         s.fsyncs = crate::log::file::fsync_stats();
+        s.slow_inline_writes = crate::log::file::slow_inline_writes();
         s.fetch_sent = super::splice::send_stats();
         s.damage = crate::log::read::damage_stats();
         s.open_files = crate::log::file::open_file_stats();
