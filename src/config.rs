@@ -78,6 +78,51 @@ pub struct BrokerConfig {
     pub partitions_per_shard: usize,
     /// Descriptors each shard keeps open for log files (derived from `ulimit -n` at start).
     pub open_files_per_shard: usize,
+    /// `node.id`: this node's id in a cluster.
+    pub node_id: u64,
+    /// `controller.quorum.voters` (`id@host:port,...`); empty: a single node, no quorum.
+    pub quorum_voters: String,
+    /// `controller.listener`: where this node's controller listens (default: its voter
+    /// address).
+    pub controller_listener: String,
+    /// `broker.rack` (default: the node id).
+    pub rack: String,
+    /// `broker.session.timeout.ms`
+    pub session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`
+    pub heartbeat_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    /// The cluster settings, if `controller.quorum.voters` makes this node part of one.
+    pub fn cluster(&self) -> Result<Option<crate::cluster::ClusterConfig>, String> {
+        if self.quorum_voters.trim().is_empty() {
+            return Ok(None);
+        }
+        let voters = crate::cluster::ClusterConfig::parse_voters(&self.quorum_voters)?;
+        let listener = if self.controller_listener.is_empty() {
+            voters.get(&self.node_id).cloned().ok_or_else(|| {
+                format!(
+                    "node.id {} is not among controller.quorum.voters and no controller.listener is set",
+                    self.node_id
+                )
+            })?
+        } else {
+            self.controller_listener.clone()
+        };
+        Ok(Some(crate::cluster::ClusterConfig {
+            node_id: self.node_id,
+            voters,
+            listener,
+            rack: if self.rack.is_empty() {
+                self.node_id.to_string()
+            } else {
+                self.rack.clone()
+            },
+            session_timeout: std::time::Duration::from_millis(self.session_timeout_ms),
+            heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval_ms),
+        }))
+    }
 }
 
 impl Default for BrokerConfig {
@@ -119,6 +164,12 @@ impl Default for BrokerConfig {
             fetch_zero_copy: true,
             partitions_per_shard: 1000,
             open_files_per_shard: 4096,
+            node_id: 0,
+            quorum_voters: String::new(),
+            controller_listener: String::new(),
+            rack: String::new(),
+            session_timeout_ms: 9000,
+            heartbeat_interval_ms: 1000,
         }
     }
 }

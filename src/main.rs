@@ -48,6 +48,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LogCmd,
     },
+    /// Show the cluster: nodes, the controller, the metadata quorum.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Nodes (address, shards, rack, epoch, live or fenced), the controller and the quorum's
+    /// state, as the node at `--http` sees them.
+    Info {
+        /// HTTP (metrics) address of any node.
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        http: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,8 +291,11 @@ enum TopicCmd {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // openraft reports every unreachable peer and superseded vote at warn/error level while
+    // elections settle; the quorum's own state changes are logged by `cluster` instead.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{filter},openraft=error,openraft::core=off"))
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -340,6 +359,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Cluster {
+            cmd: ClusterCmd::Info { http },
+        } => shardlog::admin::cluster::info(&http),
         Cmd::Group { cmd } => {
             init_logging("warn", LogFormat::Text);
             use shardlog::admin::group;

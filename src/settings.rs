@@ -401,6 +401,64 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.fetch_max_bytes.to_string(),
     ),
     (
+        "node.id",
+        "this node's id in a cluster (stable across restarts)",
+        |s, v| {
+            s.broker.node_id = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a non-negative integer, got {v:?}"))?;
+            Ok(())
+        },
+        |s| s.broker.node_id.to_string(),
+    ),
+    (
+        "controller.quorum.voters",
+        "the metadata quorum's voters, id@host:port,... (empty: a single node without a quorum)",
+        |s, v| {
+            crate::cluster::ClusterConfig::parse_voters(v)?;
+            s.broker.quorum_voters = v.trim().to_string();
+            Ok(())
+        },
+        |s| s.broker.quorum_voters.clone(),
+    ),
+    (
+        "controller.listener",
+        "host:port this node's controller listens on (default: its entry in controller.quorum.voters)",
+        |s, v| {
+            s.broker.controller_listener = v.trim().to_string();
+            Ok(())
+        },
+        |s| s.broker.controller_listener.clone(),
+    ),
+    (
+        "broker.rack",
+        "failure domain of this node, for placing replicas apart (default: the node id)",
+        |s, v| {
+            s.broker.rack = v.trim().to_string();
+            Ok(())
+        },
+        |s| s.broker.rack.clone(),
+    ),
+    (
+        "broker.session.timeout.ms",
+        "a node whose heartbeats stop for this long is fenced by the controller",
+        |s, v| {
+            s.broker.session_timeout_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.session_timeout_ms.to_string(),
+    ),
+    (
+        "broker.heartbeat.interval.ms",
+        "how often a node heartbeats to the controller",
+        |s, v| {
+            s.broker.heartbeat_interval_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.heartbeat_interval_ms.to_string(),
+    ),
+    (
         "fetch.zero.copy",
         "splice large fetch ranges whose pages are cached straight from the segment file to the socket (true), or always read and copy them, checking every batch's CRC (false)",
         |s, v| {

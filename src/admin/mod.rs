@@ -3,6 +3,7 @@
 //! which reads a data directory offline.
 
 pub mod client;
+pub mod cluster;
 pub mod group;
 pub mod log_check;
 pub mod records;

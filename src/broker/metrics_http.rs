@@ -66,7 +66,9 @@ async fn gather(shard: &Rc<Shard>) -> String {
             }
         }
     }
-    crate::metrics::render(&snaps)
+    let mut out = crate::metrics::render(&snaps);
+    out.push_str(&crate::cluster::metrics::render(&shard.cluster.get()));
+    out
 }
 
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
@@ -95,6 +97,10 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             "text/plain; version=0.0.4; charset=utf-8",
             gather(&shard).await,
         ),
+        ("GET", "/v1/cluster") => match serde_json::to_string_pretty(&*shard.cluster.get()) {
+            Ok(json) => ("200 OK", "application/json", json + "\n"),
+            Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+        },
         ("GET", "/health") => {
             if shard.stopping.get() {
                 (

@@ -32,6 +32,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use crate::cluster::ClusterView;
 use futures::future::join_all;
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -150,6 +152,22 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     }
     let catalog = Catalog::load_or_create(&cfg.data_dir)?;
     remove_orphans(&cfg, &catalog);
+    let view = ClusterView::default();
+    // The control plane first: its thread runs beside the shards, which only read its view.
+    let _control_plane = match cfg.cluster().map_err(|e| anyhow::anyhow!(e))? {
+        None => None,
+        Some(cc) => {
+            let http_port = cfg.metrics_listen.map(|a| a.port()).filter(|p| *p != 0);
+            let reg = crate::cluster::registration(
+                &cc,
+                &cfg.listen.ip().to_string(),
+                cfg.listen.port(),
+                cfg.cores,
+                http_port,
+            );
+            Some(crate::cluster::start(cc, &cfg.data_dir, reg, view.clone())?)
+        }
+    };
     let catalog = Arc::new(catalog);
     let cfg = Arc::new(cfg);
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,12 +194,13 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             Some(c) => Placement::Fixed(c.id),
             None => Placement::Unbound,
         };
-        let (cfg, catalog, stop, ready, conns) = (
+        let (cfg, catalog, stop, ready, conns, cluster) = (
             cfg.clone(),
             catalog.clone(),
             stop.clone(),
             ready_tx.clone(),
             conns.clone(),
+            view.clone(),
         );
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
@@ -196,6 +215,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     stop,
                     clean,
                     conns,
+                    cluster,
                 })
             })
             .map_err(|e| {
@@ -300,6 +320,8 @@ struct ShardStart {
     clean: bool,
     /// Connection limits of the Kafka and HTTP ports, shared by all shards.
     conns: [Arc<ConnLimits>; 2],
+    /// The control plane's view of the cluster (empty for a single node).
+    cluster: ClusterView,
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -314,6 +336,7 @@ async fn shard_main(start: ShardStart) -> bool {
         stop,
         clean,
         conns,
+        cluster,
     } = start;
     // The shard's descriptors: pipes for zero-copy fetches (two each) take an eighth, log
     // and index files the rest.
@@ -342,14 +365,16 @@ async fn shard_main(start: ShardStart) -> bool {
         clean,
     )
     .await;
-    let shard = Rc::new(Shard::new(
+    let mut shard = Shard::new(
         id,
         cfg.clone(),
         Arc::new(Catalog::default()),
         peers,
         groups,
         conns,
-    ));
+    );
+    shard.cluster = cluster;
+    let shard = Rc::new(shard);
     shard.disk.measure(&cfg.data_dir);
     shard.clean_start.set(clean);
     shard.apply_catalog(catalog).await;

@@ -30,6 +30,8 @@ const FLUSH_CONCURRENCY: usize = 16;
 
 pub struct Shard {
     pub id: usize,
+    /// The control plane's view of the cluster (read-only here; empty for a single node).
+    pub cluster: crate::cluster::ClusterView,
     pub nshards: usize,
     pub cfg: Arc<BrokerConfig>,
     catalog: RefCell<Arc<Catalog>>,
@@ -79,6 +81,7 @@ impl Shard {
     ) -> Shard {
         let [kafka_conns, http_conns] = conns;
         Shard {
+            cluster: Default::default(),
             request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
             disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
             kafka_conns,

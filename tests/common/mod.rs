@@ -23,7 +23,7 @@ fn ports_free(base: u16, n: usize) -> bool {
     (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok())
 }
 
-fn pick_port(n: usize) -> u16 {
+pub fn pick_port(n: usize) -> u16 {
     let seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -282,9 +282,16 @@ pub fn limit_nofile(cmd: &mut Command, n: u64) {
 
 /// Runs `shardlog ARGS --bootstrap <b>`, asserts it succeeded, returns its stdout.
 pub fn cli(b: &Broker, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    let bootstrap = b.bootstrap();
+    all.extend(["--bootstrap", &bootstrap]);
+    shardlog(&all)
+}
+
+/// Runs `shardlog ARGS`, asserts it succeeded, returns its stdout.
+pub fn shardlog(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .args(args)
-        .args(["--bootstrap", &b.bootstrap()])
         .output()
         .expect("run cli");
     assert!(

@@ -1,0 +1,81 @@
+//! `shardlog cluster info`: the cluster as one node sees it (its `/v1/cluster` view), as a
+//! table: nodes with their addresses, shards, rack and state, the controller and the quorum.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Fetches `GET /v1/cluster` from the node's HTTP address.
+fn fetch(http: &str) -> Result<Value> {
+    let mut s = TcpStream::connect(http)
+        .with_context(|| format!("cannot connect to the node's HTTP port {http}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /v1/cluster HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.take(16 << 20).read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("{http} sent no HTTP response");
+    };
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "{http} answered {}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    serde_json::from_str(body).with_context(|| format!("{http} sent an unreadable cluster view"))
+}
+
+/// Prints the cluster view of the node at `http`.
+pub fn info(http: &str) -> Result<()> {
+    let v = fetch(http)?;
+    let voters = v["voters"].as_array().cloned().unwrap_or_default();
+    if voters.is_empty() {
+        println!("single node (no controller.quorum.voters): no metadata quorum");
+        return Ok(());
+    }
+    let controller = v["controller"]
+        .as_u64()
+        .map_or("none (election under way)".to_string(), |c| c.to_string());
+    println!(
+        "node {} ({}), controller {controller}, term {}, metadata log {} applied {}",
+        v["node_id"],
+        v["role"].as_str().unwrap_or("?"),
+        v["term"],
+        v["last_log_index"],
+        v["applied_index"]
+    );
+    let voter_list: Vec<String> = voters.iter().map(|x| x.to_string()).collect();
+    println!("voters: {}", voter_list.join(", "));
+    if let Some(lag) = v["voter_lag"].as_object().filter(|l| !l.is_empty()) {
+        let parts: Vec<String> = lag.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        println!("voter lag (entries): {}", parts.join(", "));
+    }
+    println!(
+        "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:<7}",
+        "NODE", "KAFKA", "SHARDS", "RACK", "EPOCH", "STATE"
+    );
+    for (_, n) in v["image"]["nodes"].as_object().cloned().unwrap_or_default() {
+        let r = &n["registration"];
+        println!(
+            "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:<7}",
+            r["id"],
+            format!("{}:{}", r["host"].as_str().unwrap_or("?"), r["kafka_port"]),
+            r["shards"],
+            r["rack"].as_str().unwrap_or("?"),
+            n["epoch"],
+            if n["fenced"].as_bool().unwrap_or(false) {
+                "fenced"
+            } else {
+                "live"
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The control plane's wire: Raft RPCs between the quorum's voters, and the requests nodes
+//! send the controller (proposals, heartbeats), over TCP on each node's controller listener.
+//!
+//! Invariants: one request at a time per connection, each a length-prefixed JSON frame of at
+//! most [`MAX_FRAME`] bytes answered by one frame; every call has a deadline, and a failed or
+//! timed-out connection is dropped and dialled again on the next call, so an unreachable
+//! peer never holds up Raft.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use super::state::{Command, NodeId, Outcome};
+use super::{Raft, TypeConfig};
+
+/// Largest frame read (snapshots travel in chunks far below it).
+pub const MAX_FRAME: usize = 16 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Serialize, Deserialize)]
+pub enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A command for the leader to commit.
+    Propose(Command),
+    /// A node is alive in incarnation `epoch`.
+    Heartbeat {
+        id: NodeId,
+        epoch: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum Reply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// The outcome, or why not (this node is not the leader: the caller asks the leader).
+    Proposed(Result<Outcome, String>),
+    /// Whether the heartbeat was taken (by the leader).
+    HeartbeatTaken(bool),
+}
+
+async fn write_frame(s: &mut TcpStream, v: &impl Serialize) -> std::io::Result<()> {
+    let body = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    s.write_all(&buf).await
+}
+
+async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+/// A connection to one peer, dialled on demand.
+pub struct Peer {
+    addr: String,
+    conn: Option<TcpStream>,
+}
+
+impl Peer {
+    pub fn new(addr: String) -> Peer {
+        Peer { addr, conn: None }
+    }
+
+    /// One request and its reply within `deadline`; the connection is dropped on failure.
+    pub async fn call(&mut self, req: &Request, deadline: Duration) -> std::io::Result<Reply> {
+        let r = tokio::time::timeout(deadline, self.call_inner(req)).await;
+        let r = r.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from {} within {deadline:?}", self.addr),
+            ))
+        });
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn call_inner(&mut self, req: &Request) -> std::io::Result<Reply> {
+        if self.conn.is_none() {
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            s.set_nodelay(true)?;
+            self.conn = Some(s);
+        }
+        let Some(s) = self.conn.as_mut() else {
+            return Err(std::io::Error::other("no connection"));
+        };
+        write_frame(s, req).await?;
+        read_frame(s).await
+    }
+}
+
+/// Hands out a [`Peer`] per voter for openraft.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> Peer {
+        Peer::new(node.addr.clone())
+    }
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+fn unreachable<E: std::error::Error>(e: std::io::Error) -> RPCError<NodeId, BasicNode, E> {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::InvalidData => {
+            RPCError::Network(NetworkError::new(&e))
+        }
+        _ => RPCError::Unreachable(Unreachable::new(&e)),
+    }
+}
+
+fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(
+        "unexpected reply type",
+    )))
+}
+
+impl Peer {
+    /// One Raft RPC: `pick` takes the reply of the expected kind apart.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+        pick: impl FnOnce(Reply) -> Option<Result<T, RaftError<NodeId, E>>>,
+    ) -> Result<T, RpcErr<E>> {
+        let reply = self
+            .call(&req, option.hard_ttl())
+            .await
+            .map_err(unreachable)?;
+        match pick(reply) {
+            Some(r) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(0, e)))
+            }
+            None => Err(unexpected()),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        self.rpc(Request::Append(rpc), option, |r| match r {
+            Reply::Append(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.rpc(Request::Snapshot(rpc), option, |r| match r {
+            Reply::Snapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        self.rpc(Request::Vote(rpc), option, |r| match r {
+            Reply::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// What the listener hands to the node for requests that are not Raft's own.
+pub trait Controller: Send + Sync + 'static {
+    fn propose(
+        &self,
+        cmd: Command,
+    ) -> impl std::future::Future<Output = Result<Outcome, String>> + Send;
+    fn heartbeat(&self, id: NodeId, epoch: u64) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// Serves the controller listener until the runtime stops: one task per connection.
+pub async fn serve<C: Controller>(listener: TcpListener, raft: Raft, ctl: Arc<C>) {
+    // Bounded by the runtime's life; each accepted connection gets its own task.
+    loop {
+        let (mut s, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("controller listener accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = s.set_nodelay(true);
+        let raft = raft.clone();
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            // Each iteration answers one request; ends when the peer goes away.
+            loop {
+                let req: Request = match read_frame(&mut s).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!(%peer, "controller connection closed: {e}");
+                        return;
+                    }
+                };
+                let reply = match req {
+                    Request::Append(r) => Reply::Append(raft.append_entries(r).await),
+                    Request::Vote(r) => Reply::Vote(raft.vote(r).await),
+                    Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
+                    Request::Propose(c) => Reply::Proposed(ctl.propose(c).await),
+                    Request::Heartbeat { id, epoch } => {
+                        Reply::HeartbeatTaken(ctl.heartbeat(id, epoch).await)
+                    }
+                };
+                if let Err(e) = write_frame(&mut s, &reply).await {
+                    debug!(%peer, "controller reply failed: {e}");
+                    return;
+                }
+            }
+        });
+    }
+}

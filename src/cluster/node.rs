@@ -1,0 +1,416 @@
+//! One node's control-plane thread: runs its openraft instance and controller listener,
+//! registers the node, heartbeats to the controller, and — while it is the controller —
+//! fences nodes whose heartbeats stopped and unfences them when they return.
+//!
+//! Invariant: every decision here is a command proposed to the quorum (through whichever
+//! node leads it); nothing is changed locally. Each loop has a period and each call a
+//! deadline, so a dead peer or a lost leader only delays the next attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tracing::{debug, error, info, warn};
+
+use super::net::{self, Network, Peer, Reply, Request};
+use super::state::{Command, NodeId, NodeRegistration, Outcome};
+use super::store::{LogStore, StateMachine};
+use super::{ClusterConfig, ClusterView, Raft};
+
+/// How long a proposal or heartbeat sent to the controller may take.
+const CALL_DEADLINE: Duration = Duration::from_secs(3);
+/// How often the controller checks for silent nodes.
+const FENCE_CHECK: Duration = Duration::from_millis(250);
+
+/// The running control plane of this node; stops it when dropped.
+pub struct ClusterHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ClusterHandle {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the control plane thread of this node; returns once its controller listener is
+/// bound (an error if it cannot be, or its storage cannot be opened).
+pub fn start(
+    cfg: ClusterConfig,
+    data_dir: &Path,
+    reg: NodeRegistration,
+    view: ClusterView,
+) -> anyhow::Result<ClusterHandle> {
+    let dir = data_dir.join("cluster");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let thread = std::thread::Builder::new()
+        .name("controller".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match Node::open(cfg, &dir, reg, view).await {
+                    Ok(node) => {
+                        let _ = ready_tx.send(Ok(()));
+                        node.run(stop_rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .context("cannot start the controller thread")?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(ClusterHandle {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            anyhow::bail!("the controller thread ended before it was ready")
+        }
+    }
+}
+
+/// The controller side of this node: what it answers for other nodes.
+struct Ctl {
+    raft: Raft,
+    cfg: ClusterConfig,
+    view: ClusterView,
+    /// Last heartbeat per node (node id → (epoch, when)), kept while this node leads.
+    seen: Mutex<HashMap<NodeId, (u64, Instant)>>,
+}
+
+impl net::Controller for Ctl {
+    async fn propose(&self, cmd: Command) -> Result<Outcome, String> {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(format!(
+                "not the controller; the controller is {:?}",
+                f.leader_id
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn heartbeat(&self, id: NodeId, epoch: u64) -> bool {
+        if !self.leads() {
+            return false;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(id, (epoch, Instant::now()));
+        }
+        let fenced = self
+            .view
+            .get()
+            .image
+            .nodes
+            .get(&id)
+            .is_some_and(|n| n.fenced && n.epoch == epoch);
+        if fenced {
+            info!(node = id, epoch, "node is heartbeating again; unfencing it");
+            if let Err(e) = self.propose_here(Command::Unfence { id, epoch }).await {
+                debug!(node = id, "unfence not committed: {e}");
+            }
+        }
+        true
+    }
+}
+
+impl Ctl {
+    /// Whether this node believes it leads the quorum (a stale belief only costs a proposal
+    /// that cannot commit).
+    fn leads(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.cfg.node_id)
+    }
+
+    async fn propose_here(&self, cmd: Command) -> Result<Outcome, String> {
+        net::Controller::propose(self, cmd).await
+    }
+
+    /// Commits `cmd` through whichever node leads the quorum now.
+    async fn propose_anywhere(&self, cmd: Command) -> Result<Outcome, String> {
+        let leader = self.raft.current_leader().await;
+        match leader {
+            Some(l) if l == self.cfg.node_id => self.propose_here(cmd).await,
+            Some(l) => self
+                .ask_leader(l, &Request::Propose(cmd))
+                .await
+                .and_then(|r| match r {
+                    Reply::Proposed(r) => r,
+                    _ => Err("unexpected reply".into()),
+                }),
+            None => Err("no controller elected yet".into()),
+        }
+    }
+
+    async fn ask_leader(&self, leader: NodeId, req: &Request) -> Result<Reply, String> {
+        let addr = self
+            .cfg
+            .voters
+            .get(&leader)
+            .ok_or_else(|| format!("controller {leader} is not a known voter"))?;
+        Peer::new(addr.clone())
+            .call(req, CALL_DEADLINE)
+            .await
+            .map_err(|e| format!("controller {leader} at {addr}: {e}"))
+    }
+}
+
+struct Node {
+    ctl: Arc<Ctl>,
+    reg: NodeRegistration,
+}
+
+impl Node {
+    async fn open(
+        cfg: ClusterConfig,
+        dir: &Path,
+        reg: NodeRegistration,
+        view: ClusterView,
+    ) -> anyhow::Result<Node> {
+        let (log, report) = LogStore::open(dir)
+            .with_context(|| format!("cannot open the metadata log in {}", dir.display()))?;
+        for line in report {
+            warn!("{line}");
+        }
+        let v = view.clone();
+        let sm = StateMachine::open(
+            dir,
+            Arc::new(move |img, applied| {
+                v.update(|view| {
+                    view.image = img.clone();
+                    view.applied_index = applied.unwrap_or(0);
+                })
+            }),
+        )
+        .with_context(|| format!("cannot open the metadata snapshot in {}", dir.display()))?;
+        let config = openraft::Config {
+            cluster_name: "shardlog".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 100,
+            snapshot_max_chunk_size: 1 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .context("quorum settings")?;
+        let raft = Raft::new(cfg.node_id, Arc::new(config), Network, log, sm)
+            .await
+            .context("cannot start the metadata quorum")?;
+        let listener = TcpListener::bind(&cfg.listener)
+            .await
+            .with_context(|| format!("cannot listen on controller.listener {}", cfg.listener))?;
+        info!(node = cfg.node_id, listener = %cfg.listener, voters = ?cfg.voters, "metadata quorum starting");
+        view.update(|v| {
+            v.node_id = cfg.node_id;
+            v.voters = cfg.voters.keys().copied().collect();
+        });
+        let ctl = Arc::new(Ctl {
+            raft: raft.clone(),
+            cfg,
+            view,
+            seen: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(net::serve(listener, raft.clone(), ctl.clone()));
+        if !raft.is_initialized().await.unwrap_or(true) {
+            // Every voter proposes the same initial membership at log index 0 (openraft
+            // makes that safe); whichever is elected first carries on from it.
+            let members: BTreeMap<NodeId, BasicNode> = ctl
+                .cfg
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            if let Err(e) = raft.initialize(members).await {
+                debug!("quorum already initialized: {e}");
+            }
+        }
+        Ok(Node { ctl, reg })
+    }
+
+    async fn run(self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        tokio::spawn(watch_metrics(self.ctl.clone()));
+        let mut epoch: Option<u64> = None;
+        let mut heartbeat = tokio::time::interval(self.ctl.cfg.heartbeat_interval);
+        let mut fence_check = tokio::time::interval(FENCE_CHECK);
+        let mut led_since: Option<Instant> = None;
+        // Runs until the broker stops; each branch is one bounded step.
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = heartbeat.tick() => match epoch {
+                    None => match self.ctl.propose_anywhere(Command::Register(self.reg.clone())).await {
+                        Ok(Outcome::Registered { epoch: e }) => {
+                            info!(node = self.reg.id, epoch = e, "registered with the cluster");
+                            epoch = Some(e);
+                        }
+                        Ok(other) => warn!("registration answered {other:?}"),
+                        Err(e) => debug!("registration not yet committed: {e}"),
+                    },
+                    Some(e) => self.send_heartbeat(e).await,
+                },
+                _ = fence_check.tick() => {
+                    led_since = self.fence_silent_nodes(led_since).await;
+                }
+            }
+        }
+        if let Err(e) = self.ctl.raft.shutdown().await {
+            warn!("metadata quorum shutdown: {e}");
+        }
+    }
+
+    async fn send_heartbeat(&self, epoch: u64) {
+        let id = self.reg.id;
+        match self.ctl.raft.current_leader().await {
+            Some(l) if l == id => {
+                net::Controller::heartbeat(&*self.ctl, id, epoch).await;
+            }
+            Some(l) => {
+                if let Err(e) = self
+                    .ctl
+                    .ask_leader(l, &Request::Heartbeat { id, epoch })
+                    .await
+                {
+                    debug!("heartbeat not delivered: {e}");
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// On the controller: fences nodes silent for a session timeout. Returns since when this
+    /// node has led (every node gets a full session timeout after a leadership change).
+    async fn fence_silent_nodes(&self, led_since: Option<Instant>) -> Option<Instant> {
+        if !self.ctl.leads() {
+            if let Ok(mut seen) = self.ctl.seen.lock() {
+                seen.clear();
+            }
+            return None;
+        }
+        let since = led_since.unwrap_or_else(Instant::now);
+        let timeout = self.ctl.cfg.session_timeout;
+        let silent: Vec<(NodeId, u64)> = {
+            let image = self.ctl.view.get();
+            let seen = match self.ctl.seen.lock() {
+                Ok(s) => s.clone(),
+                Err(_) => return Some(since),
+            };
+            image
+                .image
+                .nodes
+                .values()
+                .filter(|n| !n.fenced)
+                .filter(|n| {
+                    let last = seen
+                        .get(&n.registration.id)
+                        .filter(|(e, _)| *e == n.epoch)
+                        .map_or(since, |(_, t)| (*t).max(since));
+                    last.elapsed() > timeout
+                })
+                .map(|n| (n.registration.id, n.epoch))
+                .collect()
+        };
+        for (id, epoch) in silent {
+            warn!(
+                node = id,
+                epoch,
+                timeout_ms = timeout.as_millis() as u64,
+                "no heartbeat within the session timeout; fencing the node"
+            );
+            if let Err(e) = self.ctl.propose_here(Command::Fence { id, epoch }).await {
+                debug!(node = id, "fence not committed: {e}");
+            }
+        }
+        Some(since)
+    }
+}
+
+/// Keeps the view's quorum figures current.
+async fn watch_metrics(ctl: Arc<Ctl>) {
+    let mut rx = ctl.raft.metrics();
+    let mut last_leader = None;
+    let mut reported_fatal = false;
+    // Ends when the Raft instance shuts down (the channel closes).
+    loop {
+        {
+            let m = rx.borrow().clone();
+            if m.current_leader != last_leader {
+                match m.current_leader {
+                    Some(l) if l == ctl.cfg.node_id => {
+                        info!(term = m.current_term, "this node is now the controller")
+                    }
+                    Some(l) => info!(controller = l, term = m.current_term, "controller elected"),
+                    None => info!(
+                        term = m.current_term,
+                        "no controller: an election is under way"
+                    ),
+                }
+                last_leader = m.current_leader;
+            }
+            if let (Err(e), false) = (&m.running_state, reported_fatal) {
+                error!("metadata quorum stopped: {e}");
+                reported_fatal = true;
+            }
+            ctl.view.update(|v| {
+                v.controller = m.current_leader;
+                v.term = m.current_term;
+                v.role = match m.state {
+                    ServerState::Leader => "leader",
+                    ServerState::Follower => "follower",
+                    ServerState::Candidate => "candidate",
+                    ServerState::Learner => "learner",
+                    ServerState::Shutdown => "shutdown",
+                }
+                .to_string();
+                v.last_log_index = m.last_log_index.unwrap_or(0);
+                v.voters = m.membership_config.membership().voter_ids().collect();
+                v.quorum_ack_age_ms = m.millis_since_quorum_ack;
+                v.voter_lag = m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(id, matched)| {
+                                let at = matched.map_or(0, |l| l.index);
+                                (*id, v.last_log_index.saturating_sub(at))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            });
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

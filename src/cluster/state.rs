@@ -1,0 +1,165 @@
+//! The replicated metadata image: what every node of the cluster agrees on, built by applying
+//! the quorum's committed commands in log order.
+//!
+//! Invariant: `apply` is a pure function of the image and the command (plus the command's log
+//! index), so every node that applies the same log reaches the same image. Nothing here does
+//! I/O or knows about Raft, shards or logs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity in the cluster (Kafka's `node.id`).
+pub type NodeId = u64;
+
+/// What a node tells the cluster about itself when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRegistration {
+    pub id: NodeId,
+    /// A random id per process start: a restart is a new incarnation.
+    pub incarnation: String,
+    /// `broker.rack`; the node's id when unset, so each machine is its own failure domain.
+    pub rack: String,
+    /// Host clients reach this node's shards at.
+    pub host: String,
+    /// Kafka port of shard 0; shard i listens on `kafka_port + i`.
+    pub kafka_port: u16,
+    pub shards: u16,
+    /// The metrics/HTTP port, if any.
+    pub http_port: Option<u16>,
+}
+
+/// A node as the image holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub registration: NodeRegistration,
+    /// Log index of the registration that started this incarnation (Kafka's broker epoch).
+    pub epoch: u64,
+    /// Fenced nodes missed their session timeout: no leadership, left out of Metadata.
+    pub fenced: bool,
+}
+
+/// A change to the image, proposed through the quorum's leader.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Command {
+    /// A node (re)starting; a new incarnation gets a new epoch and is unfenced.
+    Register(NodeRegistration),
+    /// The controller saw no heartbeat from `id` for a session timeout.
+    Fence { id: NodeId, epoch: u64 },
+    /// A fenced node is heartbeating again with the same incarnation.
+    Unfence { id: NodeId, epoch: u64 },
+    /// An operator removed the node from the cluster (`shardlog cluster remove-node`).
+    Unregister { id: NodeId },
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum Outcome {
+    #[default]
+    Done,
+    /// The node's epoch after a registration.
+    Registered { epoch: u64 },
+    /// The command named a node or epoch the image no longer has.
+    Stale,
+}
+
+/// The agreed state of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Image {
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl Image {
+    /// Applies one committed command found at log `index`.
+    pub fn apply(&mut self, cmd: &Command, index: u64) -> Outcome {
+        match cmd {
+            Command::Register(reg) => {
+                let epoch = match self.nodes.get(&reg.id) {
+                    Some(n) if n.registration.incarnation == reg.incarnation => n.epoch,
+                    _ => index,
+                };
+                self.nodes.insert(
+                    reg.id,
+                    NodeRecord {
+                        registration: reg.clone(),
+                        epoch,
+                        fenced: false,
+                    },
+                );
+                Outcome::Registered { epoch }
+            }
+            Command::Fence { id, epoch } | Command::Unfence { id, epoch } => {
+                let fence = matches!(cmd, Command::Fence { .. });
+                match self.nodes.get_mut(id) {
+                    Some(n) if n.epoch == *epoch => {
+                        n.fenced = fence;
+                        Outcome::Done
+                    }
+                    _ => Outcome::Stale,
+                }
+            }
+            Command::Unregister { id } => match self.nodes.remove(id) {
+                Some(_) => Outcome::Done,
+                None => Outcome::Stale,
+            },
+        }
+    }
+
+    /// Nodes clients may use: registered and not fenced.
+    pub fn live_nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values().filter(|n| !n.fenced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(id: NodeId, inc: &str) -> NodeRegistration {
+        NodeRegistration {
+            id,
+            incarnation: inc.into(),
+            rack: id.to_string(),
+            host: "127.0.0.1".into(),
+            kafka_port: 9092,
+            shards: 2,
+            http_port: None,
+        }
+    }
+
+    #[test]
+    fn epochs_follow_incarnations_and_stale_fences_are_ignored() {
+        let mut img = Image::default();
+        assert_eq!(
+            img.apply(&Command::Register(reg(1, "a")), 5),
+            Outcome::Registered { epoch: 5 }
+        );
+        // The same incarnation registering again keeps its epoch.
+        assert_eq!(
+            img.apply(&Command::Register(reg(1, "a")), 9),
+            Outcome::Registered { epoch: 5 }
+        );
+        assert_eq!(
+            img.apply(&Command::Fence { id: 1, epoch: 5 }, 10),
+            Outcome::Done
+        );
+        assert_eq!(img.live_nodes().count(), 0);
+        // A restart is a new incarnation: new epoch, unfenced; a fence for the old epoch
+        // (decided before the restart) no longer applies.
+        assert_eq!(
+            img.apply(&Command::Register(reg(1, "b")), 11),
+            Outcome::Registered { epoch: 11 }
+        );
+        assert_eq!(
+            img.apply(&Command::Fence { id: 1, epoch: 5 }, 12),
+            Outcome::Stale
+        );
+        assert_eq!(img.live_nodes().count(), 1);
+        assert_eq!(img.apply(&Command::Unregister { id: 1 }, 13), Outcome::Done);
+        assert!(img.nodes.is_empty());
+        assert_eq!(
+            img.apply(&Command::Unfence { id: 1, epoch: 11 }, 14),
+            Outcome::Stale
+        );
+    }
+}
