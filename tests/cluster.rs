@@ -205,3 +205,259 @@ fn a_paused_controller_never_leaves_two_leaders_in_one_term() {
     );
     assert!(leaders.len() >= 2, "terms with a leader: {leaders:?}");
 }
+
+/// Reads every record of `topic` (partitions `0..partitions`) through `b` with librdkafka:
+/// value → partition.
+fn read_all(b: &Broker, topic: &str, partitions: i32, want: usize) -> BTreeMap<String, i32> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::Message;
+    let consumer: BaseConsumer = common::reader(b, topic, 0..partitions);
+    let mut got = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Bounded by the deadline.
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            got.insert(v, m.partition());
+        }
+    }
+    got
+}
+
+#[test]
+fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_third() {
+    use common::wire::{produce, try_produce};
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use shardlog::admin::client::Client;
+
+    let mut c = Cluster::start(3);
+    c.wait_for(&[0, 1, 2], "3 live nodes and one controller", |v| {
+        all_live(v, 3) && agree_on_controller(v).is_some()
+    });
+    common::cli(
+        &c.nodes[0],
+        &["topic", "create", "spread", "--partitions", "6"],
+    );
+    c.wait_for(&[0, 1, 2], "the topic on every node", |v| {
+        v.iter().all(|v| v["image"]["topics"]["spread"].is_object())
+    });
+    let view = c.view(0).expect("view");
+    let placement: Vec<(u64, u64)> = view["image"]["topics"]["spread"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            (
+                p["node"].as_u64().unwrap_or(0),
+                p["shard"].as_u64().unwrap_or(9),
+            )
+        })
+        .collect();
+    for node in 1..=3u64 {
+        assert_eq!(
+            placement.iter().filter(|(n, _)| *n == node).count(),
+            2,
+            "balanced: {placement:?}"
+        );
+    }
+
+    // librdkafka bootstrapped at node 2 finds every partition's leader through Metadata.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", c.nodes[1].bootstrap())
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let sends: Vec<_> = (0..600)
+        .map(|i| {
+            let v = format!("v{i}");
+            let k = format!("k{i}");
+            producer
+                .send_result(FutureRecord::to("spread").payload(&v).key(&k))
+                .map_err(|(e, _)| e)
+        })
+        .collect();
+    for s in sends {
+        let report = futures::executor::block_on(s.expect("queued")).expect("delivery report");
+        report.expect("delivered");
+    }
+    let got = read_all(&c.nodes[2], "spread", 6, 600);
+    assert_eq!(got.len(), 600, "all read back through node 3");
+    for (i, (node, _)) in placement.iter().enumerate() {
+        let dir = c.nodes[(*node - 1) as usize]
+            .data_dir()
+            .join("topics")
+            .join(format!("spread-{i}"));
+        assert!(dir.is_dir(), "partition {i} on node {node}");
+    }
+
+    // A partition led by another node is refused with NOT_LEADER_OR_FOLLOWER.
+    let elsewhere = placement.iter().position(|(n, _)| *n != 1).expect("one") as i32;
+    let mut raw = Client::connect(&c.nodes[0].bootstrap()).expect("connect");
+    let (code, _) = try_produce(
+        &mut raw,
+        "spread",
+        elsewhere,
+        common::record_batch(&[b"x"], 1),
+    )
+    .expect("produce answered");
+    assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+    let mine = placement.iter().position(|(n, _)| *n == 1).expect("one") as i32;
+    assert_eq!(
+        produce(
+            &mut raw,
+            "spread",
+            mine,
+            common::record_batch(&[b"mine"], 1)
+        )
+        .0,
+        0
+    );
+
+    // Node 3 dies: its partitions are leaderless; it returns with its data.
+    c.nodes[2].kill();
+    c.wait_for(&[0, 1], "node 3 fenced", |v| {
+        v.iter()
+            .all(|v| node_states(v).get(&3).is_some_and(|(f, _)| *f))
+    });
+    let meta = leaders(&c.nodes[0].bootstrap(), "spread");
+    for (i, (node, _)) in placement.iter().enumerate() {
+        assert_eq!(
+            meta[i].0 == 5,
+            *node == 3,
+            "partition {i} on node {node}: {meta:?}"
+        );
+    }
+    c.nodes[2].start_again();
+    c.wait_for(&[0, 1, 2], "node 3 back", |v| all_live(v, 3));
+    let got = read_all(&c.nodes[0], "spread", 6, 601);
+    assert_eq!(got.len(), 601, "every record, node 3's included");
+}
+
+/// (error code, leader) of each partition of `topic` in a Metadata answer from `addr`.
+fn leaders(addr: &str, topic: &str) -> Vec<(i16, i32)> {
+    use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+    let mut c = shardlog::admin::client::Client::connect(addr).expect("connect");
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(common::wire::name(topic));
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![t]);
+    let resp = c.call(&req, 9).expect("metadata");
+    let mut parts: Vec<(i32, i16, i32)> = resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code, p.leader_id.0))
+        .collect();
+    parts.sort_unstable();
+    parts.into_iter().map(|(_, e, l)| (e, l)).collect()
+}
+
+#[test]
+fn a_single_node_data_dir_starts_as_a_one_node_cluster_with_its_topics() {
+    use common::wire::{create_topic, fetch, produce};
+    use shardlog::admin::client::Client;
+    use shardlog::log::batch::BatchScan;
+
+    let mut old = Broker::start(2);
+    create_topic(&old, "kept", 3);
+    let mut c = Client::connect(&old.bootstrap()).expect("connect");
+    for p in 0..3 {
+        assert_eq!(
+            produce(&mut c, "kept", p, common::record_batch(&[b"a", b"b"], 1)).0,
+            0
+        );
+    }
+    old.stop();
+    let data = old.data_dir().display().to_string();
+    let port = common::pick_port(1);
+    let b = Broker::start_configured(
+        2,
+        &format!("\"node.id\" = 0\n\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\"\n"),
+        &["--data-dir", &data],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    // Bounded by the deadline: the import is proposed once the quorum has a leader.
+    loop {
+        let ok = (0..3).all(|p| {
+            let (err, records) = fetch(&mut c, "kept", p, 0, 0);
+            err == 0
+                && BatchScan::new(&records, true)
+                    .map(|(_, h)| h.record_count)
+                    .sum::<i32>()
+                    == 2
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic not served:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, body) = http_get(&b.metrics_addr().expect("metrics"), "/v1/cluster");
+    let v: Value = serde_json::from_str(&body).expect("view");
+    assert_eq!(
+        v["image"]["topics"]["kept"]["partitions"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert!(b.log_text().contains("imported a single-node topic"));
+}
+
+#[test]
+fn restarting_every_node_keeps_the_topics_and_their_records() {
+    use common::wire::produce;
+    use shardlog::admin::client::Client;
+
+    let mut c = Cluster::start(3);
+    c.wait_for(&[0, 1, 2], "3 live nodes and one controller", |v| {
+        all_live(v, 3) && agree_on_controller(v).is_some()
+    });
+    common::cli(
+        &c.nodes[2],
+        &["topic", "create", "durable", "--partitions", "3"],
+    );
+    c.wait_for(&[0, 1, 2], "the topic on every node", |v| {
+        v.iter()
+            .all(|v| v["image"]["topics"]["durable"].is_object())
+    });
+    let view = c.view(0).expect("view");
+    let owners: Vec<u64> = view["image"]["topics"]["durable"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["node"].as_u64().unwrap_or(0))
+        .collect();
+    for (p, node) in owners.iter().enumerate() {
+        let mut raw = Client::connect(&c.nodes[(*node - 1) as usize].bootstrap()).expect("connect");
+        let v = format!("r{p}");
+        assert_eq!(
+            produce(
+                &mut raw,
+                "durable",
+                p as i32,
+                common::record_batch(&[v.as_bytes()], 1)
+            )
+            .0,
+            0
+        );
+    }
+    for n in c.nodes.iter_mut() {
+        n.stop();
+    }
+    for n in c.nodes.iter_mut() {
+        n.start_again();
+    }
+    c.wait_for(&[0, 1, 2], "the cluster back with its topic", |v| {
+        all_live(v, 3)
+            && v.iter()
+                .all(|v| v["image"]["topics"]["durable"].is_object())
+    });
+    let got = read_all(&c.nodes[1], "durable", 3, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+}

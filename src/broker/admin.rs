@@ -121,6 +121,7 @@ fn mark_unopened(results: &mut [TopicResult], published: Result<Vec<(String, Str
 /// Runs on the controller.
 pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
+    let clustered = shard.proposer.is_some();
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     let mut changed = false;
@@ -152,8 +153,9 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                 errors::INVALID_PARTITIONS,
                 format!("partitions must be in [1, {MAX_PARTITIONS}]"),
             )
-        } else if let Some(msg) =
-            super::placement::over_limit(&shard.cfg, &cat, &t.name, partitions)
+        } else if let Some(msg) = (!clustered)
+            .then(|| super::placement::over_limit(&shard.cfg, &cat, &t.name, partitions))
+            .flatten()
         {
             TopicResult::err(&t.name, errors::POLICY_VIOLATION, msg)
         } else if t.replication_factor != -1 && t.replication_factor != 1 {
@@ -182,6 +184,7 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                     .into_iter()
                     .filter_map(|(k, v)| v.map(|v| (k, v)))
                     .collect(),
+                placement: Vec::new(),
             };
             let r = TopicResult {
                 name: t.name.clone(),
@@ -190,6 +193,12 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                 id: meta.id,
                 partitions,
             };
+            if clustered && !req.validate_only {
+                results.push(
+                    super::cluster_link::create(shard, &t.name, partitions, meta.configs).await,
+                );
+                continue;
+            }
             if !req.validate_only {
                 info!(topic = %t.name, partitions, "creating topic");
                 cat.topics.insert(t.name, meta);
@@ -205,9 +214,29 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
     results
 }
 
+/// The answer, for now, to topic changes a cluster does not make through its quorum yet.
+fn not_in_cluster_yet(names: impl Iterator<Item = String>, what: &str) -> Vec<TopicResult> {
+    names
+        .map(|n| {
+            TopicResult::err(
+                &n,
+                errors::INVALID_REQUEST,
+                format!("{what} is not yet supported in a cluster (controller.quorum.voters)"),
+            )
+        })
+        .collect()
+}
+
 /// Runs on the controller.
 pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
+    if shard.proposer.is_some() {
+        let mut results = Vec::new();
+        for name in names {
+            results.push(super::cluster_link::delete(shard, &name).await);
+        }
+        return results;
+    }
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     for name in names {
@@ -245,6 +274,9 @@ pub async fn controller_create_partitions(
     req: CreatePartitionsRequest,
 ) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
+    if shard.proposer.is_some() {
+        return not_in_cluster_yet(req.topics.into_iter().map(|(n, _)| n), "CreatePartitions");
+    }
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     let mut changed = false;
@@ -297,6 +329,9 @@ pub async fn controller_alter_configs(
     req: crate::protocol::AlterConfigsRequest,
 ) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
+    if shard.proposer.is_some() {
+        return not_in_cluster_yet(req.resources.into_iter().map(|r| r.name), "AlterConfigs");
+    }
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     let mut changed = false;

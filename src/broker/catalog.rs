@@ -35,12 +35,46 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Topic-level config overrides (Kafka names).
     pub configs: BTreeMap<String, String>,
+    /// In a cluster: (node, shard) of each partition, from the metadata quorum. Empty on a
+    /// single node, where the shard is a hash of topic and partition ([`Catalog::owner`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<(u64, u16)>,
+}
+
+/// A node of the cluster as the data plane needs it: where its shards listen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeAddr {
+    pub host: String,
+    /// Port of shard 0; shard i at `port + i`.
+    pub port: u16,
+    pub shards: u16,
+    /// Not fenced.
+    pub live: bool,
+}
+
+/// The cluster around this node, when it is part of one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterMap {
+    pub local: u64,
+    pub controller: Option<u64>,
+    pub nodes: BTreeMap<u64, NodeAddr>,
+}
+
+/// Kafka broker id of shard `shard` of node `node` (each shard is advertised as a broker):
+/// stable across restarts, and equal to the shard index on a single node with `node.id` 0.
+pub fn broker_id(node: u64, shard: u16) -> i32 {
+    (node as i32)
+        .saturating_mul(1024)
+        .saturating_add(i32::from(shard))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct Catalog {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Set in a cluster (from the metadata quorum); never persisted.
+    #[serde(skip)]
+    pub cluster: Option<ClusterMap>,
 }
 
 const FILE: &str = "catalog.json";
@@ -141,6 +175,7 @@ impl Catalog {
                 let c = Catalog {
                     cluster_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
                     topics: BTreeMap::new(),
+                    cluster: None,
                 };
                 c.persist(data_dir)?;
                 Ok(c)
@@ -177,6 +212,31 @@ impl Catalog {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         ((h as usize).wrapping_add(partition.max(0) as usize)) % shards.max(1)
+    }
+
+    /// The shard of this node that owns `partition` of `topic`; `None` when another node
+    /// owns it (or, in a cluster, the partition is unknown).
+    pub fn locate(&self, topic: &str, partition: i32, shards: usize) -> Option<usize> {
+        let Some(cm) = &self.cluster else {
+            return Some(Self::owner(topic, partition, shards));
+        };
+        let meta = self.topics.get(topic)?;
+        let (node, shard) = *meta.placement.get(usize::try_from(partition).ok()?)?;
+        (node == cm.local && usize::from(shard) < shards).then_some(usize::from(shard))
+    }
+
+    /// The broker (node and shard) leading `partition` of `topic` for Metadata: `None`
+    /// when its node is fenced (the partition is leaderless until the node returns).
+    pub fn leader(&self, topic: &str, partition: i32, shards: usize) -> Option<i32> {
+        let Some(cm) = &self.cluster else {
+            return Some(Self::owner(topic, partition, shards) as i32);
+        };
+        let meta = self.topics.get(topic)?;
+        let (node, shard) = *meta.placement.get(usize::try_from(partition).ok()?)?;
+        cm.nodes
+            .get(&node)
+            .filter(|n| n.live)
+            .map(|_| broker_id(node, shard))
     }
 
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&str> {
@@ -252,6 +312,7 @@ mod tests {
                 id: [7; 16],
                 partitions: 3,
                 configs: BTreeMap::new(),
+                placement: Vec::new(),
             },
         );
         c.persist(dir.path()).expect("persist");

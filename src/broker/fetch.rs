@@ -157,6 +157,8 @@ pub async fn handle(
 ) -> Vec<(String, Vec<FetchPartitionOut<Records>>)> {
     let catalog = shard.catalog();
     let mut by_owner: BTreeMap<usize, Vec<FetchTopic>> = BTreeMap::new();
+    // Known partitions another node leads: NOT_LEADER_OR_FOLLOWER.
+    let mut elsewhere: std::collections::BTreeSet<(String, i32)> = Default::default();
     for t in &req.topics {
         for p in &t.partitions {
             let known = catalog
@@ -166,9 +168,11 @@ pub async fn handle(
             if !known {
                 continue;
             }
-            let topics = by_owner
-                .entry(shard.owner(&t.name, p.partition))
-                .or_default();
+            let Some(owner) = catalog.locate(&t.name, p.partition, shard.nshards) else {
+                elsewhere.insert((t.name.clone(), p.partition));
+                continue;
+            };
+            let topics = by_owner.entry(owner).or_default();
             match topics.last_mut() {
                 Some(last) if last.name == t.name => last.partitions.push(*p),
                 _ => topics.push(FetchTopic {
@@ -236,7 +240,11 @@ pub async fn handle(
                 },
                 None => FetchPartitionOut {
                     partition: p.partition,
-                    error: errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    error: if elsewhere.contains(&(t.name.clone(), p.partition)) {
+                        errors::NOT_LEADER_OR_FOLLOWER
+                    } else {
+                        errors::UNKNOWN_TOPIC_OR_PARTITION
+                    },
                     high_watermark: -1,
                     last_stable_offset: -1,
                     log_start_offset: -1,

@@ -103,10 +103,10 @@ async fn scatter(
 ) -> BTreeMap<(String, i32), OffsetResult> {
     let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
     for (t, p, v) in items {
-        by_owner
-            .entry(shard.owner(&t, p))
-            .or_default()
-            .push((t, p, v));
+        // A partition led by another node is left out: the caller answers for it.
+        if let Some(owner) = shard.owner(&t, p) {
+            by_owner.entry(owner).or_default().push((t, p, v));
+        }
     }
     let futs = by_owner.into_iter().map(|(owner, q)| {
         let shard = shard.clone();
@@ -132,6 +132,21 @@ async fn scatter(
         found.insert((r.topic.clone(), r.partition), r);
     }
     found
+}
+
+/// The error for a partition no shard of this node answered for: led by another node, or
+/// unknown.
+fn missing(shard: &Shard, topic: &str, partition: i32) -> i16 {
+    let known = shard
+        .catalog()
+        .topics
+        .get(topic)
+        .is_some_and(|m| partition >= 0 && partition < m.partitions);
+    if known {
+        errors::NOT_LEADER_OR_FOLLOWER
+    } else {
+        errors::UNKNOWN_TOPIC_OR_PARTITION
+    }
 }
 
 /// Handles DeleteRecords, routing each partition to its owner.
@@ -162,7 +177,7 @@ pub async fn delete_records(
                 pr.low_watermark = r.offset;
             }
             None => {
-                pr.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                pr.error_code = missing(shard, t, *p);
                 pr.low_watermark = -1;
             }
         }
@@ -196,7 +211,7 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsRe
                     pr.timestamp = r.timestamp;
                 }
                 None => {
-                    pr.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                    pr.error_code = missing(shard, &t.name, p);
                     pr.offset = -1;
                     pr.timestamp = -1;
                 }

@@ -1,6 +1,7 @@
 //! Metadata: every shard is advertised as its own broker (node id = shard index, port =
-//! base port + index), and each partition's leader is the shard that owns it, so clients
-//! send partition traffic straight to the owning core.
+//! base port + index; in a cluster, every live node's shards, id = node × 1024 + shard), and
+//! each partition's leader is the shard that owns it, so clients send partition traffic
+//! straight to the owning core of the owning node.
 
 use std::rc::Rc;
 
@@ -11,10 +12,18 @@ use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::admin;
-use super::catalog::valid_topic_name;
+use super::catalog::{self, valid_topic_name};
 use super::errors;
 use super::shard::Shard;
 use crate::protocol::MetadataRequest;
+
+fn broker(id: i32, host: &str, port: u16) -> MetadataResponseBroker {
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(id);
+    b.host = StrBytes::from_string(host.to_string());
+    b.port = i32::from(port);
+    b
+}
 
 pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
     if let Some(names) = &req.topics {
@@ -30,16 +39,28 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
     }
     let cat = shard.catalog();
     let mut resp = MetadataResponse::default();
-    for i in 0..shard.nshards {
-        let addr = shard.cfg.shard_addr(i);
-        let mut b = MetadataResponseBroker::default();
-        b.node_id = BrokerId(i as i32);
-        b.host = StrBytes::from_string(addr.ip().to_string());
-        b.port = i32::from(addr.port());
-        resp.brokers.push(b);
+    match &cat.cluster {
+        None => {
+            for i in 0..shard.nshards {
+                let addr = shard.cfg.shard_addr(i);
+                resp.brokers
+                    .push(broker(i as i32, &addr.ip().to_string(), addr.port()));
+            }
+            resp.controller_id = BrokerId(admin::CONTROLLER as i32);
+        }
+        Some(cm) => {
+            // Every live node's shards, each a broker; the controller is its node's shard 0.
+            for (id, n) in cm.nodes.iter().filter(|(_, n)| n.live) {
+                for s in 0..n.shards {
+                    let port = n.port.saturating_add(s);
+                    resp.brokers
+                        .push(broker(catalog::broker_id(*id, s), &n.host, port));
+                }
+            }
+            resp.controller_id = BrokerId(cm.controller.map_or(-1, |c| catalog::broker_id(c, 0)));
+        }
     }
     resp.cluster_id = Some(StrBytes::from_string(cat.cluster_id.clone()));
-    resp.controller_id = BrokerId(admin::CONTROLLER as i32);
     let names: Vec<String> = match &req.topics {
         None => cat.topics.keys().cloned().collect(),
         Some(n) => n.clone(),
@@ -58,13 +79,26 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
             Some(meta) => {
                 t.topic_id = uuid::Uuid::from_bytes(meta.id);
                 for p in 0..meta.partitions {
-                    let leader = BrokerId(shard.owner(&name, p) as i32);
                     let mut pm = MetadataResponsePartition::default();
                     pm.partition_index = p;
-                    pm.leader_id = leader;
                     pm.leader_epoch = 0;
-                    pm.replica_nodes = vec![leader];
-                    pm.isr_nodes = vec![leader];
+                    match cat.leader(&name, p, shard.nshards) {
+                        Some(l) => {
+                            pm.leader_id = BrokerId(l);
+                            pm.replica_nodes = vec![BrokerId(l)];
+                            pm.isr_nodes = vec![BrokerId(l)];
+                        }
+                        None => {
+                            // Its node is fenced: leaderless until it returns.
+                            pm.error_code = errors::LEADER_NOT_AVAILABLE;
+                            pm.leader_id = BrokerId(-1);
+                            let replica = meta
+                                .placement
+                                .get(p as usize)
+                                .map(|(n, s)| BrokerId(catalog::broker_id(*n, *s)));
+                            pm.replica_nodes = replica.into_iter().collect();
+                        }
+                    }
                     t.partitions.push(pm);
                 }
             }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod cluster_link;
 pub mod connection;
 pub mod disk_space;
 pub mod errors;
@@ -151,11 +152,14 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         info!("no clean-shutdown marker: recovering, every active segment is scanned");
     }
     let catalog = Catalog::load_or_create(&cfg.data_dir)?;
-    remove_orphans(&cfg, &catalog);
+    if cfg.quorum_voters.trim().is_empty() {
+        // In a cluster the quorum says which partitions this node holds, not catalog.json.
+        remove_orphans(&cfg, &catalog);
+    }
     let view = ClusterView::default();
     // The control plane first: its thread runs beside the shards, which only read its view.
-    let _control_plane = match cfg.cluster().map_err(|e| anyhow::anyhow!(e))? {
-        None => None,
+    let (_control_plane, proposer) = match cfg.cluster().map_err(|e| anyhow::anyhow!(e))? {
+        None => (None, None),
         Some(cc) => {
             let http_port = cfg.metrics_listen.map(|a| a.port()).filter(|p| *p != 0);
             let reg = crate::cluster::registration(
@@ -165,7 +169,8 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                 cfg.cores,
                 http_port,
             );
-            Some(crate::cluster::start(cc, &cfg.data_dir, reg, view.clone())?)
+            let (handle, proposer) = crate::cluster::start(cc, &cfg.data_dir, reg, view.clone())?;
+            (Some(handle), Some(proposer))
         }
     };
     let catalog = Arc::new(catalog);
@@ -194,13 +199,14 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             Some(c) => Placement::Fixed(c.id),
             None => Placement::Unbound,
         };
-        let (cfg, catalog, stop, ready, conns, cluster) = (
+        let (cfg, catalog, stop, ready, conns, cluster, proposer) = (
             cfg.clone(),
             catalog.clone(),
             stop.clone(),
             ready_tx.clone(),
             conns.clone(),
             view.clone(),
+            proposer.clone(),
         );
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
@@ -216,6 +222,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     clean,
                     conns,
                     cluster,
+                    proposer,
                 })
             })
             .map_err(|e| {
@@ -322,6 +329,7 @@ struct ShardStart {
     conns: [Arc<ConnLimits>; 2],
     /// The control plane's view of the cluster (empty for a single node).
     cluster: ClusterView,
+    proposer: Option<crate::cluster::Proposer>,
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -337,6 +345,7 @@ async fn shard_main(start: ShardStart) -> bool {
         clean,
         conns,
         cluster,
+        proposer,
     } = start;
     // The shard's descriptors: pipes for zero-copy fetches (two each) take an eighth, log
     // and index files the rest.
@@ -374,10 +383,29 @@ async fn shard_main(start: ShardStart) -> bool {
         conns,
     );
     shard.cluster = cluster;
+    let clustered = proposer.is_some();
+    shard.proposer = proposer;
     let shard = Rc::new(shard);
     shard.disk.measure(&cfg.data_dir);
     shard.clean_start.set(clean);
-    shard.apply_catalog(catalog).await;
+    if clustered {
+        // Topics come from the metadata quorum; catalog.json only seeds an upgrade.
+        let empty = Catalog {
+            cluster_id: catalog.cluster_id.clone(),
+            cluster: Some(catalog::ClusterMap {
+                local: cfg.node_id,
+                controller: None,
+                nodes: Default::default(),
+            }),
+            ..Default::default()
+        };
+        shard.apply_catalog(Arc::new(empty)).await;
+        if id == 0 {
+            crate::runtime::spawn_local(cluster_link::follow(shard.clone(), catalog.clone()));
+        }
+    } else {
+        shard.apply_catalog(catalog).await;
+    }
     shard.clean_start.set(false);
     for rx in inbound.into_iter().flatten() {
         crate::runtime::spawn_local(router::serve_peer(shard.clone(), rx));

@@ -68,6 +68,7 @@ mod tests {
                 id: [0; 16],
                 partitions: 12,
                 configs: Default::default(),
+                placement: Vec::new(),
             },
         );
         // Growing "a" counts its own partitions once; a second topic counts both.

@@ -177,29 +177,33 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
                 .topics
                 .get(&t.name)
                 .is_some_and(|m| p.index >= 0 && p.index < m.partitions);
+            let owner = catalog.locate(&t.name, p.index, shard.nshards);
             let refused = if !acks_ok {
                 Some(errors::INVALID_REQUIRED_ACKS)
             } else if req.transactional_id.is_some() {
                 Some(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             } else if !known {
                 Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
+            } else if owner.is_none() {
+                // Led by another node: the client refreshes Metadata and goes there.
+                Some(errors::NOT_LEADER_OR_FOLLOWER)
             } else {
                 None
             };
-            match refused {
-                Some(code) => results.push(Some(failed(slot, code))),
-                None => {
+            match (refused, owner) {
+                (Some(_), _) | (None, None) => results.push(Some(failed(
+                    slot,
+                    refused.unwrap_or(errors::NOT_LEADER_OR_FOLLOWER),
+                ))),
+                (None, Some(owner)) => {
                     results.push(None);
-                    by_owner
-                        .entry(shard.owner(&t.name, p.index))
-                        .or_default()
-                        .push(PartAppend {
-                            slot,
-                            topic: t.name.clone(),
-                            partition: p.index,
-                            records: p.records.clone(),
-                            durable: req.acks == -1,
-                        });
+                    by_owner.entry(owner).or_default().push(PartAppend {
+                        slot,
+                        topic: t.name.clone(),
+                        partition: p.index,
+                        records: p.records.clone(),
+                        durable: req.acks == -1,
+                    });
                 }
             }
         }

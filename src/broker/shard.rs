@@ -32,6 +32,8 @@ pub struct Shard {
     pub id: usize,
     /// The control plane's view of the cluster (read-only here; empty for a single node).
     pub cluster: crate::cluster::ClusterView,
+    /// Proposes topic changes to the metadata quorum (in a cluster only).
+    pub proposer: Option<crate::cluster::Proposer>,
     pub nshards: usize,
     pub cfg: Arc<BrokerConfig>,
     catalog: RefCell<Arc<Catalog>>,
@@ -82,6 +84,7 @@ impl Shard {
         let [kafka_conns, http_conns] = conns;
         Shard {
             cluster: Default::default(),
+            proposer: None,
             request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
             disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
             kafka_conns,
@@ -111,8 +114,9 @@ impl Shard {
         self.catalog.borrow().clone()
     }
 
-    pub fn owner(&self, topic: &str, partition: i32) -> usize {
-        Catalog::owner(topic, partition, self.nshards)
+    /// The shard of this node that owns the partition; `None` if another node does.
+    pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.catalog().locate(topic, partition, self.nshards)
     }
 
     /// The log of a partition this shard owns.
@@ -164,7 +168,7 @@ impl Shard {
             .flat_map(|(name, meta)| {
                 let lc = log_config(&self.cfg, meta);
                 (0..meta.partitions)
-                    .filter(|p| self.owner(name, *p) == self.id)
+                    .filter(|p| catalog.locate(name, *p, self.nshards) == Some(self.id))
                     .map(move |p| ((name.clone(), p), lc.clone()))
             })
             .collect();

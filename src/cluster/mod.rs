@@ -19,12 +19,12 @@ pub mod state;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-pub use node::start;
+pub use node::{start, ClusterHandle, Proposer};
 use state::{Command, Image, NodeId, NodeRegistration, Outcome};
 
 openraft::declare_raft_types!(
@@ -99,28 +99,37 @@ pub struct View {
     pub image: Image,
 }
 
-/// A shared, swappable snapshot of the [`View`].
-#[derive(Clone, Default)]
+/// A shared, swappable snapshot of the [`View`]; readers on any thread (shards included)
+/// can wait for the next change.
+#[derive(Clone)]
 pub struct ClusterView {
-    inner: Arc<RwLock<Arc<View>>>,
+    tx: Arc<tokio::sync::watch::Sender<Arc<View>>>,
+}
+
+impl Default for ClusterView {
+    fn default() -> Self {
+        ClusterView {
+            tx: Arc::new(tokio::sync::watch::channel(Arc::new(View::default())).0),
+        }
+    }
 }
 
 impl ClusterView {
     pub fn get(&self) -> Arc<View> {
-        match self.inner.read() {
-            Ok(v) => v.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver woken at every change (runtime-agnostic: shards await it too).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<View>> {
+        self.tx.subscribe()
     }
 
     fn update(&self, f: impl FnOnce(&mut View)) {
-        let mut guard = match self.inner.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let mut v = (**guard).clone();
-        f(&mut v);
-        *guard = Arc::new(v);
+        self.tx.send_modify(|v| {
+            let mut next = (**v).clone();
+            f(&mut next);
+            *v = Arc::new(next);
+        });
     }
 }
 

@@ -47,8 +47,9 @@ pub enum Reply {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    /// The outcome, or why not (this node is not the leader: the caller asks the leader).
-    Proposed(Result<Outcome, String>),
+    /// The outcome and the log index it was committed at, or why not (this node is not
+    /// the leader: the caller asks the leader).
+    Proposed(Result<(Outcome, u64), String>),
     /// Whether the heartbeat was taken (by the leader).
     HeartbeatTaken(bool),
 }
@@ -211,7 +212,7 @@ pub trait Controller: Send + Sync + 'static {
     fn propose(
         &self,
         cmd: Command,
-    ) -> impl std::future::Future<Output = Result<Outcome, String>> + Send;
+    ) -> impl std::future::Future<Output = Result<(Outcome, u64), String>> + Send;
     fn heartbeat(&self, id: NodeId, epoch: u64) -> impl std::future::Future<Output = bool> + Send;
 }
 

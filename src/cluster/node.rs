@@ -27,6 +27,59 @@ const CALL_DEADLINE: Duration = Duration::from_secs(3);
 /// How often the controller checks for silent nodes.
 const FENCE_CHECK: Duration = Duration::from_millis(250);
 
+/// Proposes commands to the quorum from any thread (a shard awaits the answer without
+/// blocking: the work runs on the control plane's runtime).
+#[derive(Clone)]
+pub struct Proposer {
+    rt: tokio::runtime::Handle,
+    ctl: Arc<Ctl>,
+}
+
+impl Proposer {
+    /// Commits `cmd` through the controller, then waits (up to `deadline`) until this
+    /// node has applied it too: its outcome.
+    pub async fn propose(&self, cmd: Command, deadline: Duration) -> Result<Outcome, String> {
+        let ctl = self.ctl.clone();
+        let work = self.rt.spawn(async move {
+            let mut rx = ctl.view.subscribe();
+            let (outcome, index) =
+                tokio::time::timeout(deadline, retrying(|| ctl.propose_anywhere(cmd.clone())))
+                    .await
+                    .map_err(|_| "no controller committed it in time".to_string())??;
+            let applied = tokio::time::timeout(deadline, rx.wait_for(|v| v.applied_index >= index))
+                .await
+                .map(|r| r.is_ok());
+            match applied {
+                Ok(true) => Ok(outcome),
+                _ => Err(format!(
+                    "committed at {index} but not yet applied on this node"
+                )),
+            }
+        });
+        work.await
+            .map_err(|e| format!("control plane task failed: {e}"))?
+    }
+}
+
+/// Tries `f` until it succeeds, pausing between attempts (the caller bounds it with a
+/// timeout): a proposal made during an election is retried once a controller is known.
+async fn retrying<F, Fut, T>(mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    // Bounded by the caller's timeout.
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                debug!("proposal not committed yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// The running control plane of this node; stops it when dropped.
 pub struct ClusterHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -51,10 +104,10 @@ pub fn start(
     data_dir: &Path,
     reg: NodeRegistration,
     view: ClusterView,
-) -> anyhow::Result<ClusterHandle> {
+) -> anyhow::Result<(ClusterHandle, Proposer)> {
     let dir = data_dir.join("cluster");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Proposer>>();
     let thread = std::thread::Builder::new()
         .name("controller".into())
         .spawn(move || {
@@ -71,7 +124,10 @@ pub fn start(
             rt.block_on(async move {
                 match Node::open(cfg, &dir, reg, view).await {
                     Ok(node) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(Proposer {
+                            rt: tokio::runtime::Handle::current(),
+                            ctl: node.ctl.clone(),
+                        }));
                         node.run(stop_rx).await;
                     }
                     Err(e) => {
@@ -82,10 +138,13 @@ pub fn start(
         })
         .context("cannot start the controller thread")?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(ClusterHandle {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }),
+        Ok(Ok(proposer)) => Ok((
+            ClusterHandle {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            proposer,
+        )),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)
@@ -107,9 +166,9 @@ struct Ctl {
 }
 
 impl net::Controller for Ctl {
-    async fn propose(&self, cmd: Command) -> Result<Outcome, String> {
+    async fn propose(&self, cmd: Command) -> Result<(Outcome, u64), String> {
         match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(format!(
                 "not the controller; the controller is {:?}",
                 f.leader_id
@@ -151,12 +210,12 @@ impl Ctl {
         m.state == ServerState::Leader && m.current_leader == Some(self.cfg.node_id)
     }
 
-    async fn propose_here(&self, cmd: Command) -> Result<Outcome, String> {
+    async fn propose_here(&self, cmd: Command) -> Result<(Outcome, u64), String> {
         net::Controller::propose(self, cmd).await
     }
 
-    /// Commits `cmd` through whichever node leads the quorum now.
-    async fn propose_anywhere(&self, cmd: Command) -> Result<Outcome, String> {
+    /// Commits `cmd` through whichever node leads the quorum now: its outcome and log index.
+    async fn propose_anywhere(&self, cmd: Command) -> Result<(Outcome, u64), String> {
         let leader = self.raft.current_leader().await;
         match leader {
             Some(l) if l == self.cfg.node_id => self.propose_here(cmd).await,
@@ -270,11 +329,11 @@ impl Node {
                 _ = &mut stop => break,
                 _ = heartbeat.tick() => match epoch {
                     None => match self.ctl.propose_anywhere(Command::Register(self.reg.clone())).await {
-                        Ok(Outcome::Registered { epoch: e }) => {
+                        Ok((Outcome::Registered { epoch: e }, _)) => {
                             info!(node = self.reg.id, epoch = e, "registered with the cluster");
                             epoch = Some(e);
                         }
-                        Ok(other) => warn!("registration answered {other:?}"),
+                        Ok((other, _)) => warn!("registration answered {other:?}"),
                         Err(e) => debug!("registration not yet committed: {e}"),
                     },
                     Some(e) => self.send_heartbeat(e).await,

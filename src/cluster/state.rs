@@ -39,17 +39,52 @@ pub struct NodeRecord {
     pub fenced: bool,
 }
 
+/// Where one partition lives: its node and the shard (core) on it, and its leader epoch
+/// (bumped whenever its leadership moves).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionRecord {
+    pub node: NodeId,
+    pub shard: u16,
+    pub leader_epoch: i32,
+}
+
+/// A topic as the cluster agrees on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicRecord {
+    pub id: [u8; 16],
+    /// Topic-level config overrides (Kafka names).
+    pub configs: BTreeMap<String, String>,
+    /// Index = partition number.
+    pub partitions: Vec<PartitionRecord>,
+}
+
 /// A change to the image, proposed through the quorum's leader.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Command {
     /// A node (re)starting; a new incarnation gets a new epoch and is unfenced.
     Register(NodeRegistration),
     /// The controller saw no heartbeat from `id` for a session timeout.
-    Fence { id: NodeId, epoch: u64 },
+    Fence {
+        id: NodeId,
+        epoch: u64,
+    },
     /// A fenced node is heartbeating again with the same incarnation.
-    Unfence { id: NodeId, epoch: u64 },
+    Unfence {
+        id: NodeId,
+        epoch: u64,
+    },
     /// An operator removed the node from the cluster (`shardlog cluster remove-node`).
-    Unregister { id: NodeId },
+    Unregister {
+        id: NodeId,
+    },
+    /// A new topic with its placement (decided by the controller before proposing).
+    CreateTopic {
+        name: String,
+        topic: TopicRecord,
+    },
+    DeleteTopic {
+        name: String,
+    },
 }
 
 /// What applying a command answered.
@@ -61,12 +96,18 @@ pub enum Outcome {
     Registered { epoch: u64 },
     /// The command named a node or epoch the image no longer has.
     Stale,
+    /// A topic of that name exists already.
+    TopicExists,
+    /// No topic of that name.
+    NoSuchTopic,
 }
 
 /// The agreed state of the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Image {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicRecord>,
 }
 
 impl Image {
@@ -102,7 +143,59 @@ impl Image {
                 Some(_) => Outcome::Done,
                 None => Outcome::Stale,
             },
+            Command::CreateTopic { name, topic } => {
+                if self.topics.contains_key(name) {
+                    return Outcome::TopicExists;
+                }
+                self.topics.insert(name.clone(), topic.clone());
+                Outcome::Done
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Outcome::Done,
+                None => Outcome::NoSuchTopic,
+            },
         }
+    }
+
+    /// Partitions each (node, shard) holds, for balanced placement.
+    pub fn partitions_per_shard(&self) -> BTreeMap<(NodeId, u16), usize> {
+        let mut out = BTreeMap::new();
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                *out.entry((p.node, p.shard)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Places `count` new partitions on the live nodes' shards, fewest partitions first
+    /// (ties broken by node, then shard, so replays agree), at most `per_shard_limit` on
+    /// one shard; `None` if they do not fit.
+    pub fn place(&self, count: usize, per_shard_limit: usize) -> Option<Vec<PartitionRecord>> {
+        let mut load: BTreeMap<(NodeId, u16), usize> = self
+            .live_nodes()
+            .flat_map(|n| (0..n.registration.shards).map(move |s| ((n.registration.id, s), 0)))
+            .collect();
+        for (k, n) in self.partitions_per_shard() {
+            if let Some(l) = load.get_mut(&k) {
+                *l = n;
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        // Each iteration places one partition on the least loaded shard.
+        for _ in 0..count {
+            let (&(node, shard), _) = load
+                .iter()
+                .filter(|(_, n)| **n < per_shard_limit)
+                .min_by_key(|((node, shard), n)| (**n, *node, *shard))?;
+            *load.entry((node, shard)).or_insert(0) += 1;
+            out.push(PartitionRecord {
+                node,
+                shard,
+                leader_epoch: 0,
+            });
+        }
+        Some(out)
     }
 
     /// Nodes clients may use: registered and not fenced.

@@ -1,0 +1,250 @@
+//! The data plane's side of a cluster: turning the control plane's view into the shards'
+//! catalog, and topic changes into commands for the metadata quorum.
+//!
+//! Invariants: in a cluster the quorum is the only source of topics and their placement —
+//! shard 0 installs on every shard the catalog derived from each newer view (nothing is
+//! written to `catalog.json`); a topic change is answered only after the quorum committed
+//! it and this node applied it. Nothing here waits on the control plane from the produce or
+//! fetch path.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use super::admin::TopicResult;
+use super::catalog::{Catalog, ClusterMap, NodeAddr, TopicMeta};
+use super::errors;
+use super::router::{Call, Reply};
+use super::shard::Shard;
+use crate::cluster::state::{Command, Outcome, TopicRecord};
+use crate::cluster::View;
+
+/// How long a topic change may take to commit and apply.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The catalog a node's shards use, from the cluster's view.
+pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
+    let topics = view
+        .image
+        .topics
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                TopicMeta {
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                    configs: t.configs.clone(),
+                    placement: t.partitions.iter().map(|p| (p.node, p.shard)).collect(),
+                },
+            )
+        })
+        .collect();
+    let nodes = view
+        .image
+        .nodes
+        .values()
+        .map(|n| {
+            (
+                n.registration.id,
+                NodeAddr {
+                    host: n.registration.host.clone(),
+                    port: n.registration.kafka_port,
+                    shards: n.registration.shards,
+                    live: !n.fenced,
+                },
+            )
+        })
+        .collect();
+    Catalog {
+        cluster_id: cluster_id.to_string(),
+        topics,
+        cluster: Some(ClusterMap {
+            local: view.node_id,
+            controller: view.controller,
+            nodes,
+        }),
+    }
+}
+
+/// On shard 0 of a clustered node: installs the catalog of every newer view on all shards,
+/// until the shard stops. Topics of `local` (this node's `catalog.json` from a single-node
+/// version) that the cluster does not have are proposed first, placed where their data is.
+pub async fn follow(shard: Rc<Shard>, local: Arc<Catalog>) {
+    let mut rx = shard.cluster.subscribe();
+    let cluster_id = shard.catalog().cluster_id.clone();
+    import(&shard, &local).await;
+    // Each iteration installs one view; ends when the shard stops or the view is gone.
+    loop {
+        let view = rx.borrow_and_update().clone();
+        let cat = catalog_from_view(&view, &cluster_id);
+        if *shard.catalog() != cat {
+            let cat = Arc::new(cat);
+            for j in 0..shard.nshards {
+                let failed = if j == shard.id {
+                    shard.apply_catalog(cat.clone()).await
+                } else {
+                    match shard.call(j, Call::Apply(cat.clone())).await {
+                        Some(Reply::Applied(f)) => f,
+                        _ => {
+                            error!(shard = j, "shard did not apply the cluster's catalog");
+                            Vec::new()
+                        }
+                    }
+                };
+                for (topic, why) in failed {
+                    warn!(%topic, "partition not opened: {why}");
+                }
+            }
+        }
+        if shard.stopping.get() {
+            return;
+        }
+        let next = crate::runtime::timeout(Duration::from_millis(500), rx.changed()).await;
+        if let Some(Err(_)) = next {
+            return;
+        }
+    }
+}
+
+/// Proposes the topics of a single-node catalog the cluster lacks, each partition on this
+/// node's shard that already holds its log. Retried at the next start if it fails.
+async fn import(shard: &Rc<Shard>, local: &Catalog) {
+    let Some(proposer) = &shard.proposer else {
+        return;
+    };
+    let node = shard.cfg.node_id;
+    for (name, meta) in &local.topics {
+        // Waits (bounded by the proposal's deadline) for the quorum's view of the topic.
+        if shard.cluster.get().image.topics.contains_key(name) {
+            continue;
+        }
+        let topic = TopicRecord {
+            id: meta.id,
+            configs: meta.configs.clone(),
+            partitions: (0..meta.partitions)
+                .map(|p| crate::cluster::state::PartitionRecord {
+                    node,
+                    shard: Catalog::owner(name, p, shard.nshards) as u16,
+                    leader_epoch: 0,
+                })
+                .collect(),
+        };
+        let cmd = Command::CreateTopic {
+            name: name.clone(),
+            topic,
+        };
+        match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+            Ok(Outcome::Done) => {
+                info!(topic = %name, "imported a single-node topic into the cluster")
+            }
+            Ok(other) => warn!(topic = %name, "topic not imported: {other:?}"),
+            Err(e) => warn!(topic = %name, "topic not imported (retried at the next start): {e}"),
+        }
+    }
+}
+
+fn result(
+    name: &str,
+    error: i16,
+    message: Option<String>,
+    meta: Option<&TopicRecord>,
+) -> TopicResult {
+    TopicResult {
+        name: name.to_string(),
+        error,
+        message,
+        id: meta.map_or([0; 16], |t| t.id),
+        partitions: meta.map_or(-1, |t| t.partitions.len() as i32),
+    }
+}
+
+/// Creates a topic through the quorum, its partitions spread over the live nodes' shards.
+pub async fn create(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    configs: std::collections::BTreeMap<String, String>,
+) -> TopicResult {
+    let Some(proposer) = &shard.proposer else {
+        return result(
+            name,
+            errors::UNKNOWN_SERVER_ERROR,
+            Some("not in a cluster".into()),
+            None,
+        );
+    };
+    let view = shard.cluster.get();
+    let Some(placement) = view
+        .image
+        .place(partitions.max(0) as usize, shard.cfg.partitions_per_shard)
+    else {
+        return result(
+            name,
+            errors::POLICY_VIOLATION,
+            Some(format!(
+                "{partitions} partitions do not fit on the live nodes' shards (topic.partitions.per.shard = {})",
+                shard.cfg.partitions_per_shard
+            )),
+            None,
+        );
+    };
+    let topic = TopicRecord {
+        id: *uuid::Uuid::new_v4().as_bytes(),
+        configs,
+        partitions: placement,
+    };
+    let cmd = Command::CreateTopic {
+        name: name.to_string(),
+        topic: topic.clone(),
+    };
+    match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+        Ok(Outcome::Done) => {
+            info!(
+                topic = name,
+                partitions, "created topic through the metadata quorum"
+            );
+            result(name, errors::NONE, None, Some(&topic))
+        }
+        other => refused(name, other),
+    }
+}
+
+/// The answer for a topic change the quorum did not make.
+fn refused(name: &str, r: Result<Outcome, String>) -> TopicResult {
+    let (code, msg) = match r {
+        Ok(Outcome::TopicExists) => (
+            errors::TOPIC_ALREADY_EXISTS,
+            format!("topic '{name}' already exists"),
+        ),
+        Ok(Outcome::NoSuchTopic) => (errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic".into()),
+        Ok(other) => (errors::UNKNOWN_SERVER_ERROR, format!("{other:?}")),
+        Err(e) => (errors::REQUEST_TIMED_OUT, e),
+    };
+    result(name, code, Some(msg), None)
+}
+
+/// Deletes a topic through the quorum.
+pub async fn delete(shard: &Rc<Shard>, name: &str) -> TopicResult {
+    let Some(proposer) = &shard.proposer else {
+        return result(
+            name,
+            errors::UNKNOWN_SERVER_ERROR,
+            Some("not in a cluster".into()),
+            None,
+        );
+    };
+    let existing = shard.cluster.get().image.topics.get(name).cloned();
+    let cmd = Command::DeleteTopic {
+        name: name.to_string(),
+    };
+    match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+        Ok(Outcome::Done) => {
+            info!(topic = name, "deleted topic through the metadata quorum");
+            result(name, errors::NONE, None, existing.as_ref())
+        }
+        other => refused(name, other),
+    }
+}
