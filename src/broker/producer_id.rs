@@ -1,9 +1,10 @@
 //! InitProducerId: hands out idempotent-producer ids, unique across restarts.
 //!
-//! Invariant: only the controller (shard 0) allocates. It reserves ids in blocks of
-//! [`BLOCK`], persisting the end of the reserved block in `<data-dir>/producer_ids` (write,
-//! fsync, rename) before handing out any id from it, so a crash skips ids but never repeats
-//! one.
+//! Invariant: only shard 0 allocates. It reserves ids in blocks of [`BLOCK`]: on a single
+//! node by persisting the end of the reserved block in `<data-dir>/producer_ids` (write,
+//! fsync, rename) before handing out any id from it; in a cluster by committing the block
+//! through the metadata quorum, so no two nodes ever hand out the same id. A crash skips
+//! ids but never repeats one.
 
 use std::cell::Cell;
 use std::io::Write;
@@ -51,6 +52,46 @@ fn write_reserved(dir: &Path, end: i64) -> std::io::Result<()> {
 }
 
 impl Allocator {
+    /// The next id of the reserved block, if any is left.
+    fn take(&self) -> Option<i64> {
+        let id = self.next.get();
+        (id < self.end.get()).then(|| {
+            self.next.set(id + 1);
+            id
+        })
+    }
+
+    /// A fresh producer id from a block the metadata quorum reserved for this node.
+    pub async fn allocate_in_cluster(
+        &self,
+        proposer: &crate::cluster::Proposer,
+        dir: &Path,
+    ) -> Result<i64, String> {
+        if let Some(id) = self.take() {
+            return Ok(id);
+        }
+        let at_least = read_reserved(dir).map_err(|e| e.to_string())?;
+        let cmd = crate::cluster::state::Command::AllocateProducerIds {
+            count: BLOCK,
+            at_least,
+        };
+        match proposer
+            .propose(cmd, std::time::Duration::from_secs(15))
+            .await?
+        {
+            crate::cluster::state::Outcome::ProducerIds { start } => {
+                // A concurrent request may have refilled meanwhile: keep the newer block.
+                if self.next.get() >= self.end.get() {
+                    self.next.set(start);
+                    self.end.set(start + BLOCK);
+                }
+                self.take()
+                    .ok_or_else(|| "empty producer id block".to_string())
+            }
+            other => Err(format!("producer id block not reserved: {other:?}")),
+        }
+    }
+
     /// A fresh producer id. Blocking file I/O happens once per [`BLOCK`] ids.
     pub fn allocate(&self, dir: &Path) -> std::io::Result<i64> {
         if self.next.get() >= self.end.get() {
@@ -66,11 +107,24 @@ impl Allocator {
 }
 
 /// (error code, producer id, epoch), computed on the controller.
-pub fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) -> (i16, i64, i16) {
+pub async fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) -> (i16, i64, i16) {
     // KIP-360: a producer that names its current id and epoch gets the epoch bumped; a new
     // id once the epoch would overflow.
     if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return (errors::NONE, producer_id, epoch + 1);
+    }
+    if let Some(proposer) = &shard.proposer {
+        return match shard
+            .producer_ids
+            .allocate_in_cluster(proposer, &shard.cfg.data_dir)
+            .await
+        {
+            Ok(id) => (errors::NONE, id, 0),
+            Err(e) => {
+                error!("cannot reserve producer ids through the metadata quorum: {e}");
+                (errors::REQUEST_TIMED_OUT, -1, -1)
+            }
+        };
     }
     match shard.producer_ids.allocate(&shard.cfg.data_dir) {
         Ok(id) => (errors::NONE, id, 0),
@@ -91,7 +145,7 @@ pub async fn handle(shard: &Rc<Shard>, req: InitProducerIdRequest) -> InitProduc
         return resp;
     }
     let (code, id, epoch) = if shard.id == CONTROLLER {
-        controller_init(shard, req.producer_id, req.producer_epoch)
+        controller_init(shard, req.producer_id, req.producer_epoch).await
     } else {
         match shard
             .call(

@@ -87,7 +87,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
             Reply::Topics(admin::controller_create_partitions(shard, req).await)
         }
         Call::InitProducerId(id, epoch) => {
-            let (c, id, e) = super::producer_id::controller_init(shard, id, epoch);
+            let (c, id, e) = super::producer_id::controller_init(shard, id, epoch).await;
             Reply::ProducerId(c, id, e)
         }
         Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),

@@ -85,6 +85,12 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// Reserves `count` idempotent-producer ids for one node, starting no lower than
+    /// `at_least` (ids a node handed out before it joined the cluster are never reused).
+    AllocateProducerIds {
+        count: i64,
+        at_least: i64,
+    },
 }
 
 /// What applying a command answered.
@@ -100,6 +106,8 @@ pub enum Outcome {
     TopicExists,
     /// No topic of that name.
     NoSuchTopic,
+    /// Producer ids `[start, start + count)` are reserved for the proposer.
+    ProducerIds { start: i64 },
 }
 
 /// The agreed state of the cluster.
@@ -108,6 +116,9 @@ pub struct Image {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicRecord>,
+    /// The first idempotent-producer id not yet reserved by any node.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl Image {
@@ -154,6 +165,11 @@ impl Image {
                 Some(_) => Outcome::Done,
                 None => Outcome::NoSuchTopic,
             },
+            Command::AllocateProducerIds { count, at_least } => {
+                let start = self.next_producer_id.max(*at_least);
+                self.next_producer_id = start.saturating_add((*count).max(1));
+                Outcome::ProducerIds { start }
+            }
         }
     }
 
@@ -254,5 +270,58 @@ mod tests {
             img.apply(&Command::Unfence { id: 1, epoch: 11 }, 14),
             Outcome::Stale
         );
+    }
+
+    #[test]
+    fn placement_spreads_over_live_nodes_and_respects_the_limit() {
+        let mut img = Image::default();
+        for id in 1..=3 {
+            img.apply(&Command::Register(reg(id, "a")), id);
+        }
+        img.apply(&Command::Fence { id: 3, epoch: 3 }, 4);
+        let placed = img.place(8, 100).expect("fits");
+        // Two live nodes of two shards each: two partitions per shard, none on node 3.
+        let mut load = BTreeMap::new();
+        for r in &placed {
+            *load.entry((r.node, r.shard)).or_insert(0) += 1;
+        }
+        assert_eq!(load.values().copied().collect::<Vec<_>>(), vec![2; 4]);
+        assert!(placed.iter().all(|p| p.node != 3));
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            topic: TopicRecord {
+                id: [1; 16],
+                configs: BTreeMap::new(),
+                partitions: placed,
+            },
+        };
+        assert_eq!(img.apply(&create, 5), Outcome::Done);
+        assert_eq!(img.apply(&create, 6), Outcome::TopicExists);
+        // The next topic goes where there is room; the limit is kept.
+        assert!(img.place(5, 3).is_none(), "4 shards with 1 free slot each");
+        assert_eq!(img.place(4, 3).expect("fits").len(), 4);
+        let delete = Command::DeleteTopic { name: "t".into() };
+        assert_eq!(img.apply(&delete, 7), Outcome::Done);
+        assert_eq!(img.apply(&delete, 8), Outcome::NoSuchTopic);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_and_skip_ids_used_before_joining() {
+        let mut img = Image::default();
+        let mut alloc = |at_least| match img.apply(
+            &Command::AllocateProducerIds {
+                count: 1000,
+                at_least,
+            },
+            1,
+        ) {
+            Outcome::ProducerIds { start } => start,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(alloc(0), 0);
+        assert_eq!(alloc(0), 1000);
+        // A node that handed out ids up to 5000 alone gets a block above them.
+        assert_eq!(alloc(5000), 5000);
+        assert_eq!(alloc(0), 6000);
     }
 }
