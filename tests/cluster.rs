@@ -461,3 +461,80 @@ fn restarting_every_node_keeps_the_topics_and_their_records() {
     let got = read_all(&c.nodes[1], "durable", 3, 3);
     assert_eq!(got.len(), 3, "{got:?}");
 }
+
+#[test]
+fn a_consumer_group_keeps_its_offsets_whichever_node_its_members_ask() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+
+    let c = Cluster::start(3);
+    c.wait_for(&[0, 1, 2], "3 live nodes and one controller", |v| {
+        all_live(v, 3) && agree_on_controller(v).is_some()
+    });
+    common::cli(
+        &c.nodes[0],
+        &["topic", "create", "grouped", "--partitions", "3"],
+    );
+    c.wait_for(&[0, 1, 2], "the topic on every node", |v| {
+        v.iter()
+            .all(|v| v["image"]["topics"]["grouped"].is_object())
+    });
+    let produce = |from: usize, range: std::ops::Range<i32>| {
+        let p: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", c.nodes[from].bootstrap())
+            .create()
+            .expect("producer");
+        for i in range {
+            let v = format!("m{i}");
+            p.send(BaseRecord::<(), _>::to("grouped").payload(&v))
+                .expect("queued");
+        }
+        p.flush(Duration::from_secs(30)).expect("flushed");
+    };
+    let member = |at: usize| -> BaseConsumer {
+        let m: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", c.nodes[at].bootstrap())
+            .set("group.id", "spanning")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        m.subscribe(&["grouped"]).expect("subscribe");
+        m
+    };
+    let drain = |m: &BaseConsumer, want: usize| -> Vec<String> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Bounded by the deadline.
+        while got.len() < want && Instant::now() < deadline {
+            if let Some(Ok(msg)) = m.poll(Duration::from_millis(200)) {
+                got.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string());
+            }
+        }
+        got
+    };
+    produce(1, 0..90);
+    // A member bootstrapped at node 3 reads everything and commits.
+    let first = member(2);
+    assert_eq!(drain(&first, 90).len(), 90);
+    first
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
+    drop(first);
+    // A member of the same group bootstrapped at node 1 finds the same coordinator and
+    // starts from the committed offsets: only what was produced since.
+    let second = member(0);
+    produce(1, 90..100);
+    let got = drain(&second, 10);
+    let expected: Vec<String> = (90..100).map(|i| format!("m{i}")).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "only the new records: {got:?}");
+    assert!(
+        second.poll(Duration::from_secs(2)).is_none(),
+        "nothing read twice"
+    );
+}

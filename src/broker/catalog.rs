@@ -58,6 +58,21 @@ pub struct ClusterMap {
     pub local: u64,
     pub controller: Option<u64>,
     pub nodes: BTreeMap<u64, NodeAddr>,
+    /// (node, shard) of each partition of the internal offsets log, i.e. of each group
+    /// coordinator (empty until the first FindCoordinator creates it).
+    pub groups: Vec<(u64, u16)>,
+}
+
+impl ClusterMap {
+    /// The broker id and address of shard `shard` of live node `node`.
+    pub fn broker(&self, node: u64, shard: u16) -> Option<(i32, &str, u16)> {
+        let n = self.nodes.get(&node).filter(|n| n.live)?;
+        Some((
+            broker_id(node, shard),
+            n.host.as_str(),
+            n.port.saturating_add(shard),
+        ))
+    }
 }
 
 /// Kafka broker id of shard `shard` of node `node` (each shard is advertised as a broker):

@@ -20,6 +20,7 @@ use super::router::{Call, Reply};
 use super::shard::Shard;
 use crate::cluster::state::{Command, Outcome, TopicRecord};
 use crate::cluster::View;
+use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 
 /// How long a topic change may take to commit and apply.
 const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
@@ -30,6 +31,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
         .image
         .topics
         .iter()
+        .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
         .map(|(name, t)| {
             (
                 name.clone(),
@@ -65,6 +67,12 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
             local: view.node_id,
             controller: view.controller,
             nodes,
+            groups: view
+                .image
+                .topics
+                .get(OFFSETS_TOPIC)
+                .map(|t| t.partitions.iter().map(|p| (p.node, p.shard)).collect())
+                .unwrap_or_default(),
         }),
     }
 }
@@ -224,6 +232,31 @@ fn refused(name: &str, r: Result<Outcome, String>) -> TopicResult {
         Err(e) => (errors::REQUEST_TIMED_OUT, e),
     };
     result(name, code, Some(msg), None)
+}
+
+/// Has the quorum place the internal offsets log (the group coordinators) over the live
+/// nodes' shards, once per shard; later FindCoordinator requests find it there.
+pub fn request_group_placement(shard: &Rc<Shard>) {
+    if shard.group_placement_requested.replace(true) {
+        return;
+    }
+    let shard = shard.clone();
+    crate::runtime::spawn_local(async move {
+        let r = create(
+            &shard,
+            OFFSETS_TOPIC,
+            OFFSETS_PARTITIONS,
+            Default::default(),
+        )
+        .await;
+        if r.error != errors::NONE && r.error != errors::TOPIC_ALREADY_EXISTS {
+            warn!(
+                "group coordinators not placed yet: {}",
+                r.message.unwrap_or_default()
+            );
+            shard.group_placement_requested.set(false);
+        }
+    });
 }
 
 /// Deletes a topic through the quorum.

@@ -31,7 +31,35 @@ pub fn handle(
     let answer = |key: &str| {
         let mut c = Coordinator::default();
         c.key = StrBytes::from_string(key.to_string());
-        if req.key_type == GROUP {
+        if req.key_type == GROUP && shard.proposer.is_some() {
+            // In a cluster: the shard the quorum placed the group's offsets partition on.
+            let cat = shard.catalog();
+            let at = cat.cluster.as_ref().and_then(|cm| {
+                let (node, s) = *cm
+                    .groups
+                    .get(crate::group::offsets_partition(key) as usize)?;
+                cm.broker(node, s)
+                    .map(|(id, host, port)| (id, host.to_string(), port))
+            });
+            match at {
+                Some((id, host, port)) => {
+                    c.node_id = BrokerId(id);
+                    c.host = StrBytes::from_string(host);
+                    c.port = i32::from(port);
+                }
+                None => {
+                    if cat.cluster.as_ref().is_some_and(|cm| cm.groups.is_empty()) {
+                        super::cluster_link::request_group_placement(shard);
+                    }
+                    c.error_code = COORDINATOR_NOT_AVAILABLE;
+                    c.error_message = Some(StrBytes::from_static_str(
+                        "the group coordinator is not available yet",
+                    ));
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                }
+            }
+        } else if req.key_type == GROUP {
             let node = group_shard(key, shard.nshards);
             let addr = shard.cfg.shard_addr(node);
             c.node_id = BrokerId(node as i32);

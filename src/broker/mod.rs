@@ -364,8 +364,11 @@ async fn shard_main(start: ShardStart) -> bool {
         }
     }));
     let (peers, inbound) = futures::join!(connect_tx, connect_rx);
+    // In a cluster the quorum places the offsets partitions; the shard adopts its own as
+    // the catalog arrives.
     let owned: Vec<i32> = (0..crate::group::OFFSETS_PARTITIONS)
         .filter(|p| Catalog::owner(crate::group::OFFSETS_TOPIC, *p, cfg.cores) == id)
+        .filter(|_| proposer.is_none())
         .collect();
     let groups = crate::group::coordinator::Coordinator::open(
         &cfg.data_dir,
@@ -396,6 +399,7 @@ async fn shard_main(start: ShardStart) -> bool {
                 local: cfg.node_id,
                 controller: None,
                 nodes: Default::default(),
+                groups: Vec::new(),
             }),
             ..Default::default()
         };

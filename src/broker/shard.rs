@@ -34,6 +34,8 @@ pub struct Shard {
     pub cluster: crate::cluster::ClusterView,
     /// Proposes topic changes to the metadata quorum (in a cluster only).
     pub proposer: Option<crate::cluster::Proposer>,
+    /// This shard asked the quorum to place the group coordinators (in a cluster).
+    pub group_placement_requested: Cell<bool>,
     pub nshards: usize,
     pub cfg: Arc<BrokerConfig>,
     catalog: RefCell<Arc<Catalog>>,
@@ -85,6 +87,7 @@ impl Shard {
         Shard {
             cluster: Default::default(),
             proposer: None,
+            group_placement_requested: Cell::new(false),
             request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
             disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
             kafka_conns,
@@ -233,6 +236,18 @@ impl Shard {
                     failed.push((key.0.clone(), format!("{}: {e}", key.1)));
                 }
             }
+        }
+        // In a cluster, the group coordinators the quorum placed on this shard.
+        let cat = self.catalog();
+        if let Some(cm) = &cat.cluster {
+            let mine: Vec<i32> = cm
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(_, (node, shard))| *node == cm.local && usize::from(*shard) == self.id)
+                .map(|(p, _)| p as i32)
+                .collect();
+            self.groups.adopt(&self.cfg.data_dir, &mine, clean).await;
         }
         failed
     }

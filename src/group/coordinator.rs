@@ -65,7 +65,7 @@ type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 pub struct Coordinator {
     cfg: GroupConfig,
-    logs: HashMap<i32, Log>,
+    logs: RefCell<HashMap<i32, Log>>,
     groups: RefCell<HashMap<String, Group>>,
 }
 
@@ -78,10 +78,24 @@ impl Coordinator {
         cfg: GroupConfig,
         clean: bool,
     ) -> Coordinator {
-        let mut logs = HashMap::new();
-        let mut groups: HashMap<String, Group> = HashMap::new();
+        let c = Coordinator {
+            cfg,
+            logs: RefCell::new(HashMap::new()),
+            groups: RefCell::new(HashMap::new()),
+        };
+        c.adopt(data_dir, owned, clean).await;
+        c
+    }
+
+    /// Takes over the offsets partitions in `parts` this shard does not hold yet (in a
+    /// cluster, as the metadata quorum places them here): opens each log and rebuilds its
+    /// groups' committed offsets.
+    pub async fn adopt(&self, data_dir: &Path, parts: &[i32], clean: bool) {
         let now = now_ms();
-        for &p in owned {
+        for &p in parts {
+            if self.logs.borrow().contains_key(&p) {
+                continue;
+            }
             let dir = data_dir.join("groups").join(format!("{OFFSETS_TOPIC}-{p}"));
             let lc = LogConfig {
                 segment_bytes: 100 << 20,
@@ -101,6 +115,7 @@ impl Coordinator {
             };
             match offsets::recover(&log).await {
                 Ok(map) => {
+                    let mut groups = self.groups.borrow_mut();
                     for ((g, t, part), c) in map {
                         groups
                             .entry(g.clone())
@@ -111,22 +126,26 @@ impl Coordinator {
                 }
                 Err(e) => error!(partition = p, "cannot replay offsets log: {e}"),
             }
-            logs.insert(p, log);
+            self.logs.borrow_mut().insert(p, log);
         }
-        Coordinator {
-            cfg,
-            logs,
-            groups: RefCell::new(groups),
-        }
+    }
+
+    /// The offsets logs this shard holds.
+    fn all_logs(&self) -> Vec<(i32, Log)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(p, l)| (*p, l.clone()))
+            .collect()
     }
 
     /// Whether this shard coordinates `group`.
     pub fn owns(&self, group: &str) -> bool {
-        self.logs.contains_key(&offsets_partition(group))
+        self.logs.borrow().contains_key(&offsets_partition(group))
     }
 
     fn log_of(&self, group: &str) -> Option<Log> {
-        self.logs.get(&offsets_partition(group)).cloned()
+        self.logs.borrow().get(&offsets_partition(group)).cloned()
     }
 
     pub async fn join(
@@ -703,8 +722,8 @@ impl Coordinator {
 
     /// Compacts offsets partitions whose log has rolled since their last snapshot.
     pub async fn compact(&self) {
-        for (p, log) in &self.logs {
-            match offsets::compact(log).await {
+        for (p, log) in self.all_logs() {
+            match offsets::compact(&log).await {
                 Ok(Some(at)) => info!(
                     partition = p,
                     offset = at,
@@ -719,7 +738,7 @@ impl Coordinator {
     /// Flushes the offsets logs (clean shutdown); whether all succeeded.
     pub async fn sync_logs(&self) -> bool {
         let mut ok = true;
-        for (p, log) in &self.logs {
+        for (p, log) in self.all_logs() {
             if let Err(e) = log.sync().await {
                 error!(partition = p, "offsets log sync failed: {e}");
                 ok = false;
