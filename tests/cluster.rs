@@ -538,3 +538,66 @@ fn a_consumer_group_keeps_its_offsets_whichever_node_its_members_ask() {
         "nothing read twice"
     );
 }
+
+#[test]
+fn partitions_and_configs_change_through_the_quorum_from_any_node() {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier,
+    };
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let c = Cluster::start(3);
+    c.wait_for(&[0, 1, 2], "3 live nodes and one controller", |v| {
+        all_live(v, 3) && agree_on_controller(v).is_some()
+    });
+    common::cli(
+        &c.nodes[0],
+        &["topic", "create", "grows", "--partitions", "2"],
+    );
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", c.nodes[1].bootstrap())
+        .create()
+        .expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let r = futures::executor::block_on(
+        admin.create_partitions(&[NewPartitions::new("grows", 5)], &opts),
+    )
+    .expect("create partitions");
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("grows")).set("retention.ms", "3600000");
+    let r =
+        futures::executor::block_on(admin.alter_configs(&[alter], &opts)).expect("alter configs");
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    c.wait_for(&[0, 1, 2], "5 partitions and the config everywhere", |v| {
+        v.iter().all(|v| {
+            let t = &v["image"]["topics"]["grows"];
+            t["partitions"].as_array().map(Vec::len) == Some(5)
+                && t["configs"]["retention.ms"] == "3600000"
+        })
+    });
+    // A new partition takes records through any node.
+    let p: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", c.nodes[2].bootstrap())
+        .create()
+        .expect("producer");
+    let payloads: Vec<String> = (0..5).map(|part| format!("x{part}")).collect();
+    for (part, v) in payloads.iter().enumerate() {
+        p.send(
+            BaseRecord::<(), _>::to("grows")
+                .partition(part as i32)
+                .payload(v),
+        )
+        .expect("queued");
+    }
+    assert_eq!(
+        p.flush(Duration::from_secs(30)).map_err(|e| e.to_string()),
+        Ok(())
+    );
+    let got = read_all(&c.nodes[0], "grows", 5, 5);
+    for (part, v) in payloads.iter().enumerate() {
+        assert_eq!(got.get(v), Some(&(part as i32)), "{got:?}");
+    }
+    let described = common::cli(&c.nodes[2], &["topic", "describe", "grows"]);
+    assert!(described.contains("partitions 5"), "{described}");
+}

@@ -214,19 +214,6 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
     results
 }
 
-/// The answer, for now, to topic changes a cluster does not make through its quorum yet.
-fn not_in_cluster_yet(names: impl Iterator<Item = String>, what: &str) -> Vec<TopicResult> {
-    names
-        .map(|n| {
-            TopicResult::err(
-                &n,
-                errors::INVALID_REQUEST,
-                format!("{what} is not yet supported in a cluster (controller.quorum.voters)"),
-            )
-        })
-        .collect()
-}
-
 /// Runs on the controller.
 pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
@@ -274,14 +261,14 @@ pub async fn controller_create_partitions(
     req: CreatePartitionsRequest,
 ) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
-    if shard.proposer.is_some() {
-        return not_in_cluster_yet(req.topics.into_iter().map(|(n, _)| n), "CreatePartitions");
-    }
+    let clustered = shard.proposer.is_some();
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     let mut changed = false;
     for (name, count) in req.topics {
-        let over = super::placement::over_limit(&shard.cfg, &cat, &name, count);
+        let over = (!clustered)
+            .then(|| super::placement::over_limit(&shard.cfg, &cat, &name, count))
+            .flatten();
         let r = match cat.topics.get_mut(&name) {
             None => TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"),
             Some(m) if count <= m.partitions => TopicResult::err(
@@ -299,6 +286,9 @@ pub async fn controller_create_partitions(
             ),
             Some(_) if over.is_some() => {
                 TopicResult::err(&name, errors::POLICY_VIOLATION, over.unwrap_or_default())
+            }
+            Some(m) if clustered && !req.validate_only => {
+                super::cluster_link::add_partitions(shard, &name, m.partitions, count).await
             }
             Some(m) => {
                 if !req.validate_only {
@@ -329,9 +319,7 @@ pub async fn controller_alter_configs(
     req: crate::protocol::AlterConfigsRequest,
 ) -> Vec<TopicResult> {
     let _guard = shard.admin_lock.lock().await;
-    if shard.proposer.is_some() {
-        return not_in_cluster_yet(req.resources.into_iter().map(|r| r.name), "AlterConfigs");
-    }
+    let clustered = shard.proposer.is_some();
     let mut cat = (*shard.catalog()).clone();
     let mut results = Vec::new();
     let mut changed = false;
@@ -379,6 +367,10 @@ pub async fn controller_alter_configs(
         }
         if let Some(msg) = bad {
             results.push(TopicResult::err(&name, errors::INVALID_CONFIG, msg));
+            continue;
+        }
+        if clustered && !req.validate_only {
+            results.push(super::cluster_link::set_configs(shard, &name, configs).await);
             continue;
         }
         if !req.validate_only && configs != meta.configs {

@@ -234,6 +234,81 @@ fn refused(name: &str, r: Result<Outcome, String>) -> TopicResult {
     result(name, code, Some(msg), None)
 }
 
+/// Adds partitions to a topic through the quorum (from `now` to `count`), placed like a
+/// new topic's.
+pub async fn add_partitions(shard: &Rc<Shard>, name: &str, now: i32, count: i32) -> TopicResult {
+    let Some(proposer) = &shard.proposer else {
+        return refused(name, Err("not in a cluster".into()));
+    };
+    let add = (count - now).max(0) as usize;
+    let Some(partitions) = shard
+        .cluster
+        .get()
+        .image
+        .place(add, shard.cfg.partitions_per_shard)
+    else {
+        return result(
+            name,
+            errors::POLICY_VIOLATION,
+            Some(format!(
+                "{add} more partitions do not fit on the live nodes' shards (topic.partitions.per.shard = {})",
+                shard.cfg.partitions_per_shard
+            )),
+            None,
+        );
+    };
+    let cmd = Command::AddPartitions {
+        name: name.to_string(),
+        from: now.max(0) as usize,
+        partitions,
+    };
+    match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+        Ok(Outcome::Done) => {
+            info!(
+                topic = name,
+                from = now,
+                to = count,
+                "added partitions through the metadata quorum"
+            );
+            let t = shard.cluster.get().image.topics.get(name).cloned();
+            result(name, errors::NONE, None, t.as_ref())
+        }
+        Ok(Outcome::Stale) => result(
+            name,
+            errors::INVALID_PARTITIONS,
+            Some("the partition count changed meanwhile; retry".into()),
+            None,
+        ),
+        other => refused(name, other),
+    }
+}
+
+/// Replaces a topic's config overrides through the quorum.
+pub async fn set_configs(
+    shard: &Rc<Shard>,
+    name: &str,
+    configs: std::collections::BTreeMap<String, String>,
+) -> TopicResult {
+    let Some(proposer) = &shard.proposer else {
+        return refused(name, Err("not in a cluster".into()));
+    };
+    let cmd = Command::SetTopicConfigs {
+        name: name.to_string(),
+        configs,
+    };
+    match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+        Ok(Outcome::Done) => {
+            info!(
+                topic = name,
+                "altered topic configs through the metadata quorum"
+            );
+            let t = shard.cluster.get().image.topics.get(name).cloned();
+            result(name, errors::NONE, None, t.as_ref())
+        }
+        other => refused(name, other),
+    }
+}
+
 /// Has the quorum place the internal offsets log (the group coordinators) over the live
 /// nodes' shards, once per shard; later FindCoordinator requests find it there.
 pub fn request_group_placement(shard: &Rc<Shard>) {

@@ -91,6 +91,18 @@ pub enum Command {
         count: i64,
         at_least: i64,
     },
+    /// More partitions for a topic, placed by the controller (appended in order).
+    AddPartitions {
+        name: String,
+        /// The partition count the proposer saw: a concurrent change makes this stale.
+        from: usize,
+        partitions: Vec<PartitionRecord>,
+    },
+    /// A topic's config overrides, replaced whole.
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What applying a command answered.
@@ -163,6 +175,25 @@ impl Image {
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
                 Some(_) => Outcome::Done,
+                None => Outcome::NoSuchTopic,
+            },
+            Command::AddPartitions {
+                name,
+                from,
+                partitions,
+            } => match self.topics.get_mut(name) {
+                Some(t) if t.partitions.len() == *from => {
+                    t.partitions.extend(partitions.iter().copied());
+                    Outcome::Done
+                }
+                Some(_) => Outcome::Stale,
+                None => Outcome::NoSuchTopic,
+            },
+            Command::SetTopicConfigs { name, configs } => match self.topics.get_mut(name) {
+                Some(t) => {
+                    t.configs = configs.clone();
+                    Outcome::Done
+                }
                 None => Outcome::NoSuchTopic,
             },
             Command::AllocateProducerIds { count, at_least } => {
