@@ -18,23 +18,9 @@ struct Cluster {
 impl Cluster {
     /// `n` nodes of one shard each, voters all, with a 3 s session timeout.
     fn start(n: usize) -> Cluster {
-        let ports: Vec<u16> = (0..n).map(|_| common::pick_port(1)).collect();
-        let voters: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-            .collect();
-        let nodes = (0..n)
-            .map(|i| {
-                let toml = format!(
-                    "\"node.id\" = {}\n\"controller.quorum.voters\" = \"{}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n",
-                    i + 1,
-                    voters.join(",")
-                );
-                Broker::start_configured(1, &toml, &[])
-            })
-            .collect();
-        Cluster { nodes }
+        Cluster {
+            nodes: common::start_cluster(n, 1),
+        }
     }
 
     fn view(&self, i: usize) -> Option<Value> {

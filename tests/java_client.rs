@@ -1,6 +1,7 @@
 //! The Java client (kafka-clients 3.9) against the real broker: a group member's commit
 //! before it rejoins a rebalance is accepted, as Kafka's coordinator does, so no record is
-//! delivered twice across the rebalance. Jars come from tests/setup.sh
+//! delivered twice across the rebalance; and a three-node cluster serves the Java producer
+//! and a consumer group through different nodes. Jars come from tests/setup.sh
 //! (target/java-clients); the program is tests/java/RebalanceCommit.java.
 
 mod common;
@@ -38,6 +39,25 @@ fn compile(name: &str, out: &std::path::Path) -> String {
     format!("{cp}:{}", out.display())
 }
 
+/// Compiles and runs `tests/java/<name>.java` with `args`; asserts it succeeded and returns
+/// its standard output.
+fn run_java(name: &str, args: &[&str]) -> String {
+    let classes = tempfile::tempdir().expect("tmp");
+    let cp = compile(name, classes.path());
+    let out = Command::new("java")
+        .args(["-cp", &cp, name])
+        .args(args)
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn java_auto_commit_before_rejoin_is_kept_and_nothing_is_delivered_twice() {
     let b = Broker::start(1);
@@ -50,28 +70,35 @@ fn java_auto_commit_before_rejoin_is_kept_and_nothing_is_delivered_twice() {
             0
         );
     }
-    let classes = tempfile::tempdir().expect("tmp");
-    let cp = compile("RebalanceCommit", classes.path());
-    let out = Command::new("java")
-        .args([
-            "-cp",
-            &cp,
-            "RebalanceCommit",
-            &b.bootstrap(),
-            "rejoin",
-            "rejoiners",
-            "100",
-        ])
-        .output()
-        .expect("run java");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_java(
+        "RebalanceCommit",
+        &[&b.bootstrap(), "rejoin", "rejoiners", "100"],
     );
     assert!(
         stdout.contains("first=100 first-after=0 second=0"),
         "every record delivered exactly once across the rebalance: {stdout}"
+    );
+}
+
+#[test]
+fn java_produces_through_one_node_and_a_group_reads_through_another() {
+    let nodes = common::start_cluster(3, 1);
+    common::cli(
+        &nodes[0],
+        &["topic", "create", "javacluster", "--partitions", "6"],
+    );
+    let stdout = run_java(
+        "ClusterRoundTrip",
+        &[
+            &nodes[1].bootstrap(),
+            &nodes[2].bootstrap(),
+            "javacluster",
+            "javagroup",
+            "300",
+        ],
+    );
+    assert!(
+        stdout.contains("produced=300 consumed=300 distinct=300"),
+        "every record once through the cluster: {stdout}"
     );
 }

@@ -169,6 +169,18 @@ fn result(
     }
 }
 
+/// The cluster's view once at least one node is registered and live (a node registers about
+/// a heartbeat interval after it starts), or as it is after [`PROPOSE_DEADLINE`].
+async fn live_view(shard: &Shard) -> Arc<View> {
+    let mut rx = shard.cluster.subscribe();
+    let live = |v: &Arc<View>| v.image.live_nodes().next().is_some();
+    let waited = crate::runtime::timeout(PROPOSE_DEADLINE, rx.wait_for(live)).await;
+    match waited {
+        Some(Ok(v)) => v.clone(),
+        _ => shard.cluster.get(),
+    }
+}
+
 /// Creates a topic through the quorum, its partitions spread over the live nodes' shards.
 pub async fn create(
     shard: &Rc<Shard>,
@@ -184,7 +196,7 @@ pub async fn create(
             None,
         );
     };
-    let view = shard.cluster.get();
+    let view = live_view(shard).await;
     let Some(placement) = view
         .image
         .place(partitions.max(0) as usize, shard.cfg.partitions_per_shard)
@@ -241,9 +253,8 @@ pub async fn add_partitions(shard: &Rc<Shard>, name: &str, now: i32, count: i32)
         return refused(name, Err("not in a cluster".into()));
     };
     let add = (count - now).max(0) as usize;
-    let Some(partitions) = shard
-        .cluster
-        .get()
+    let Some(partitions) = live_view(shard)
+        .await
         .image
         .place(add, shard.cfg.partitions_per_shard)
     else {

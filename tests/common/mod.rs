@@ -280,6 +280,55 @@ pub fn limit_nofile(cmd: &mut Command, n: u64) {
     }
 }
 
+/// `n` node processes of `cores` shards each forming one cluster (every node a voter of
+/// the metadata quorum, node ids 1..=n), with a 3 s session timeout.
+#[allow(dead_code)]
+pub fn start_cluster(n: usize, cores: usize) -> Vec<Broker> {
+    let ports: Vec<u16> = (0..n).map(|_| pick_port(1)).collect();
+    let voters: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect();
+    let nodes: Vec<Broker> = (0..n)
+        .map(|i| {
+            let toml = format!(
+                "\"node.id\" = {}\n\"controller.quorum.voters\" = \"{}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n",
+                i + 1,
+                voters.join(",")
+            );
+            Broker::start_configured(cores, &toml, &[])
+        })
+        .collect();
+    wait_cluster_formed(&nodes);
+    nodes
+}
+
+/// Waits (bounded) until every node sees all of them registered and live, and a controller.
+#[allow(dead_code)]
+pub fn wait_cluster_formed(nodes: &[Broker]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline.
+    while std::time::Instant::now() < deadline {
+        let formed = nodes.iter().all(|b| {
+            let Some(addr) = b.metrics_addr() else {
+                return false;
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&http_get(&addr, "/v1/cluster").1).unwrap_or_default();
+            let all = v["image"]["nodes"].as_object().is_some_and(|m| {
+                m.len() == nodes.len() && m.values().all(|n| n["fenced"] == false)
+            });
+            all && v["controller"].is_u64()
+        });
+        if formed {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the cluster did not form within 30 s");
+}
+
 /// Runs `shardlog ARGS --bootstrap <b>`, asserts it succeeded, returns its stdout.
 pub fn cli(b: &Broker, args: &[&str]) -> String {
     let mut all = args.to_vec();
