@@ -248,6 +248,20 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
         );
     }
 
+    // `cluster info` counts two partitions on each node.
+    let http = c.nodes[1].metrics_addr().expect("metrics");
+    let info = common::shardlog(&["cluster", "info", "--http", &http]);
+    let rows: Vec<Vec<&str>> = info
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() == 7 && cols[0].parse::<u64>().is_ok())
+        .collect();
+    assert_eq!(rows.len(), 3, "{info}");
+    assert!(
+        rows.iter().all(|cols| cols[5] == "2" && cols[6] == "live"),
+        "{info}"
+    );
+
     // librdkafka bootstrapped at node 2 finds every partition's leader through Metadata.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", c.nodes[1].bootstrap())

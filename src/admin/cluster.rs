@@ -1,5 +1,6 @@
 //! `shardlog cluster info`: the cluster as one node sees it (its `/v1/cluster` view), as a
-//! table: nodes with their addresses, shards, rack and state, the controller and the quorum.
+//! table: nodes with their addresses, shards, rack, epoch, partitions and state, the
+//! controller and the quorum.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -57,19 +58,36 @@ pub fn info(http: &str) -> Result<()> {
         let parts: Vec<String> = lag.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!("voter lag (entries): {}", parts.join(", "));
     }
+    // Partitions (the internal offsets log included) per node, from the placement.
+    let mut per_node: std::collections::BTreeMap<u64, usize> = Default::default();
+    for t in v["image"]["topics"]
+        .as_object()
+        .map(|m| m.values().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        for p in t["partitions"].as_array().cloned().unwrap_or_default() {
+            *per_node.entry(p["node"].as_u64().unwrap_or(0)).or_default() += 1;
+        }
+    }
     println!(
-        "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:<7}",
-        "NODE", "KAFKA", "SHARDS", "RACK", "EPOCH", "STATE"
+        "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:<7}",
+        "NODE", "KAFKA", "SHARDS", "RACK", "EPOCH", "PARTITIONS", "STATE"
     );
     for (_, n) in v["image"]["nodes"].as_object().cloned().unwrap_or_default() {
         let r = &n["registration"];
+        let partitions = r["id"]
+            .as_u64()
+            .and_then(|id| per_node.get(&id))
+            .copied()
+            .unwrap_or(0);
         println!(
-            "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:<7}",
+            "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:<7}",
             r["id"],
             format!("{}:{}", r["host"].as_str().unwrap_or("?"), r["kafka_port"]),
             r["shards"],
             r["rack"].as_str().unwrap_or("?"),
             n["epoch"],
+            partitions,
             if n["fenced"].as_bool().unwrap_or(false) {
                 "fenced"
             } else {
