@@ -248,6 +248,10 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
         );
     }
 
+    // One cluster id, whichever node answers.
+    let ids: Vec<String> = c.nodes.iter().map(|n| cluster_id(&n.bootstrap())).collect();
+    assert!(ids.iter().all(|i| *i == ids[0] && !i.is_empty()), "{ids:?}");
+
     // `cluster info` counts two partitions on each node.
     let http = c.nodes[1].metrics_addr().expect("metrics");
     let info = common::shardlog(&["cluster", "info", "--http", &http]);
@@ -407,6 +411,37 @@ fn a_single_node_data_dir_starts_as_a_one_node_cluster_with_its_topics() {
         Some(3)
     );
     assert!(b.log_text().contains("imported a single-node topic"));
+    // Imported once: deleted through the quorum, it stays deleted across a restart, and the
+    // cluster keeps the single node's cluster id.
+    let old_id = cluster_id(&b.bootstrap());
+    common::cli(&b, &["topic", "delete", "kept"]);
+    let mut b = b;
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline: the quorum's log is applied again after the restart.
+    while Instant::now() < deadline
+        && b.log_text()
+            .matches("this node is now the controller")
+            .count()
+            < 2
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let listed = common::cli(&b, &["topic", "list"]);
+    assert!(
+        !listed.contains("kept"),
+        "deleted topic came back: {listed}"
+    );
+    assert_eq!(cluster_id(&b.bootstrap()), old_id);
+}
+
+/// The cluster id a node's Metadata answer names.
+fn cluster_id(addr: &str) -> String {
+    use kafka_protocol::messages::metadata_request::MetadataRequest;
+    let mut c = shardlog::admin::client::Client::connect(addr).expect("connect");
+    let resp = c.call(&MetadataRequest::default(), 9).expect("metadata");
+    resp.cluster_id.map(|s| s.to_string()).unwrap_or_default()
 }
 
 #[test]

@@ -61,7 +61,11 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
         })
         .collect();
     Catalog {
-        cluster_id: cluster_id.to_string(),
+        cluster_id: if view.image.cluster_id.is_empty() {
+            cluster_id.to_string()
+        } else {
+            view.image.cluster_id.clone()
+        },
         topics,
         cluster: Some(ClusterMap {
             local: view.node_id,
@@ -124,6 +128,7 @@ async fn import(shard: &Rc<Shard>, local: &Catalog) {
         return;
     };
     let node = shard.cfg.node_id;
+    let mut all_in = true;
     for (name, meta) in &local.topics {
         // Waits (bounded by the proposal's deadline) for the quorum's view of the topic.
         if shard.cluster.get().image.topics.contains_key(name) {
@@ -148,8 +153,31 @@ async fn import(shard: &Rc<Shard>, local: &Catalog) {
             Ok(Outcome::Done) => {
                 info!(topic = %name, "imported a single-node topic into the cluster")
             }
-            Ok(other) => warn!(topic = %name, "topic not imported: {other:?}"),
-            Err(e) => warn!(topic = %name, "topic not imported (retried at the next start): {e}"),
+            Ok(Outcome::TopicExists) => warn!(
+                topic = %name,
+                "a topic of this name exists in the cluster already; this node's copy is not imported"
+            ),
+            Ok(other) => {
+                warn!(topic = %name, "topic not imported: {other:?}");
+                all_in = false;
+            }
+            Err(e) => {
+                warn!(topic = %name, "topic not imported (retried at the next start): {e}");
+                all_in = false;
+            }
+        }
+    }
+    // Imported once: the quorum is the source from now on, so a topic deleted through it
+    // does not come back from this file at the next start (the cluster id stays).
+    if all_in && !local.topics.is_empty() {
+        let emptied = Catalog {
+            cluster_id: local.cluster_id.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = emptied.persist(&shard.cfg.data_dir) {
+            warn!(
+                "catalog.json not emptied after the import (imported again at the next start): {e}"
+            );
         }
     }
 }

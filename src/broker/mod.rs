@@ -168,6 +168,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                 cfg.listen.port(),
                 cfg.cores,
                 http_port,
+                &catalog.cluster_id,
             );
             let (handle, proposer) = crate::cluster::start(cc, &cfg.data_dir, reg, view.clone())?;
             (Some(handle), Some(proposer))

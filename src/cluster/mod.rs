@@ -140,6 +140,7 @@ pub fn registration(
     kafka_port: u16,
     shards: usize,
     http_port: Option<u16>,
+    cluster_id: &str,
 ) -> NodeRegistration {
     NodeRegistration {
         id: cfg.node_id,
@@ -149,6 +150,7 @@ pub fn registration(
         kafka_port,
         shards: shards as u16,
         http_port,
+        cluster_id: cluster_id.to_string(),
     }
 }
 

@@ -27,6 +27,10 @@ pub struct NodeRegistration {
     pub shards: u16,
     /// The metrics/HTTP port, if any.
     pub http_port: Option<u16>,
+    /// The cluster id this node proposes (its own from before it joined); the first
+    /// registration's becomes the cluster's.
+    #[serde(default)]
+    pub cluster_id: String,
 }
 
 /// A node as the image holds it.
@@ -131,6 +135,9 @@ pub struct Image {
     /// The first idempotent-producer id not yet reserved by any node.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Kafka's cluster id, the same on every node (set by the first registration).
+    #[serde(default)]
+    pub cluster_id: String,
 }
 
 impl Image {
@@ -138,6 +145,9 @@ impl Image {
     pub fn apply(&mut self, cmd: &Command, index: u64) -> Outcome {
         match cmd {
             Command::Register(reg) => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = reg.cluster_id.clone();
+                }
                 let epoch = match self.nodes.get(&reg.id) {
                     Some(n) if n.registration.incarnation == reg.incarnation => n.epoch,
                     _ => index,
@@ -264,6 +274,7 @@ mod tests {
             kafka_port: 9092,
             shards: 2,
             http_port: None,
+            cluster_id: format!("c{id}"),
         }
     }
 
@@ -274,6 +285,13 @@ mod tests {
             img.apply(&Command::Register(reg(1, "a")), 5),
             Outcome::Registered { epoch: 5 }
         );
+        assert_eq!(
+            img.cluster_id, "c1",
+            "the first registration names the cluster"
+        );
+        img.apply(&Command::Register(reg(2, "a")), 6);
+        assert_eq!(img.cluster_id, "c1");
+        img.apply(&Command::Unregister { id: 2 }, 7);
         // The same incarnation registering again keeps its epoch.
         assert_eq!(
             img.apply(&Command::Register(reg(1, "a")), 9),
