@@ -374,7 +374,7 @@ fn a_single_node_data_dir_starts_as_a_one_node_cluster_with_its_topics() {
     }
     old.stop();
     let data = old.data_dir().display().to_string();
-    let port = common::pick_port(1);
+    let port = common::pick_controller_port();
     let b = Broker::start_configured(
         2,
         &format!("\"node.id\" = 0\n\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\"\n"),

@@ -117,7 +117,7 @@ fn metrics_match_the_traffic() {
 #[test]
 fn every_metric_the_dashboard_and_the_docs_name_is_exported() {
     // A one-voter metadata quorum, so the quorum's metrics are exported too.
-    let port = common::pick_port(1);
+    let port = common::pick_controller_port();
     let b = Broker::start_configured(
         1,
         &format!("\"node.id\" = 1\n\"controller.quorum.voters\" = \"1@127.0.0.1:{port}\"\n"),

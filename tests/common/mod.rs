@@ -23,7 +23,19 @@ fn ports_free(base: u16, n: usize) -> bool {
     (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok())
 }
 
+/// `n` consecutive free ports for a broker's shards, in 20000–49999.
 pub fn pick_port(n: usize) -> u16 {
+    pick_port_in(20_000, 30_000, n)
+}
+
+/// A free port for a controller listener, in 10000–19999: apart from the brokers' range and
+/// below the kernel's ephemeral ports, so nothing started later can take it before its node
+/// binds it.
+pub fn pick_controller_port() -> u16 {
+    pick_port_in(10_000, 10_000, 1)
+}
+
+fn pick_port_in(low: u16, span: u16, n: usize) -> u16 {
     let seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -34,7 +46,7 @@ pub fn pick_port(n: usize) -> u16 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let base = 20_000 + (x % 30_000) as u16;
+        let base = low + (x % u64::from(span)) as u16;
         if ports_free(base, n) {
             return base;
         }
@@ -284,7 +296,14 @@ pub fn limit_nofile(cmd: &mut Command, n: u64) {
 /// the metadata quorum, node ids 1..=n), with a 3 s session timeout.
 #[allow(dead_code)]
 pub fn start_cluster(n: usize, cores: usize) -> Vec<Broker> {
-    let ports: Vec<u16> = (0..n).map(|_| pick_port(1)).collect();
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    // Bounded: a repeat is rare and the next pick is random.
+    while ports.len() < n {
+        let p = pick_controller_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
     let voters: Vec<String> = ports
         .iter()
         .enumerate()
