@@ -636,3 +636,50 @@ fn partitions_and_configs_change_through_the_quorum_from_any_node() {
     let described = common::cli(&c.nodes[2], &["topic", "describe", "grows"]);
     assert!(described.contains("partitions 5"), "{described}");
 }
+
+#[test]
+fn hostile_clients_on_the_controller_port_do_not_stop_the_quorum() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let c = Cluster::start(3);
+    let log = c.nodes[0].log_text();
+    let addr = log
+        .split("listener=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("controller listener in the log")
+        .to_string();
+    let closed = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut b = [0u8; 16];
+        matches!(s.read(&mut b), Ok(0) | Err(_))
+    };
+    // A frame length far past the limit, and a frame that is not a request: closed.
+    let mut huge = TcpStream::connect(&addr).expect("connect");
+    huge.write_all(&(1u32 << 31).to_be_bytes()).expect("write");
+    assert!(closed(&mut huge), "oversized frame closes the connection");
+    let mut junk = TcpStream::connect(&addr).expect("connect");
+    let body = b"{\"NotARequest\":1}";
+    junk.write_all(&(body.len() as u32).to_be_bytes())
+        .expect("write");
+    junk.write_all(body).expect("write");
+    assert!(
+        closed(&mut junk),
+        "a frame that is not a request closes the connection"
+    );
+    // More idle connections than the listener serves: the quorum still commits.
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    common::cli(
+        &c.nodes[1],
+        &["topic", "create", "still", "--partitions", "3"],
+    );
+    c.wait_for(&[0, 1, 2], "the topic committed everywhere", |v| {
+        v.iter().all(|v| v["image"]["topics"]["still"].is_object())
+    });
+    drop(idle);
+    assert!(!c.nodes[0].log_text().contains("panicked"));
+}

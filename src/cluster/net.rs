@@ -4,7 +4,9 @@
 //! Invariants: one request at a time per connection, each a length-prefixed JSON frame of at
 //! most [`MAX_FRAME`] bytes answered by one frame; every call has a deadline, and a failed or
 //! timed-out connection is dropped and dialled again on the next call, so an unreachable
-//! peer never holds up Raft.
+//! peer never holds up Raft. The listener serves at most [`MAX_CONNECTIONS`] connections and
+//! closes one silent for [`IDLE`], so whoever reaches the port cannot pin more than
+//! `MAX_CONNECTIONS × MAX_FRAME` bytes or starve the voters of connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,15 @@ use tracing::{debug, warn};
 use super::state::{Command, NodeId, Outcome};
 use super::{Raft, TypeConfig};
 
-/// Largest frame read (snapshots travel in chunks far below it).
-pub const MAX_FRAME: usize = 16 << 20;
+/// Largest frame read (snapshots travel in 1 MiB chunks, appends in batches of small
+/// commands).
+pub const MAX_FRAME: usize = 4 << 20;
+/// Connections the controller listener serves at once (voters and proposing nodes need a
+/// handful each).
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection with no request for this long is closed (voters send heartbeats every
+/// 100 ms).
+const IDLE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Serialize, Deserialize)]
@@ -218,6 +227,8 @@ pub trait Controller: Send + Sync + 'static {
 
 /// Serves the controller listener until the runtime stops: one task per connection.
 pub async fn serve<C: Controller>(listener: TcpListener, raft: Raft, ctl: Arc<C>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = 0u64;
     // Bounded by the runtime's life; each accepted connection gets its own task.
     loop {
         let (mut s, peer) = match listener.accept().await {
@@ -228,16 +239,28 @@ pub async fn serve<C: Controller>(listener: TcpListener, raft: Raft, ctl: Arc<C>
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                warn!(%peer, refused, "controller listener full ({MAX_CONNECTIONS} connections); closing new ones");
+            }
+            continue;
+        };
         let _ = s.set_nodelay(true);
         let raft = raft.clone();
         let ctl = ctl.clone();
         tokio::spawn(async move {
-            // Each iteration answers one request; ends when the peer goes away.
+            let _slot = slot;
+            // Each iteration answers one request; ends when the peer goes away or idles.
             loop {
-                let req: Request = match read_frame(&mut s).await {
-                    Ok(r) => r,
-                    Err(e) => {
+                let req: Request = match tokio::time::timeout(IDLE, read_frame(&mut s)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
                         debug!(%peer, "controller connection closed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "controller connection idle; closing it");
                         return;
                     }
                 };
