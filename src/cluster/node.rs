@@ -163,7 +163,13 @@ struct Ctl {
     view: ClusterView,
     /// Last heartbeat per node (node id → (epoch, when)), kept while this node leads.
     seen: Mutex<HashMap<NodeId, (u64, Instant)>>,
+    /// Connections to controllers, kept across calls: (voter, 0 proposals / 1 heartbeats).
+    /// At most two per voter; a connection that failed is dialled again by its next call.
+    peers: Mutex<HashMap<(NodeId, usize), SharedPeer>>,
 }
+
+/// A kept connection, used by one call at a time.
+type SharedPeer = Arc<tokio::sync::Mutex<Peer>>;
 
 impl net::Controller for Ctl {
     async fn propose(&self, cmd: Command) -> Result<(Outcome, u64), String> {
@@ -230,14 +236,24 @@ impl Ctl {
         }
     }
 
+    /// One request to the controller over this node's kept connection for that kind of
+    /// request (heartbeats apart from proposals, so a slow commit never delays a heartbeat).
     async fn ask_leader(&self, leader: NodeId, req: &Request) -> Result<Reply, String> {
         let addr = self
             .cfg
             .voters
             .get(&leader)
             .ok_or_else(|| format!("controller {leader} is not a known voter"))?;
-        Peer::new(addr.clone())
-            .call(req, CALL_DEADLINE)
+        let kind = usize::from(matches!(req, Request::Heartbeat { .. }));
+        let peer = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers
+                .entry((leader, kind))
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Peer::new(addr.clone()))))
+                .clone()
+        };
+        let mut peer = peer.lock().await;
+        peer.call(req, CALL_DEADLINE)
             .await
             .map_err(|e| format!("controller {leader} at {addr}: {e}"))
     }
@@ -299,6 +315,7 @@ impl Node {
             cfg,
             view,
             seen: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(net::serve(listener, raft.clone(), ctl.clone()));
         if !raft.is_initialized().await.unwrap_or(true) {
