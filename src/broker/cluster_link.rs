@@ -88,11 +88,16 @@ pub async fn follow(shard: Rc<Shard>, local: Arc<Catalog>) {
     let mut rx = shard.cluster.subscribe();
     let cluster_id = shard.catalog().cluster_id.clone();
     import(&shard, &local).await;
+    // The catalog depends only on the applied image and the controller; the view also
+    // changes with every quorum metric, which needs no new catalog.
+    let mut installed: Option<(u64, Option<u64>)> = None;
     // Each iteration installs one view; ends when the shard stops or the view is gone.
     loop {
         let view = rx.borrow_and_update().clone();
-        let cat = catalog_from_view(&view, &cluster_id);
-        if *shard.catalog() != cat {
+        let key = (view.applied_index, view.controller);
+        let cat = (installed != Some(key)).then(|| catalog_from_view(&view, &cluster_id));
+        installed = Some(key);
+        if let Some(cat) = cat.filter(|cat| *shard.catalog() != *cat) {
             let cat = Arc::new(cat);
             for j in 0..shard.nshards {
                 let failed = if j == shard.id {
@@ -209,6 +214,18 @@ async fn live_view(shard: &Shard) -> Arc<View> {
     }
 }
 
+/// The shard's way to the quorum, or the answer for a topic change outside a cluster.
+fn proposer<'a>(shard: &'a Shard, name: &str) -> Result<&'a crate::cluster::Proposer, TopicResult> {
+    shard.proposer.as_ref().ok_or_else(|| {
+        result(
+            name,
+            errors::UNKNOWN_SERVER_ERROR,
+            Some("not in a cluster".into()),
+            None,
+        )
+    })
+}
+
 /// Creates a topic through the quorum, its partitions spread over the live nodes' shards.
 pub async fn create(
     shard: &Rc<Shard>,
@@ -216,13 +233,9 @@ pub async fn create(
     partitions: i32,
     configs: std::collections::BTreeMap<String, String>,
 ) -> TopicResult {
-    let Some(proposer) = &shard.proposer else {
-        return result(
-            name,
-            errors::UNKNOWN_SERVER_ERROR,
-            Some("not in a cluster".into()),
-            None,
-        );
+    let proposer = match proposer(shard, name) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let view = live_view(shard).await;
     let Some(placement) = view
@@ -277,8 +290,9 @@ fn refused(name: &str, r: Result<Outcome, String>) -> TopicResult {
 /// Adds partitions to a topic through the quorum (from `now` to `count`), placed like a
 /// new topic's.
 pub async fn add_partitions(shard: &Rc<Shard>, name: &str, now: i32, count: i32) -> TopicResult {
-    let Some(proposer) = &shard.proposer else {
-        return refused(name, Err("not in a cluster".into()));
+    let proposer = match proposer(shard, name) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let add = (count - now).max(0) as usize;
     let Some(partitions) = live_view(shard)
@@ -328,8 +342,9 @@ pub async fn set_configs(
     name: &str,
     configs: std::collections::BTreeMap<String, String>,
 ) -> TopicResult {
-    let Some(proposer) = &shard.proposer else {
-        return refused(name, Err("not in a cluster".into()));
+    let proposer = match proposer(shard, name) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let cmd = Command::SetTopicConfigs {
         name: name.to_string(),
@@ -375,13 +390,9 @@ pub fn request_group_placement(shard: &Rc<Shard>) {
 
 /// Deletes a topic through the quorum.
 pub async fn delete(shard: &Rc<Shard>, name: &str) -> TopicResult {
-    let Some(proposer) = &shard.proposer else {
-        return result(
-            name,
-            errors::UNKNOWN_SERVER_ERROR,
-            Some("not in a cluster".into()),
-            None,
-        );
+    let proposer = match proposer(shard, name) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let existing = shard.cluster.get().image.topics.get(name).cloned();
     let cmd = Command::DeleteTopic {

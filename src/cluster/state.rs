@@ -77,7 +77,7 @@ pub enum Command {
         id: NodeId,
         epoch: u64,
     },
-    /// An operator removed the node from the cluster (`shardlog cluster remove-node`).
+    /// The node leaves the cluster (for decommissioning; no command proposes it yet).
     Unregister {
         id: NodeId,
     },

@@ -182,6 +182,15 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Up to `len` bytes at `pos` (fewer at the end of the file), copied out of io_uring's
+    /// buffer.
+    async fn read_vec(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let r = self.file.read_at(pos, len).await.map_err(io_err)?;
+        Ok(r.to_vec())
+    }
+}
+
 impl std::ops::Deref for Held {
     type Target = BufferedFile;
     fn deref(&self) -> &BufferedFile {
@@ -421,13 +430,7 @@ impl LogFile {
 
     /// Reads up to `len` bytes at `pos` (fewer at end of file).
     pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        let r = self
-            .handle()
-            .await?
-            .read_at(pos, len)
-            .await
-            .map_err(io_err)?;
-        Ok(r.to_vec())
+        self.handle().await?.read_vec(pos, len).await
     }
 
     pub async fn size(&self) -> io::Result<u64> {
@@ -545,8 +548,7 @@ impl Pinned {
 
     /// Reads `len` bytes at `pos` (fewer at the end of the file), copying.
     pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        let r = self.held.read_at(pos, len).await.map_err(io_err)?;
-        Ok(r.to_vec())
+        self.held.read_vec(pos, len).await
     }
 }
 
