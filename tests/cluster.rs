@@ -307,6 +307,39 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
     )
     .expect("produce answered");
     assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+    // Produce v10+ names the leader and its address (KIP-951).
+    {
+        use kafka_protocol::messages::produce_request::{
+            PartitionProduceData, ProduceRequest, TopicProduceData,
+        };
+        let mut p = PartitionProduceData::default();
+        p.index = elsewhere;
+        p.records = Some(common::record_batch(&[b"x"], 1).into());
+        let mut t = TopicProduceData::default();
+        t.name = common::wire::name("spread");
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 10_000;
+        req.topic_data = vec![t];
+        let resp = raw.call(&req, 10).expect("produce v10");
+        let pr = &resp.responses[0].partition_responses[0];
+        assert_eq!(pr.error_code, 6);
+        let (node, shard) = placement[elsewhere as usize];
+        let want = (node * 1024 + shard) as i32;
+        assert_eq!(pr.current_leader.leader_id.0, want, "{resp:?}");
+        assert_eq!(resp.node_endpoints.len(), 1, "{resp:?}");
+        let ep = &resp.node_endpoints[0];
+        assert_eq!(ep.node_id.0, want);
+        let addr = c.nodes[(node - 1) as usize].bootstrap();
+        let port: u16 = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert_eq!(ep.port, i32::from(port + shard as u16), "{resp:?}");
+        assert_eq!(ep.rack.as_deref(), Some(node.to_string().as_str()));
+    }
     let mine = placement.iter().position(|(n, _)| *n == 1).expect("one") as i32;
     assert_eq!(
         produce(

@@ -39,6 +39,9 @@ pub struct TopicMeta {
     /// single node, where the shard is a hash of topic and partition ([`Catalog::owner`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<(u64, u16)>,
+    /// In a cluster: each partition's leader epoch (empty on a single node: epoch 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<i32>,
 }
 
 /// A node of the cluster as the data plane needs it: where its shards listen.
@@ -48,6 +51,8 @@ pub struct NodeAddr {
     /// Port of shard 0; shard i at `port + i`.
     pub port: u16,
     pub shards: u16,
+    /// `broker.rack` of the node (its id when unset).
+    pub rack: String,
     /// Not fenced.
     pub live: bool,
 }
@@ -81,6 +86,12 @@ pub fn broker_id(node: u64, shard: u16) -> i32 {
     (node as i32)
         .saturating_mul(1024)
         .saturating_add(i32::from(shard))
+}
+
+/// The (node, shard) a broker id names: the inverse of [`broker_id`].
+pub fn node_and_shard(broker: i32) -> (u64, u16) {
+    let b = broker.max(0);
+    ((b / 1024) as u64, (b % 1024) as u16)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -254,6 +265,22 @@ impl Catalog {
             .map(|_| broker_id(node, shard))
     }
 
+    /// [`Catalog::leader`] with the partition's leader epoch.
+    pub fn leader_and_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        shards: usize,
+    ) -> Option<(i32, i32)> {
+        let leader = self.leader(topic, partition, shards)?;
+        let epoch = self
+            .topics
+            .get(topic)
+            .and_then(|m| m.epochs.get(usize::try_from(partition).ok()?).copied())
+            .unwrap_or(0);
+        Some((leader, epoch))
+    }
+
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&str> {
         self.topics
             .iter()
@@ -328,6 +355,7 @@ mod tests {
                 partitions: 3,
                 configs: BTreeMap::new(),
                 placement: Vec::new(),
+                epochs: Vec::new(),
             },
         );
         c.persist(dir.path()).expect("persist");

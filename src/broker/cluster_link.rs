@@ -40,6 +40,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                     partitions: t.partitions.len() as i32,
                     configs: t.configs.clone(),
                     placement: t.partitions.iter().map(|p| (p.node, p.shard)).collect(),
+                    epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
                 },
             )
         })
@@ -55,6 +56,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                     host: n.registration.host.clone(),
                     port: n.registration.kafka_port,
                     shards: n.registration.shards,
+                    rack: n.registration.rack.clone(),
                     live: !n.fenced,
                 },
             )

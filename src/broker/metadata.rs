@@ -17,11 +17,12 @@ use super::errors;
 use super::shard::Shard;
 use crate::protocol::MetadataRequest;
 
-fn broker(id: i32, host: &str, port: u16) -> MetadataResponseBroker {
+fn broker(id: i32, host: &str, port: u16, rack: Option<&str>) -> MetadataResponseBroker {
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(id);
     b.host = StrBytes::from_string(host.to_string());
     b.port = i32::from(port);
+    b.rack = rack.map(|r| StrBytes::from_string(r.to_string()));
     b
 }
 
@@ -44,7 +45,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
             for i in 0..shard.nshards {
                 let addr = shard.cfg.shard_addr(i);
                 resp.brokers
-                    .push(broker(i as i32, &addr.ip().to_string(), addr.port()));
+                    .push(broker(i as i32, &addr.ip().to_string(), addr.port(), None));
             }
             resp.controller_id = BrokerId(admin::CONTROLLER as i32);
         }
@@ -53,8 +54,12 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
             for (id, n) in cm.nodes.iter().filter(|(_, n)| n.live) {
                 for s in 0..n.shards {
                     let port = n.port.saturating_add(s);
-                    resp.brokers
-                        .push(broker(catalog::broker_id(*id, s), &n.host, port));
+                    resp.brokers.push(broker(
+                        catalog::broker_id(*id, s),
+                        &n.host,
+                        port,
+                        Some(&n.rack),
+                    ));
                 }
             }
             resp.controller_id = BrokerId(cm.controller.map_or(-1, |c| catalog::broker_id(c, 0)));
@@ -81,7 +86,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
                 for p in 0..meta.partitions {
                     let mut pm = MetadataResponsePartition::default();
                     pm.partition_index = p;
-                    pm.leader_epoch = 0;
+                    pm.leader_epoch = meta.epochs.get(p as usize).copied().unwrap_or(0);
                     match cat.leader(&name, p, shard.nshards) {
                         Some(l) => {
                             pm.leader_id = BrokerId(l);

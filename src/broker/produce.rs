@@ -13,12 +13,13 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
+use super::catalog;
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
@@ -263,10 +264,11 @@ pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
     if acks == 0 {
         return None;
     }
+    let catalog = shard.catalog();
     let mut resp = ProduceResponse::default();
+    let mut leaders = BTreeMap::new();
     for (name, parts) in layout {
         let mut t = TopicProduceResponse::default();
-        t.name = TopicName(StrBytes::from_string(name));
         for (slot, index) in parts {
             let r = results
                 .get_mut(slot)
@@ -278,9 +280,35 @@ pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
             p.base_offset = r.base_offset;
             p.log_append_time_ms = -1;
             p.log_start_offset = r.log_start_offset;
+            if r.error == errors::NOT_LEADER_OR_FOLLOWER {
+                // KIP-951 (v10+; older versions drop the tagged fields): the leader and
+                // its address, so the client can retry there before its Metadata refresh.
+                if let Some((id, epoch)) = catalog.leader_and_epoch(&name, index, shard.nshards) {
+                    p.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(id))
+                        .with_leader_epoch(epoch);
+                    leaders.insert(id, ());
+                }
+            }
             t.partition_responses.push(p);
         }
+        t.name = TopicName(StrBytes::from_string(name));
         resp.responses.push(t);
+    }
+    if let Some(cm) = &catalog.cluster {
+        for id in leaders.into_keys() {
+            let (node, shard_index) = catalog::node_and_shard(id);
+            if let Some((_, host, port)) = cm.broker(node, shard_index) {
+                let rack = cm.nodes.get(&node).map(|n| n.rack.clone());
+                resp.node_endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_string(host.to_string()))
+                        .with_port(i32::from(port))
+                        .with_rack(rack.map(StrBytes::from_string)),
+                );
+            }
+        }
     }
     Some(resp)
 }
