@@ -64,6 +64,27 @@ enum ClusterCmd {
         #[arg(long, default_value = "127.0.0.1:9644")]
         http: String,
     },
+    /// Start decommissioning a node: no new partitions or group coordinators are placed on
+    /// it. Prints the partitions it still holds (moving them needs replication).
+    Decommission {
+        /// The node's `node.id`.
+        node: u64,
+        /// Cancel a decommission: the node takes new partitions again.
+        #[arg(long)]
+        cancel: bool,
+        /// HTTP (metrics) address of any node.
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        http: String,
+    },
+    /// Remove a stopped node that holds no partitions from the cluster (a broker-only node;
+    /// voters stay).
+    Unregister {
+        /// The node's `node.id`.
+        node: u64,
+        /// HTTP (metrics) address of any node.
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        http: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,9 +380,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Cluster {
-            cmd: ClusterCmd::Info { http },
-        } => shardlog::admin::cluster::info(&http),
+        Cmd::Cluster { cmd } => match cmd {
+            ClusterCmd::Info { http } => shardlog::admin::cluster::info(&http),
+            ClusterCmd::Decommission { node, cancel, http } => {
+                shardlog::admin::cluster::decommission(&http, node, cancel)
+            }
+            ClusterCmd::Unregister { node, http } => {
+                shardlog::admin::cluster::unregister(&http, node)
+            }
+        },
         Cmd::Group { cmd } => {
             init_logging("warn", LogFormat::Text);
             use shardlog::admin::group;

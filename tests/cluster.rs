@@ -9,79 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::cluster::{
+    agree_on_controller, all_live, cluster_id, leaders, node_states, read_all, Cluster,
+};
 use common::{http_get, metric_sample, Broker};
-
-struct Cluster {
-    nodes: Vec<Broker>,
-}
-
-impl Cluster {
-    /// `n` nodes of one shard each, voters all, with a 3 s session timeout.
-    fn start(n: usize) -> Cluster {
-        Cluster {
-            nodes: common::start_cluster(n, 1),
-        }
-    }
-
-    fn view(&self, i: usize) -> Option<Value> {
-        let addr = self.nodes[i].metrics_addr()?;
-        let (head, body) = http_get(&addr, "/v1/cluster");
-        if !head.contains("200") {
-            return None;
-        }
-        serde_json::from_str(&body).ok()
-    }
-
-    /// Waits (bounded) until `ok` holds for the views of the nodes in `which`.
-    fn wait_for(&self, which: &[usize], what: &str, ok: impl Fn(&[Value]) -> bool) -> Duration {
-        let start = Instant::now();
-        // Bounded by the deadline.
-        while start.elapsed() < Duration::from_secs(30) {
-            let views: Vec<Value> = which.iter().filter_map(|i| self.view(*i)).collect();
-            if views.len() == which.len() && ok(&views) {
-                return start.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let views: Vec<Option<Value>> = which.iter().map(|i| self.view(*i)).collect();
-        panic!("timed out waiting for {what}: {views:#?}");
-    }
-}
-
-fn controller(v: &Value) -> Option<u64> {
-    v["controller"].as_u64()
-}
-
-fn node_states(v: &Value) -> BTreeMap<u64, (bool, u64)> {
-    v["image"]["nodes"]
-        .as_object()
-        .map(|m| {
-            m.values()
-                .map(|n| {
-                    (
-                        n["registration"]["id"].as_u64().unwrap_or(0),
-                        (
-                            n["fenced"].as_bool().unwrap_or(false),
-                            n["epoch"].as_u64().unwrap_or(0),
-                        ),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn all_live(views: &[Value], n: usize) -> bool {
-    views.iter().all(|v| {
-        let s = node_states(v);
-        s.len() == n && s.values().all(|(fenced, _)| !fenced)
-    })
-}
-
-fn agree_on_controller(views: &[Value]) -> Option<u64> {
-    let c = controller(views.first()?)?;
-    views.iter().all(|v| controller(v) == Some(c)).then_some(c)
-}
 
 #[test]
 fn three_nodes_elect_a_controller_fence_a_dead_node_and_take_it_back() {
@@ -194,22 +125,6 @@ fn a_paused_controller_never_leaves_two_leaders_in_one_term() {
 
 /// Reads every record of `topic` (partitions `0..partitions`) through `b` with librdkafka:
 /// value → partition.
-fn read_all(b: &Broker, topic: &str, partitions: i32, want: usize) -> BTreeMap<String, i32> {
-    use rdkafka::consumer::BaseConsumer;
-    use rdkafka::Message;
-    let consumer: BaseConsumer = common::reader(b, topic, 0..partitions);
-    let mut got = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Bounded by the deadline.
-    while got.len() < want && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-            got.insert(v, m.partition());
-        }
-    }
-    got
-}
-
 #[test]
 fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_third() {
     use common::wire::{produce, try_produce};
@@ -372,24 +287,6 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
     assert_eq!(got.len(), 601, "every record, node 3's included");
 }
 
-/// (error code, leader) of each partition of `topic` in a Metadata answer from `addr`.
-fn leaders(addr: &str, topic: &str) -> Vec<(i16, i32)> {
-    use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
-    let mut c = shardlog::admin::client::Client::connect(addr).expect("connect");
-    let mut t = MetadataRequestTopic::default();
-    t.name = Some(common::wire::name(topic));
-    let mut req = MetadataRequest::default();
-    req.topics = Some(vec![t]);
-    let resp = c.call(&req, 9).expect("metadata");
-    let mut parts: Vec<(i32, i16, i32)> = resp.topics[0]
-        .partitions
-        .iter()
-        .map(|p| (p.partition_index, p.error_code, p.leader_id.0))
-        .collect();
-    parts.sort_unstable();
-    parts.into_iter().map(|(_, e, l)| (e, l)).collect()
-}
-
 #[test]
 fn a_single_node_data_dir_starts_as_a_one_node_cluster_with_its_topics() {
     use common::wire::{create_topic, fetch, produce};
@@ -467,14 +364,6 @@ fn a_single_node_data_dir_starts_as_a_one_node_cluster_with_its_topics() {
         "deleted topic came back: {listed}"
     );
     assert_eq!(cluster_id(&b.bootstrap()), old_id);
-}
-
-/// The cluster id a node's Metadata answer names.
-fn cluster_id(addr: &str) -> String {
-    use kafka_protocol::messages::metadata_request::MetadataRequest;
-    let mut c = shardlog::admin::client::Client::connect(addr).expect("connect");
-    let resp = c.call(&MetadataRequest::default(), 9).expect("metadata");
-    resp.cluster_id.map(|s| s.to_string()).unwrap_or_default()
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `shardlog cluster info`: the cluster as one node sees it (its `/v1/cluster` view), as a
 //! table: nodes with their addresses, shards, rack, epoch, partitions and state, the
-//! controller and the quorum.
+//! controller and the quorum. `cluster decommission` and `cluster unregister` ask a node's
+//! HTTP port to propose the change to the quorum.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,14 +10,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-/// Fetches `GET /v1/cluster` from the node's HTTP address.
-fn fetch(http: &str) -> Result<Value> {
+/// Sends `METHOD path` to the node's HTTP address: its JSON answer, or the error it names.
+fn call(http: &str, method: &str, path: &str) -> Result<Value> {
     let mut s = TcpStream::connect(http)
         .with_context(|| format!("cannot connect to the node's HTTP port {http}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
     write!(
         s,
-        "GET /v1/cluster HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut resp = Vec::new();
     s.take(16 << 20).read_to_end(&mut resp)?;
@@ -24,13 +25,50 @@ fn fetch(http: &str) -> Result<Value> {
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         bail!("{http} sent no HTTP response");
     };
+    let value: Option<Value> = serde_json::from_str(body).ok();
     if !head.starts_with("HTTP/1.1 200") {
-        bail!(
-            "{http} answered {}",
-            head.lines().next().unwrap_or_default()
-        );
+        let status = head.lines().next().unwrap_or_default();
+        match value.as_ref().and_then(|v| v["error"].as_str()) {
+            Some(why) => bail!("{why} ({status})"),
+            None => bail!("{http} answered {status}"),
+        }
     }
-    serde_json::from_str(body).with_context(|| format!("{http} sent an unreadable cluster view"))
+    value.with_context(|| format!("{http} sent an unreadable answer"))
+}
+
+fn fetch(http: &str) -> Result<Value> {
+    call(http, "GET", "/v1/cluster")
+}
+
+/// Starts (or with `cancel`, ends) decommissioning node `node`.
+pub fn decommission(http: &str, node: u64, cancel: bool) -> Result<()> {
+    let method = if cancel { "DELETE" } else { "POST" };
+    let v = call(
+        http,
+        method,
+        &format!("/v1/cluster/nodes/{node}/decommission"),
+    )?;
+    let held = v["partitions"].as_u64().unwrap_or(0);
+    if cancel {
+        println!("node {node} is no longer being decommissioned");
+    } else {
+        println!("node {node} is being decommissioned: no new partitions or coordinators go to it");
+        if held > 0 {
+            println!(
+                "it still holds {held} partition(s); they stay until they can be moved (replication)"
+            );
+        } else {
+            println!("it holds no partitions: stop it, then `shardlog cluster unregister {node}`");
+        }
+    }
+    Ok(())
+}
+
+/// Removes stopped, empty node `node` from the cluster.
+pub fn unregister(http: &str, node: u64) -> Result<()> {
+    call(http, "DELETE", &format!("/v1/cluster/nodes/{node}"))?;
+    println!("node {node} unregistered");
+    Ok(())
 }
 
 /// Prints the cluster view of the node at `http`.
@@ -88,10 +126,14 @@ pub fn info(http: &str) -> Result<()> {
             r["rack"].as_str().unwrap_or("?"),
             n["epoch"],
             partitions,
-            if n["fenced"].as_bool().unwrap_or(false) {
-                "fenced"
-            } else {
-                "live"
+            match (
+                n["fenced"].as_bool().unwrap_or(false),
+                n["draining"].as_bool().unwrap_or(false),
+            ) {
+                (true, false) => "fenced",
+                (true, true) => "fenced,draining",
+                (false, true) => "draining",
+                (false, false) => "live",
             }
         );
     }

@@ -1,5 +1,6 @@
 //! The HTTP endpoint on shard 0: `GET /metrics` (Prometheus text, every shard's snapshot
-//! merged) and `GET /health`.
+//! merged), `GET /health`, `GET /v1/cluster` (this node's view of the cluster) and the
+//! node membership operations of [`super::node_admin`].
 //!
 //! Invariant: one request per connection, read up to a bounded size; a scrape costs one
 //! message to each other shard, never a lock.
@@ -92,6 +93,12 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = match (method, path) {
+        (_, p) if p.starts_with("/v1/cluster/nodes/") => {
+            match super::node_admin::handle(&shard, method, path).await {
+                Some((status, body)) => (status, "application/json", body),
+                None => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            }
+        }
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",

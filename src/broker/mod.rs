@@ -18,6 +18,7 @@ pub mod limits;
 pub mod list_offsets;
 pub mod metadata;
 pub mod metrics_http;
+pub mod node_admin;
 pub mod placement;
 pub mod produce;
 pub mod producer_id;

@@ -57,6 +57,12 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Whether this node votes in the metadata quorum; a node that does not is a broker
+    /// only (Kafka's `process.roles=broker`): it receives the log as a learner.
+    pub fn is_voter(&self) -> bool {
+        self.voters.contains_key(&self.node_id)
+    }
+
     /// Parses `controller.quorum.voters` (`1@host:port,2@host:port`).
     pub fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
         let mut out = BTreeMap::new();
@@ -151,6 +157,7 @@ pub fn registration(
         shards: shards as u16,
         http_port,
         cluster_id: cluster_id.to_string(),
+        controller: cfg.listener.clone(),
     }
 }
 

@@ -42,13 +42,16 @@ pub enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A command for the leader to commit.
+    /// A command for the leader to commit (a voter that does not lead passes it on, once).
     Propose(Command),
     /// A node is alive in incarnation `epoch`.
     Heartbeat {
         id: NodeId,
         epoch: u64,
     },
+    /// A command passed on by a node that does not lead: committed here or refused, never
+    /// passed on again (two nodes that disagree on the leader cannot bounce it).
+    Forwarded(Command),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -218,9 +221,11 @@ impl RaftNetwork<TypeConfig> for Peer {
 
 /// What the listener hands to the node for requests that are not Raft's own.
 pub trait Controller: Send + Sync + 'static {
+    /// Commits `cmd` if this node leads; passes it on to the leader if `forward`.
     fn propose(
         &self,
         cmd: Command,
+        forward: bool,
     ) -> impl std::future::Future<Output = Result<(Outcome, u64), String>> + Send;
     fn heartbeat(&self, id: NodeId, epoch: u64) -> impl std::future::Future<Output = bool> + Send;
 }
@@ -268,7 +273,8 @@ pub async fn serve<C: Controller>(listener: TcpListener, raft: Raft, ctl: Arc<C>
                     Request::Append(r) => Reply::Append(raft.append_entries(r).await),
                     Request::Vote(r) => Reply::Vote(raft.vote(r).await),
                     Request::Snapshot(r) => Reply::Snapshot(raft.install_snapshot(r).await),
-                    Request::Propose(c) => Reply::Proposed(ctl.propose(c).await),
+                    Request::Propose(c) => Reply::Proposed(ctl.propose(c, true).await),
+                    Request::Forwarded(c) => Reply::Proposed(ctl.propose(c, false).await),
                     Request::Heartbeat { id, epoch } => {
                         Reply::HeartbeatTaken(ctl.heartbeat(id, epoch).await)
                     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
@@ -172,13 +172,19 @@ struct Ctl {
 type SharedPeer = Arc<tokio::sync::Mutex<Peer>>;
 
 impl net::Controller for Ctl {
-    async fn propose(&self, cmd: Command) -> Result<(Outcome, u64), String> {
-        match self.raft.client_write(cmd).await {
+    async fn propose(&self, cmd: Command, forward: bool) -> Result<(Outcome, u64), String> {
+        match self.raft.client_write(cmd.clone()).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(format!(
-                "not the controller; the controller is {:?}",
-                f.leader_id
-            )),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
+                Some(l) if forward && l != self.cfg.node_id => self
+                    .ask_leader(l, &Request::Forwarded(cmd))
+                    .await
+                    .and_then(|r| match r {
+                        Reply::Proposed(r) => r,
+                        _ => Err("unexpected reply".into()),
+                    }),
+                other => Err(format!("not the controller; the controller is {other:?}")),
+            },
             Err(e) => Err(e.to_string()),
         }
     }
@@ -217,22 +223,34 @@ impl Ctl {
     }
 
     async fn propose_here(&self, cmd: Command) -> Result<(Outcome, u64), String> {
-        net::Controller::propose(self, cmd).await
+        net::Controller::propose(self, cmd, false).await
     }
 
     /// Commits `cmd` through whichever node leads the quorum now: its outcome and log index.
+    /// A node that knows no leader (a broker-only node before it receives the log) asks the
+    /// voters in turn; a voter passes it on to the leader it knows.
     async fn propose_anywhere(&self, cmd: Command) -> Result<(Outcome, u64), String> {
         let leader = self.raft.current_leader().await;
+        let proposed = |r: Result<Reply, String>| {
+            r.and_then(|r| match r {
+                Reply::Proposed(r) => r,
+                _ => Err("unexpected reply".into()),
+            })
+        };
         match leader {
             Some(l) if l == self.cfg.node_id => self.propose_here(cmd).await,
-            Some(l) => self
-                .ask_leader(l, &Request::Propose(cmd))
-                .await
-                .and_then(|r| match r {
-                    Reply::Proposed(r) => r,
-                    _ => Err("unexpected reply".into()),
-                }),
-            None => Err("no controller elected yet".into()),
+            Some(l) => proposed(self.ask_leader(l, &Request::Forwarded(cmd)).await),
+            None if self.cfg.is_voter() => Err("no controller elected yet".into()),
+            None => {
+                let mut last = "no voter answered".to_string();
+                for v in self.cfg.voters.keys() {
+                    match proposed(self.ask_leader(*v, &Request::Propose(cmd.clone())).await) {
+                        Ok(r) => return Ok(r),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
         }
     }
 
@@ -244,6 +262,7 @@ impl Ctl {
             .voters
             .get(&leader)
             .ok_or_else(|| format!("controller {leader} is not a known voter"))?;
+        // Connections by voter and kind: at most two per voter.
         let kind = usize::from(matches!(req, Request::Heartbeat { .. }));
         let peer = {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -318,7 +337,7 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(net::serve(listener, raft.clone(), ctl.clone()));
-        if !raft.is_initialized().await.unwrap_or(true) {
+        if ctl.cfg.is_voter() && !raft.is_initialized().await.unwrap_or(true) {
             // Every voter proposes the same initial membership at log index 0 (openraft
             // makes that safe); whichever is elected first carries on from it.
             let members: BTreeMap<NodeId, BasicNode> = ctl
@@ -357,6 +376,9 @@ impl Node {
                 },
                 _ = fence_check.tick() => {
                     led_since = self.fence_silent_nodes(led_since).await;
+                    if led_since.is_some() {
+                        self.sync_learners().await;
+                    }
                 }
             }
         }
@@ -378,6 +400,16 @@ impl Node {
                     .await
                 {
                     debug!("heartbeat not delivered: {e}");
+                }
+            }
+            // A broker-only node not yet receiving the log: the voters in turn, until the
+            // one that leads takes it.
+            None if !self.ctl.cfg.is_voter() => {
+                for v in self.ctl.cfg.voters.keys() {
+                    let req = Request::Heartbeat { id, epoch };
+                    if let Ok(Reply::HeartbeatTaken(true)) = self.ctl.ask_leader(*v, &req).await {
+                        break;
+                    }
                 }
             }
             None => {}
@@ -428,6 +460,56 @@ impl Node {
             }
         }
         Some(since)
+    }
+}
+
+impl Node {
+    /// On the controller: makes the quorum's learners the registered nodes that are not
+    /// voters (each at the controller address it registered), so every broker-only node
+    /// receives the metadata log, and a node that left stops receiving it. Each change is
+    /// a membership entry committed through Raft; one per tick at most.
+    async fn sync_learners(&self) {
+        let membership = self.ctl.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let known: BTreeMap<NodeId, String> = membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let image = self.ctl.view.get();
+        let wanted: BTreeMap<NodeId, String> = image
+            .image
+            .nodes
+            .values()
+            .map(|n| &n.registration)
+            .filter(|r| !voters.contains(&r.id) && !r.controller.is_empty())
+            .map(|r| (r.id, r.controller.clone()))
+            .collect();
+        let change = if let Some((id, addr)) =
+            wanted.iter().find(|(id, addr)| known.get(id) != Some(addr))
+        {
+            info!(node = id, controller = %addr, "adding a broker-only node to the quorum as a learner");
+            // Adds the learner, or moves one whose address changed (never a voter: safe).
+            ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))]))
+        } else if let Some(id) = known
+            .keys()
+            .find(|id| !voters.contains(id) && !wanted.contains_key(id))
+        {
+            info!(
+                node = id,
+                "removing an unregistered node's learner from the quorum"
+            );
+            ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([*id]))
+        } else {
+            return;
+        };
+        match tokio::time::timeout(CALL_DEADLINE, self.ctl.raft.change_membership(change, true))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => debug!("learner change not committed: {e}"),
+            Err(_) => debug!("learner change not committed within {CALL_DEADLINE:?}"),
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct NodeRegistration {
     /// registration's becomes the cluster's.
     #[serde(default)]
     pub cluster_id: String,
+    /// Where this node's controller listens (`controller.listener`): a node that is not a
+    /// voter is added to the quorum as a learner at this address, to receive the log.
+    #[serde(default)]
+    pub controller: String,
 }
 
 /// A node as the image holds it.
@@ -41,6 +45,10 @@ pub struct NodeRecord {
     pub epoch: u64,
     /// Fenced nodes missed their session timeout: no leadership, left out of Metadata.
     pub fenced: bool,
+    /// Being decommissioned: no new partitions or coordinators are placed on it (kept
+    /// across its restarts until cancelled or it is unregistered).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Where one partition lives: its node and the shard (core) on it, and its leader epoch
@@ -77,9 +85,14 @@ pub enum Command {
         id: NodeId,
         epoch: u64,
     },
-    /// The node leaves the cluster (for decommissioning; no command proposes it yet).
+    /// The node leaves the cluster: refused while it runs or still holds partitions.
     Unregister {
         id: NodeId,
+    },
+    /// Starts (or cancels) decommissioning a node: placement passes it by.
+    SetDraining {
+        id: NodeId,
+        draining: bool,
     },
     /// A new topic with its placement (decided by the controller before proposing).
     CreateTopic {
@@ -124,6 +137,10 @@ pub enum Outcome {
     NoSuchTopic,
     /// Producer ids `[start, start + count)` are reserved for the proposer.
     ProducerIds { start: i64 },
+    /// The command is not allowed in this state; why.
+    Refused(String),
+    /// No node of that id is registered.
+    NoSuchNode,
 }
 
 /// The agreed state of the cluster.
@@ -148,16 +165,19 @@ impl Image {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = reg.cluster_id.clone();
                 }
-                let epoch = match self.nodes.get(&reg.id) {
+                let old = self.nodes.get(&reg.id);
+                let epoch = match old {
                     Some(n) if n.registration.incarnation == reg.incarnation => n.epoch,
                     _ => index,
                 };
+                let draining = old.is_some_and(|n| n.draining);
                 self.nodes.insert(
                     reg.id,
                     NodeRecord {
                         registration: reg.clone(),
                         epoch,
                         fenced: false,
+                        draining,
                     },
                 );
                 Outcome::Registered { epoch }
@@ -172,9 +192,31 @@ impl Image {
                     _ => Outcome::Stale,
                 }
             }
-            Command::Unregister { id } => match self.nodes.remove(id) {
-                Some(_) => Outcome::Done,
-                None => Outcome::Stale,
+            Command::Unregister { id } => {
+                let Some(node) = self.nodes.get(id) else {
+                    return Outcome::NoSuchNode;
+                };
+                if !node.fenced {
+                    return Outcome::Refused(format!(
+                        "node {id} is running: stop it first (it is unregistered once fenced)"
+                    ));
+                }
+                let held = self.partitions_of(*id);
+                if let Some(first) = held.first() {
+                    return Outcome::Refused(format!(
+                        "node {id} still holds {} partitions ({first} …): they must move first",
+                        held.len()
+                    ));
+                }
+                self.nodes.remove(id);
+                Outcome::Done
+            }
+            Command::SetDraining { id, draining } => match self.nodes.get_mut(id) {
+                Some(n) => {
+                    n.draining = *draining;
+                    Outcome::Done
+                }
+                None => Outcome::NoSuchNode,
             },
             Command::CreateTopic { name, topic } => {
                 if self.topics.contains_key(name) {
@@ -225,12 +267,27 @@ impl Image {
         out
     }
 
-    /// Places `count` new partitions on the live nodes' shards, fewest partitions first
+    /// The partitions (`topic-index`) placed on node `id`, internal topics included.
+    pub fn partitions_of(&self, id: NodeId) -> Vec<String> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, p)| p.node == id)
+                    .map(move |(i, _)| format!("{name}-{i}"))
+            })
+            .collect()
+    }
+
+    /// Places `count` new partitions on the live nodes' shards (not on draining ones), fewest partitions first
     /// (ties broken by node, then shard, so replays agree), at most `per_shard_limit` on
     /// one shard; `None` if they do not fit.
     pub fn place(&self, count: usize, per_shard_limit: usize) -> Option<Vec<PartitionRecord>> {
         let mut load: BTreeMap<(NodeId, u16), usize> = self
             .live_nodes()
+            .filter(|n| !n.draining)
             .flat_map(|n| (0..n.registration.shards).map(move |s| ((n.registration.id, s), 0)))
             .collect();
         for (k, n) in self.partitions_per_shard() {
@@ -275,6 +332,7 @@ mod tests {
             shards: 2,
             http_port: None,
             cluster_id: format!("c{id}"),
+            controller: String::new(),
         }
     }
 
@@ -291,7 +349,10 @@ mod tests {
         );
         img.apply(&Command::Register(reg(2, "a")), 6);
         assert_eq!(img.cluster_id, "c1");
-        img.apply(&Command::Unregister { id: 2 }, 7);
+        assert!(matches!(
+            img.apply(&Command::Unregister { id: 2 }, 7),
+            Outcome::Refused(_)
+        ));
         // The same incarnation registering again keeps its epoch.
         assert_eq!(
             img.apply(&Command::Register(reg(1, "a")), 9),
@@ -301,7 +362,7 @@ mod tests {
             img.apply(&Command::Fence { id: 1, epoch: 5 }, 10),
             Outcome::Done
         );
-        assert_eq!(img.live_nodes().count(), 0);
+        assert_eq!(img.live_nodes().count(), 1, "node 2 only");
         // A restart is a new incarnation: new epoch, unfenced; a fence for the old epoch
         // (decided before the restart) no longer applies.
         assert_eq!(
@@ -312,9 +373,17 @@ mod tests {
             img.apply(&Command::Fence { id: 1, epoch: 5 }, 12),
             Outcome::Stale
         );
-        assert_eq!(img.live_nodes().count(), 1);
-        assert_eq!(img.apply(&Command::Unregister { id: 1 }, 13), Outcome::Done);
+        assert_eq!(img.live_nodes().count(), 2);
+        for id in [1, 2] {
+            let epoch = img.nodes[&id].epoch;
+            img.apply(&Command::Fence { id, epoch }, 13);
+            assert_eq!(img.apply(&Command::Unregister { id }, 13), Outcome::Done);
+        }
         assert!(img.nodes.is_empty());
+        assert_eq!(
+            img.apply(&Command::Unregister { id: 1 }, 13),
+            Outcome::NoSuchNode
+        );
         assert_eq!(
             img.apply(&Command::Unfence { id: 1, epoch: 11 }, 14),
             Outcome::Stale
@@ -352,6 +421,45 @@ mod tests {
         let delete = Command::DeleteTopic { name: "t".into() };
         assert_eq!(img.apply(&delete, 7), Outcome::Done);
         assert_eq!(img.apply(&delete, 8), Outcome::NoSuchTopic);
+    }
+
+    #[test]
+    fn a_draining_node_gets_nothing_new_and_leaves_only_when_stopped_and_empty() {
+        let mut img = Image::default();
+        for id in 1..=2 {
+            img.apply(&Command::Register(reg(id, "a")), id);
+        }
+        let placed = img.place(4, 100).expect("fits");
+        assert!(placed.iter().any(|p| p.node == 2));
+        let topic = TopicRecord {
+            id: [1; 16],
+            configs: BTreeMap::new(),
+            partitions: placed,
+        };
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            topic,
+        };
+        img.apply(&create, 3);
+        let drain = Command::SetDraining {
+            id: 2,
+            draining: true,
+        };
+        assert_eq!(img.apply(&drain, 4), Outcome::Done);
+        assert!(img.place(6, 100).expect("fits").iter().all(|p| p.node == 1));
+        // A restart keeps it draining.
+        img.apply(&Command::Register(reg(2, "b")), 5);
+        assert!(img.nodes[&2].draining);
+        assert!(img.place(1, 100).expect("fits").iter().all(|p| p.node == 1));
+        // Stopped (fenced) but still holding partitions: refused, naming one.
+        img.apply(&Command::Fence { id: 2, epoch: 5 }, 6);
+        match img.apply(&Command::Unregister { id: 2 }, 7) {
+            Outcome::Refused(why) => assert!(why.contains("2 partitions (t-"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        img.apply(&Command::DeleteTopic { name: "t".into() }, 8);
+        assert_eq!(img.apply(&Command::Unregister { id: 2 }, 9), Outcome::Done);
+        assert_eq!(img.apply(&drain, 10), Outcome::NoSuchNode);
     }
 
     #[test]

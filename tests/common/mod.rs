@@ -296,6 +296,20 @@ pub fn limit_nofile(cmd: &mut Command, n: u64) {
 /// the metadata quorum, node ids 1..=n), with a 3 s session timeout.
 #[allow(dead_code)]
 pub fn start_cluster(n: usize, cores: usize) -> Vec<Broker> {
+    start_cluster_with_voters(n, cores).0
+}
+
+/// The settings of node `id` of a test cluster (3 s session timeout).
+#[allow(dead_code)]
+pub fn node_toml(id: u64, voters: &str) -> String {
+    format!(
+        "\"node.id\" = {id}\n\"controller.quorum.voters\" = \"{voters}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n"
+    )
+}
+
+/// [`start_cluster`], and its `controller.quorum.voters` for nodes started later.
+#[allow(dead_code)]
+pub fn start_cluster_with_voters(n: usize, cores: usize) -> (Vec<Broker>, String) {
     let mut ports: Vec<u16> = Vec::with_capacity(n);
     // Bounded: a repeat is rare and the next pick is random.
     while ports.len() < n {
@@ -309,18 +323,12 @@ pub fn start_cluster(n: usize, cores: usize) -> Vec<Broker> {
         .enumerate()
         .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
         .collect();
+    let voters = voters.join(",");
     let nodes: Vec<Broker> = (0..n)
-        .map(|i| {
-            let toml = format!(
-                "\"node.id\" = {}\n\"controller.quorum.voters\" = \"{}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n",
-                i + 1,
-                voters.join(",")
-            );
-            Broker::start_configured(cores, &toml, &[])
-        })
+        .map(|i| Broker::start_configured(cores, &node_toml(i as u64 + 1, &voters), &[]))
         .collect();
     wait_cluster_formed(&nodes);
-    nodes
+    (nodes, voters)
 }
 
 /// Waits (bounded) until every node sees all of them registered and live, and a controller.
@@ -450,6 +458,9 @@ pub fn producer_batch(
 }
 
 /// Wire-level helpers: raw requests through the admin client.
+#[allow(dead_code)]
+pub mod cluster;
+
 pub mod wire {
     use bytes::Bytes;
     use kafka_protocol::messages::produce_request::{
