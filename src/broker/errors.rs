@@ -44,6 +44,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Sequence(SequenceError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
         LogError::TooLarge { .. } => MESSAGE_TOO_LARGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        // A follower's fetch that does not continue its log: it fetches again from its end.
+        LogError::NotAtEnd { .. } => OFFSET_OUT_OF_RANGE,
         LogError::Io(_) | LogError::Aborted => KAFKA_STORAGE_ERROR,
     }
 }

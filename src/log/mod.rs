@@ -14,12 +14,14 @@ pub mod batch;
 pub mod checksum;
 mod cleaner;
 pub mod codec;
+pub mod epochs;
 pub mod file;
 pub mod index;
 pub mod producer_state;
 pub mod read;
 pub mod records;
 mod recovery;
+mod replica;
 pub mod segment;
 pub mod send_range;
 pub mod validate;
@@ -208,6 +210,8 @@ pub enum LogError {
     Sequence(#[from] SequenceError),
     #[error("a batch of an idempotent producer must be alone in its produce request")]
     MultipleIdempotentBatches,
+    #[error("replica batch at offset {base} does not follow on at {end}")]
+    NotAtEnd { base: i64, end: i64 },
 }
 
 /// An append queued behind the writer (or a retried idempotent batch already there).
@@ -276,6 +280,10 @@ struct State {
     last_flush_ms: i64,
     /// Offsets below this were cleaned by the last compaction (the next pass starts here).
     cleaner_checkpoint: i64,
+    /// The epoch this log's appends are stamped with (its leader's; 0 on a single node).
+    leader_epoch: i32,
+    /// Which epoch appended from which offset (written before the batches it names).
+    epochs: epochs::EpochCache,
 }
 
 struct Inner {
@@ -456,21 +464,45 @@ impl Log {
             }
         }
         let now = if idempotent { now_ms() } else { 0 };
+        let (rx, info) = self.queue(records, &headers, durable, true, now);
+        Ok(Enqueued::Queued(rx, info))
+    }
+
+    /// Queues validated batches behind the writer at the next offsets. `stamp` (a leader's
+    /// append): each gets its offsets and this log's leader epoch written in; otherwise (a
+    /// follower's) they keep the ones they carry, which the caller checked follow on.
+    fn queue(
+        &self,
+        records: &[u8],
+        headers: &[(usize, BatchHeader)],
+        durable: bool,
+        stamp: bool,
+        now: i64,
+    ) -> (oneshot::Receiver<Result<(), LogError>>, AppendInfo) {
         let (rx, info, spawn) = {
             let mut st = self.inner.state.borrow_mut();
+            let st = &mut *st;
             let base = st.next_offset;
             let mut next = base;
-            for (at, h) in &headers {
+            for (at, h) in headers {
                 let start = st.pending.buf.len();
                 st.pending
                     .buf
                     .extend_from_slice(&records[*at..*at + h.size]);
-                batch::stamp(&mut st.pending.buf[start..start + h.size], next, 0);
-                let mut stamped = *h;
-                stamped.base_offset = next;
-                st.producers.record(&stamped, now);
-                st.pending.batches.push((start, stamped));
-                next += h.offset_span();
+                let mut stored = *h;
+                if stamp {
+                    batch::stamp(
+                        &mut st.pending.buf[start..start + h.size],
+                        next,
+                        st.leader_epoch,
+                    );
+                    stored.base_offset = next;
+                    stored.leader_epoch = st.leader_epoch;
+                }
+                st.epochs.assign(stored.leader_epoch, stored.base_offset);
+                st.producers.record(&stored, now);
+                st.pending.batches.push((start, stored));
+                next = stored.last_offset() + 1;
             }
             st.next_offset = next;
             let (tx, rx) = oneshot::channel();
@@ -491,7 +523,7 @@ impl Log {
             let inner = self.inner.clone();
             crate::runtime::spawn_local(async move { run_writer(inner).await });
         }
-        Ok(Enqueued::Queued(rx, info))
+        (rx, info)
     }
 
     /// The second half of an append: resolves once the write (and, for a durable append
@@ -641,5 +673,7 @@ impl Log {
 
 #[cfg(test)]
 mod compaction_tests;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
+use super::epochs::EpochCache;
 use super::producer_state::ProducerState;
 use super::segment::{self, Segment};
 use super::writer::{producer_state_file, read_log_start};
@@ -86,6 +87,8 @@ impl Log {
             unflushed_records: 0,
             last_flush_ms: now,
             cleaner_checkpoint: cleaner::read_checkpoint(dir),
+            leader_epoch: 0,
+            epochs: EpochCache::empty(dir),
         };
         let log = Log {
             inner: Rc::new(Inner {
@@ -98,7 +101,41 @@ impl Log {
             }),
         };
         log.recover_producers(&mut report).await?;
+        log.recover_epochs(&mut report).await?;
         Ok((log, report))
+    }
+
+    /// Loads the leader-epoch cache and trims it to the log. The cache is written before
+    /// the first batch of a new epoch, so it can only run ahead of the log (trimmed here).
+    /// No file: the log was written before epochs were kept, all by epoch 0. A damaged file
+    /// is rebuilt from the batches' headers.
+    async fn recover_epochs(&self, report: &mut Vec<String>) -> Result<(), LogError> {
+        let dir = self.inner.dir.clone();
+        let (end, start) = (self.high_watermark(), self.log_start_offset());
+        let mut cache = match EpochCache::load(&dir) {
+            Ok(c) => c,
+            Err(e) => {
+                report.push(format!("{e}; rebuilding it from the log"));
+                let mut c = EpochCache::empty(&dir);
+                let max_batch = self.inner.state.borrow().config.max_batch_bytes;
+                for (file, pos, size) in self.scan_starts(start).await? {
+                    segment::scan_batches(&file, pos, size, max_batch, |_, h| {
+                        c.assign(h.leader_epoch.max(0), h.base_offset.max(start));
+                    })
+                    .await?;
+                }
+                c
+            }
+        };
+        if cache.entries().is_empty() && end > start {
+            cache.assign(0, start);
+        }
+        cache.truncate_from_end(end);
+        cache.truncate_from_start(start);
+        let mut st = self.inner.state.borrow_mut();
+        st.leader_epoch = cache.latest_epoch().unwrap_or(0);
+        st.epochs = cache;
+        Ok(())
     }
 
     /// Rebuilds the idempotent-producer state: the newest snapshot at or below the end of

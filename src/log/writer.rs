@@ -55,6 +55,17 @@ pub(super) async fn run_writer(inner: Rc<Inner>) {
             };
             (p.buf, p.batches, p.waiters, active.log.clone(), active.size)
         };
+        // A new epoch's first offset is made durable before any batch of it is written, so
+        // the cache never lags the log (recovery trims what runs ahead). Once per epoch.
+        let persisted = inner.state.borrow_mut().epochs.persist();
+        if let Err(e) = persisted {
+            error!(dir = %inner.dir.display(), "leader-epoch cache write failed: {e}");
+            for (w, _) in waiters {
+                let _ = w.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+            }
+            fail_pending(&inner, &e);
+            continue;
+        }
         let len = buf.len() as u64;
         match file.write_all_at(buf, pos).await {
             Ok(()) => {
@@ -162,6 +173,7 @@ fn fail_pending(inner: &Inner, e: &io::Error) {
         st.next_offset = st.high_watermark;
         let hw = st.high_watermark;
         st.producers.forget_from(hw);
+        st.epochs.truncate_from_end(hw);
         std::mem::replace(&mut st.pending, Pending::new()).waiters
     };
     for (w, _) in waiters {

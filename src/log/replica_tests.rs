@@ -1,0 +1,167 @@
+//! The log's replica side: epochs stamped and remembered across restarts, a follower's
+//! append of the leader's bytes, and what a follower append refuses.
+
+use super::batch::test_support::make_batch;
+use super::batch::BatchScan;
+use super::tests::run;
+use super::*;
+
+/// (base offset, leader epoch) of every batch in `buf`.
+fn epochs_in(buf: &[u8]) -> Vec<(i64, i32)> {
+    BatchScan::new(buf, true)
+        .map(|(_, h)| (h.base_offset, h.leader_epoch))
+        .collect()
+}
+
+#[test]
+fn appends_carry_the_leader_epoch_and_the_cache_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        log.append(&make_batch(0, 2, 1, 10)).await.expect("append");
+        // Epoch 0 alone needs no file: a single node writes none.
+        assert!(!path.join(epochs::FILE).exists());
+        log.set_leader_epoch(3);
+        log.append(&make_batch(0, 3, 2, 10)).await.expect("append");
+        log.append(&make_batch(0, 1, 3, 10)).await.expect("append");
+        log.set_leader_epoch(1);
+        assert_eq!(log.leader_epoch(), 3, "epochs never go backwards");
+        log.set_leader_epoch(5);
+        log.append(&make_batch(0, 2, 4, 10)).await.expect("append");
+        let all = log.read(0, 1 << 20, true).await.expect("read");
+        assert_eq!(
+            epochs_in(&all.records),
+            vec![(0, 0), (2, 3), (5, 3), (6, 5)]
+        );
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, 2)));
+        assert_eq!(log.end_offset_for_epoch(4), Some((3, 6)));
+        assert_eq!(log.end_offset_for_epoch(5), Some((5, 8)));
+        assert_eq!(log.end_offset_for_epoch(-1), None);
+        drop(log);
+
+        let (log, _) = Log::open(&path, LogConfig::default())
+            .await
+            .expect("reopen");
+        assert_eq!(log.latest_epoch(), Some(5));
+        assert_eq!(
+            log.leader_epoch(),
+            5,
+            "a restarted leader keeps stamping its epoch"
+        );
+        assert_eq!(log.end_offset_for_epoch(4), Some((3, 6)));
+        drop(log);
+
+        // A damaged cache is rebuilt from the batches; one that runs ahead of the log
+        // (written before a batch that never landed) is trimmed.
+        std::fs::write(path.join(epochs::FILE), "0\n9\n").expect("damage");
+        let (log, report) = Log::open(&path, LogConfig::default())
+            .await
+            .expect("reopen");
+        assert!(
+            report.iter().any(|l| l.contains("rebuilding")),
+            "{report:?}"
+        );
+        assert_eq!(log.end_offset_for_epoch(3), Some((3, 6)));
+        assert_eq!(log.latest_epoch(), Some(5));
+        drop(log);
+        std::fs::write(path.join(epochs::FILE), "0\n3\n0 0\n3 2\n9 8\n").expect("ahead");
+        let (log, _) = Log::open(&path, LogConfig::default())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            log.latest_epoch(),
+            Some(3),
+            "the entry at the log end is dropped"
+        );
+        assert_eq!(log.end_offset_for_epoch(9), Some((3, 8)));
+    });
+}
+
+#[test]
+fn a_follower_stores_the_leaders_bytes_at_their_offsets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (lpath, fpath) = (dir.path().join("leader"), dir.path().join("follower"));
+    run(move || async move {
+        let (leader, _) = Log::open(&lpath, LogConfig::default()).await.expect("open");
+        leader.set_leader_epoch(2);
+        for i in 0..4 {
+            leader
+                .append(&make_batch(0, 3, i, 50))
+                .await
+                .expect("append");
+        }
+        leader.set_leader_epoch(4);
+        leader
+            .append(&make_batch(0, 2, 9, 50))
+            .await
+            .expect("append");
+        let all = leader.read(0, 1 << 20, true).await.expect("read").records;
+
+        let (follower, _) = Log::open(&fpath, LogConfig::default()).await.expect("open");
+        // In two fetches, the second starting where the first ended.
+        let split = BatchScan::new(&all, true)
+            .nth(2)
+            .map(|(at, _)| at)
+            .expect("third batch");
+        let first = follower
+            .append_replica(&all[..split], true)
+            .await
+            .expect("replica append");
+        assert_eq!((first.base_offset, first.last_offset), (0, 5));
+        // A fetch that does not start at the follower's end is refused whole.
+        let again = follower.append_replica(&all[..split], false).await;
+        assert!(
+            matches!(again, Err(LogError::NotAtEnd { base: 0, end: 6 })),
+            "{again:?}"
+        );
+        follower
+            .append_replica(&all[split..], false)
+            .await
+            .expect("replica append");
+        let copy = follower.read(0, 1 << 20, true).await.expect("read").records;
+        assert_eq!(copy, all, "byte for byte the leader's log");
+        assert_eq!(follower.end_offset_for_epoch(2), Some((2, 12)));
+        assert_eq!(follower.latest_epoch(), Some(4));
+        assert_eq!(follower.log_end_offset(), 14);
+    });
+}
+
+#[test]
+fn a_follower_append_refuses_damage_gaps_and_overlaps_without_writing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, LogConfig::default()).await.expect("open");
+        let a = make_batch(0, 3, 1, 20);
+        let gap = make_batch(5, 2, 1, 20);
+        let mut two = a.clone();
+        two.extend_from_slice(&gap);
+        assert!(matches!(
+            log.append_replica(&two, false).await,
+            Err(LogError::NotAtEnd { base: 5, end: 3 })
+        ));
+        let mut bad_crc = a.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0xff;
+        assert!(matches!(
+            log.append_replica(&bad_crc, false).await,
+            Err(LogError::Corrupt(_))
+        ));
+        assert!(log.append_replica(&a[..a.len() - 4], false).await.is_err());
+        assert!(log.append_replica(&[], false).await.is_err());
+        assert_eq!(log.log_end_offset(), 0, "nothing written");
+        log.append_replica(&a, false).await.expect("append");
+        assert_eq!(log.log_end_offset(), 3);
+        // Starting below the end (overlap) or above it (gap): refused.
+        assert!(log
+            .append_replica(&make_batch(2, 2, 1, 20), false)
+            .await
+            .is_err());
+        assert!(log
+            .append_replica(&make_batch(4, 2, 1, 20), false)
+            .await
+            .is_err());
+        assert_eq!(log.read(0, 1 << 20, true).await.expect("read").records, a);
+    });
+}
