@@ -46,6 +46,6 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         // A follower's fetch that does not continue its log: it fetches again from its end.
         LogError::NotAtEnd { .. } => OFFSET_OUT_OF_RANGE,
-        LogError::Io(_) | LogError::Aborted => KAFKA_STORAGE_ERROR,
+        LogError::Io(_) | LogError::Aborted | LogError::Busy => KAFKA_STORAGE_ERROR,
     }
 }

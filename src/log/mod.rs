@@ -212,6 +212,8 @@ pub enum LogError {
     MultipleIdempotentBatches,
     #[error("replica batch at offset {base} does not follow on at {end}")]
     NotAtEnd { base: i64, end: i64 },
+    #[error("the log is busy (a cleaner pass or a segment change); try again")]
+    Busy,
 }
 
 /// An append queued behind the writer (or a retried idempotent batch already there).

@@ -140,7 +140,7 @@ impl Log {
 
     /// Rebuilds the idempotent-producer state: the newest snapshot at or below the end of
     /// the log, then every batch after it.
-    async fn recover_producers(&self, report: &mut Vec<String>) -> Result<(), LogError> {
+    pub(super) async fn recover_producers(&self, report: &mut Vec<String>) -> Result<(), LogError> {
         let dir = self.inner.dir.clone();
         let (end, start) = (self.high_watermark(), self.log_start_offset());
         let mut snaps = Vec::new();

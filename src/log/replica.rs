@@ -6,8 +6,18 @@
 //! the leader's — and it must start exactly at this log's end; a batch whose CRC or framing
 //! is wrong, or that leaves a gap or overlap, is refused whole and nothing is written.
 
+use std::time::Duration;
+
+use tracing::{error, info};
+
 use super::batch::{self, BatchError, BatchHeader};
+use super::segment;
+use super::writer::producer_state_file;
 use super::{AppendInfo, Log, LogError};
+
+/// How long a truncation waits for a running cleaner pass before giving up (the follower
+/// tries again on its next fetch).
+const CLEANER_WAIT: Duration = Duration::from_secs(30);
 
 impl Log {
     /// The epoch this log stamps on its appends.
@@ -107,6 +117,144 @@ impl Log {
             unreachable_empty()?;
         }
         Ok(headers)
+    }
+}
+
+impl Log {
+    /// Removes every batch at or after `offset` (a follower whose log diverged from its
+    /// new leader's, KIP-101): the batch holding `offset` goes whole, so the log ends at a
+    /// batch boundary at or below it. Returns the new log end. Waits for queued writes and
+    /// any cleaner pass first; the cleaner stays off while it runs.
+    ///
+    /// Crash safety: later segments are renamed away, then the cut segment is truncated and
+    /// fsynced; a crash in between leaves a longer log, which the follower truncates again.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
+        // Bounded: each wait ends at the next write; a follower has no other writer.
+        loop {
+            let written = self.inner.written.notified();
+            {
+                let st = self.inner.state.borrow();
+                if st.pending.buf.is_empty() && !st.writer_active {
+                    break;
+                }
+            }
+            written.await;
+        }
+        {
+            let st = self.inner.state.borrow();
+            if offset >= st.high_watermark {
+                return Ok(st.high_watermark);
+            }
+            if offset < st.log_start_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    start: st.log_start_offset,
+                    end: st.high_watermark,
+                });
+            }
+        }
+        let waited = std::time::Instant::now();
+        // Bounded by CLEANER_WAIT.
+        while self.inner.cleaner_busy.replace(true) {
+            if waited.elapsed() > CLEANER_WAIT {
+                return Err(LogError::Busy);
+            }
+            crate::runtime::sleep(Duration::from_millis(20)).await;
+        }
+        let r = self.truncate_locked(offset).await;
+        match &r {
+            Ok(_) => self.inner.cleaner_busy.set(false),
+            // Memory and disk may disagree until recovery: the cleaner stays off, and the
+            // shard reports the log failed.
+            Err(e) => error!(dir = %self.inner.dir.display(), offset, "truncation failed: {e}"),
+        }
+        r
+    }
+
+    async fn truncate_locked(&self, offset: i64) -> Result<i64, LogError> {
+        let (end, start) = {
+            let st = self.inner.state.borrow();
+            (st.high_watermark, st.log_start_offset)
+        };
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        let Some((file, pos, seg_end)) = self.scan_starts(offset).await?.into_iter().next() else {
+            return Ok(end);
+        };
+        let max_batch = self.inner.state.borrow().config.max_batch_bytes;
+        let mut cut: Option<(u64, i64)> = None;
+        segment::scan_batches(&file, pos, seg_end, max_batch, |p, h| {
+            if cut.is_none() && h.last_offset() >= offset {
+                cut = Some((p, h.base_offset));
+            }
+        })
+        .await?;
+        let (seg_base, cut_pos, new_end) = {
+            let st = self.inner.state.borrow();
+            let Some(seg) = st.segments.iter().find(|s| s.log.same(&file)) else {
+                return Err(LogError::Busy);
+            };
+            let (p, e) = cut.unwrap_or((seg.size, seg.next_offset));
+            (seg.base_offset, p, e)
+        };
+        // Memory first (nothing reads past the new end from here on), then the files.
+        let (later, detached, interval) = {
+            let mut st = self.inner.state.borrow_mut();
+            let later: Vec<i64> = st
+                .segments
+                .iter()
+                .map(|s| s.base_offset)
+                .filter(|b| *b > seg_base)
+                .collect();
+            st.segments.retain(|s| s.base_offset <= seg_base);
+            st.next_offset = new_end;
+            st.high_watermark = new_end;
+            st.epochs.truncate_from_end(new_end);
+            st.cleaner_checkpoint = st.cleaner_checkpoint.min(new_end);
+            let detached = st.segments.last().map(|s| s.detached());
+            (later, detached, st.config.index_interval_bytes)
+        };
+        for base in &later {
+            segment::remove_files_later(&self.inner.dir, *base)?;
+        }
+        file.truncate(cut_pos).await?;
+        file.sync().await?;
+        if let Some(d) = detached {
+            let rebuilt = d.rebuilt(cut_pos, interval, max_batch).await?;
+            let mut st = self.inner.state.borrow_mut();
+            if let Some(last) = st.segments.last_mut().filter(|s| s.base_offset == seg_base) {
+                *last = rebuilt;
+            }
+        }
+        // Producer state as of the new end: snapshots past it go, the rest is replayed.
+        for entry in std::fs::read_dir(&self.inner.dir)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            let at = name
+                .strip_suffix(".snapshot")
+                .and_then(|s| s.parse::<i64>().ok());
+            if let Some(at) = at.filter(|a| *a > new_end) {
+                std::fs::remove_file(self.inner.dir.join(producer_state_file(at)))?;
+            }
+        }
+        let mut report = Vec::new();
+        self.recover_producers(&mut report).await?;
+        self.inner.state.borrow_mut().epochs.persist()?;
+        info!(
+            dir = %self.inner.dir.display(),
+            from = end,
+            to = new_end,
+            segments_removed = later.len(),
+            "truncated the log to its leader's"
+        );
+        Ok(new_end)
     }
 }
 

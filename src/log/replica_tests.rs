@@ -13,6 +13,22 @@ fn epochs_in(buf: &[u8]) -> Vec<(i64, i32)> {
         .collect()
 }
 
+/// The whole log from `from` to its end, segment after segment.
+async fn read_all(log: &Log, mut from: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Bounded: each read returns at least one batch until the end.
+    while from < log.high_watermark() {
+        let r = log.read(from, 1 << 20, true).await.expect("read").records;
+        let last = BatchScan::new(&r, true)
+            .last()
+            .map(|(_, h)| h.last_offset());
+        let Some(last) = last else { break };
+        out.extend_from_slice(&r);
+        from = last + 1;
+    }
+    out
+}
+
 #[test]
 fn appends_carry_the_leader_epoch_and_the_cache_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -163,5 +179,79 @@ fn a_follower_append_refuses_damage_gaps_and_overlaps_without_writing() {
             .await
             .is_err());
         assert_eq!(log.read(0, 1 << 20, true).await.expect("read").records, a);
+    });
+}
+
+#[test]
+fn truncation_cuts_at_a_batch_boundary_across_segments_and_survives_a_restart() {
+    use super::batch::test_support::make_producer_batch;
+    use super::tests::small;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, small(600)).await.expect("open");
+        log.set_leader_epoch(1);
+        for i in 0..4 {
+            log.append(&make_batch(0, 3, i, 60)).await.expect("append");
+        }
+        log.set_leader_epoch(2);
+        // An idempotent producer's batch that the truncation will remove.
+        let pb = make_producer_batch(0, 2, 9, 60, 77, 0, 0);
+        for i in 0..3 {
+            log.append(&make_batch(0, 3, 10 + i, 60))
+                .await
+                .expect("append");
+        }
+        let info = log.append(&pb).await.expect("producer batch");
+        assert_eq!(info.base_offset, 21);
+        let end = log.log_end_offset();
+        assert_eq!(end, 23);
+        assert!(log.segment_count() > 3, "several segments");
+
+        // Offset 13 sits in the batch at 12: the log ends at 12, epoch 2 starts at 12.
+        let new_end = log.truncate_to(13).await.expect("truncate");
+        assert_eq!(new_end, 12);
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(log.high_watermark(), 12);
+        assert_eq!(
+            log.end_offset_for_epoch(2),
+            Some((1, 12)),
+            "epoch 2 is gone"
+        );
+        let all = read_all(&log, 0).await;
+        let batches = epochs_in(&all);
+        assert_eq!(batches.last(), Some(&(9, 1)));
+        assert!(matches!(
+            log.read(13, 1 << 20, true).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // The producer's batch went with it: sent again (to this replica, now leading
+        // epoch 3), it is new, not a duplicate.
+        log.set_leader_epoch(3);
+        let again = log.append(&pb).await.expect("producer batch again");
+        assert_eq!(again.base_offset, 12);
+        log.append(&make_batch(0, 1, 20, 60)).await.expect("append");
+        let before_restart = read_all(&log, 0).await;
+        let files_before = std::fs::read_dir(&path).expect("dir").count();
+        drop(log);
+
+        let (log, report) = Log::open(&path, small(600)).await.expect("reopen");
+        assert!(report.is_empty(), "clean after truncation: {report:?}");
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(read_all(&log, 0).await, before_restart);
+        assert_eq!(log.end_offset_for_epoch(2), Some((1, 12)));
+        assert_eq!(log.end_offset_for_epoch(3), Some((3, 15)));
+        assert_eq!(epochs_in(&read_all(&log, 12).await), vec![(12, 3), (14, 3)]);
+        assert!(std::fs::read_dir(&path).expect("dir").count() <= files_before);
+        // Truncating at or past the end does nothing; below the log start is refused.
+        assert_eq!(log.truncate_to(15).await.expect("noop"), 15);
+        assert_eq!(log.truncate_to(99).await.expect("noop"), 15);
+        log.delete_records(3).expect("delete records");
+        assert!(log.truncate_to(2).await.is_err());
+        // To the very start of a segment, and to the log start.
+        assert_eq!(log.truncate_to(3).await.expect("to start"), 3);
+        assert_eq!(log.log_end_offset(), 3);
+        log.append(&make_batch(0, 2, 30, 60)).await.expect("append");
+        assert_eq!(log.log_end_offset(), 5);
     });
 }
