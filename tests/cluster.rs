@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::cluster::{
-    agree_on_controller, all_live, cluster_id, leaders, node_states, read_all, Cluster,
+    agree_on_controller, all_live, cluster_id, leaders, node_states, partition_meta, read_all,
+    Cluster,
 };
 use common::{http_get, metric_sample, Broker};
 
@@ -150,8 +151,8 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
         .iter()
         .map(|p| {
             (
-                p["node"].as_u64().unwrap_or(0),
-                p["shard"].as_u64().unwrap_or(9),
+                p["replicas"][0]["node"].as_u64().unwrap_or(0),
+                p["replicas"][0]["shard"].as_u64().unwrap_or(9),
             )
         })
         .collect();
@@ -173,11 +174,12 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
     let rows: Vec<Vec<&str>> = info
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|cols| cols.len() == 7 && cols[0].parse::<u64>().is_ok())
+        .filter(|cols| cols.len() == 8 && cols[0].parse::<u64>().is_ok())
         .collect();
     assert_eq!(rows.len(), 3, "{info}");
     assert!(
-        rows.iter().all(|cols| cols[5] == "2" && cols[6] == "live"),
+        rows.iter()
+            .all(|cols| cols[5] == "2" && cols[6] == "2" && cols[7] == "live"),
         "{info}"
     );
 
@@ -267,7 +269,27 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
         0
     );
 
-    // Node 3 dies: its partitions are leaderless; it returns with its data.
+    // Each partition: one replica, in sync, leading at epoch 0.
+    for (i, p) in partition_meta(&c.nodes[1].bootstrap(), "spread")
+        .iter()
+        .enumerate()
+    {
+        let (node, shard) = placement[i];
+        let id = (node * 1024 + shard) as i32;
+        assert_eq!(p.leader_id.0, id);
+        assert_eq!(p.leader_epoch, 0);
+        assert_eq!(
+            p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![id]
+        );
+        assert_eq!(
+            p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![id]
+        );
+    }
+
+    // Node 3 dies: its partitions are leaderless (their replica offline, the leader
+    // epoch bumped); it returns with its data, leading at a newer epoch.
     c.nodes[2].kill();
     c.wait_for(&[0, 1], "node 3 fenced", |v| {
         v.iter()
@@ -281,10 +303,47 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
             "partition {i} on node {node}: {meta:?}"
         );
     }
+    for (i, p) in partition_meta(&c.nodes[0].bootstrap(), "spread")
+        .iter()
+        .enumerate()
+    {
+        let on_3 = placement[i].0 == 3;
+        assert_eq!(p.offline_replicas.len(), usize::from(on_3), "{p:?}");
+        assert_eq!(p.leader_epoch, i32::from(on_3), "{p:?}");
+    }
     c.nodes[2].start_again();
     c.wait_for(&[0, 1, 2], "node 3 back", |v| all_live(v, 3));
-    let got = read_all(&c.nodes[0], "spread", 6, 601);
-    assert_eq!(got.len(), 601, "every record, node 3's included");
+    for (i, p) in partition_meta(&c.nodes[0].bootstrap(), "spread")
+        .iter()
+        .enumerate()
+    {
+        if placement[i].0 == 3 {
+            assert!(p.leader_epoch >= 2 && p.error_code == 0, "{p:?}");
+        }
+    }
+    // What node 3 appends now carries its new leader epoch; what it held keeps epoch 0.
+    {
+        use shardlog::log::batch::BatchScan;
+        let i = placement.iter().position(|(n, _)| *n == 3).expect("one") as i32;
+        let epoch = partition_meta(&c.nodes[2].bootstrap(), "spread")[i as usize].leader_epoch;
+        let mut raw3 = Client::connect(&c.nodes[2].bootstrap()).expect("connect");
+        let (code, at) = produce(&mut raw3, "spread", i, common::record_batch(&[b"new"], 1));
+        assert_eq!(code, 0);
+        let (code, records) = common::wire::fetch(&mut raw3, "spread", i, 0, 100);
+        assert_eq!(code, 0);
+        let epochs: Vec<(i64, i32)> = BatchScan::new(&records, true)
+            .map(|(_, h)| (h.base_offset, h.leader_epoch))
+            .collect();
+        assert!(
+            epochs
+                .iter()
+                .all(|(o, e)| *e == if *o == at { epoch } else { 0 }),
+            "{epochs:?}"
+        );
+        assert_eq!(epochs.last().map(|(o, _)| *o), Some(at));
+    }
+    let got = read_all(&c.nodes[0], "spread", 6, 602);
+    assert_eq!(got.len(), 602, "every record, node 3's included");
 }
 
 #[test]
@@ -388,7 +447,7 @@ fn restarting_every_node_keeps_the_topics_and_their_records() {
         .as_array()
         .expect("partitions")
         .iter()
-        .map(|p| p["node"].as_u64().unwrap_or(0))
+        .map(|p| p["replicas"][0]["node"].as_u64().unwrap_or(0))
         .collect();
     for (p, node) in owners.iter().enumerate() {
         let mut raw = Client::connect(&c.nodes[(*node - 1) as usize].bootstrap()).expect("connect");

@@ -29,7 +29,11 @@ fn shardlog_try(args: &[&str]) -> (bool, String, String) {
 fn placement(v: &Value, topic: &str) -> Vec<u64> {
     v["image"]["topics"][topic]["partitions"]
         .as_array()
-        .map(|ps| ps.iter().map(|p| p["node"].as_u64().unwrap_or(0)).collect())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p["replicas"][0]["node"].as_u64().unwrap_or(0))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

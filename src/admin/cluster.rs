@@ -96,36 +96,41 @@ pub fn info(http: &str) -> Result<()> {
         let parts: Vec<String> = lag.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!("voter lag (entries): {}", parts.join(", "));
     }
-    // Partitions (the internal offsets log included) per node, from the placement.
+    // Replicas and leaders (the internal offsets log included) per node.
     let mut per_node: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut leaders: std::collections::BTreeMap<u64, usize> = Default::default();
     for t in v["image"]["topics"]
         .as_object()
         .map(|m| m.values().cloned().collect::<Vec<_>>())
         .unwrap_or_default()
     {
         for p in t["partitions"].as_array().cloned().unwrap_or_default() {
-            *per_node.entry(p["node"].as_u64().unwrap_or(0)).or_default() += 1;
+            for r in p["replicas"].as_array().cloned().unwrap_or_default() {
+                *per_node.entry(r["node"].as_u64().unwrap_or(0)).or_default() += 1;
+            }
+            if let Some(l) = p["leader"].as_u64() {
+                *leaders.entry(l).or_default() += 1;
+            }
         }
     }
     println!(
-        "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:<7}",
-        "NODE", "KAFKA", "SHARDS", "RACK", "EPOCH", "PARTITIONS", "STATE"
+        "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:>7}  {:<7}",
+        "NODE", "KAFKA", "SHARDS", "RACK", "EPOCH", "PARTITIONS", "LEADERS", "STATE"
     );
     for (_, n) in v["image"]["nodes"].as_object().cloned().unwrap_or_default() {
         let r = &n["registration"];
-        let partitions = r["id"]
-            .as_u64()
-            .and_then(|id| per_node.get(&id))
-            .copied()
-            .unwrap_or(0);
+        let id = r["id"].as_u64().unwrap_or(0);
+        let partitions = per_node.get(&id).copied().unwrap_or(0);
+        let led = leaders.get(&id).copied().unwrap_or(0);
         println!(
-            "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:<7}",
+            "{:>6}  {:<22} {:>6}  {:<10} {:>6}  {:>10}  {:>7}  {:<7}",
             r["id"],
             format!("{}:{}", r["host"].as_str().unwrap_or("?"), r["kafka_port"]),
             r["shards"],
             r["rack"].as_str().unwrap_or("?"),
             n["epoch"],
             partitions,
+            led,
             match (
                 n["fenced"].as_bool().unwrap_or(false),
                 n["draining"].as_bool().unwrap_or(false),

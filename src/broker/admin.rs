@@ -185,7 +185,6 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                     .filter_map(|(k, v)| v.map(|v| (k, v)))
                     .collect(),
                 placement: Vec::new(),
-                epochs: Vec::new(),
             };
             let r = TopicResult {
                 name: t.name.clone(),

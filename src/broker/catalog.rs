@@ -35,13 +35,50 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Topic-level config overrides (Kafka names).
     pub configs: BTreeMap<String, String>,
-    /// In a cluster: (node, shard) of each partition, from the metadata quorum. Empty on a
-    /// single node, where the shard is a hash of topic and partition ([`Catalog::owner`]).
+    /// In a cluster: each partition's replicas and leader, from the metadata quorum. Empty
+    /// on a single node, where the shard is a hash of topic and partition
+    /// ([`Catalog::owner`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub placement: Vec<(u64, u16)>,
-    /// In a cluster: each partition's leader epoch (empty on a single node: epoch 0).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub epochs: Vec<i32>,
+    pub placement: Vec<PartitionPlace>,
+}
+
+/// One partition's replicas and leadership as the data plane reads them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionPlace {
+    /// (node, shard) of each replica, the preferred leader first.
+    pub replicas: Vec<(u64, u16)>,
+    /// Nodes of the in-sync replicas.
+    pub isr: Vec<u64>,
+    /// The leader's node, if one leads.
+    pub leader: Option<u64>,
+    pub leader_epoch: i32,
+}
+
+impl PartitionPlace {
+    /// The replica on `node`, if it has one: its shard.
+    pub fn shard_on(&self, node: u64) -> Option<u16> {
+        self.replicas
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, s)| *s)
+    }
+
+    /// (node, shard) of the leading replica.
+    pub fn leader_replica(&self) -> Option<(u64, u16)> {
+        let node = self.leader?;
+        Some((node, self.shard_on(node)?))
+    }
+}
+
+impl From<&crate::cluster::state::PartitionRecord> for PartitionPlace {
+    fn from(p: &crate::cluster::state::PartitionRecord) -> Self {
+        PartitionPlace {
+            replicas: p.replicas.iter().map(|r| (r.node, r.shard)).collect(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+        }
+    }
 }
 
 /// A node of the cluster as the data plane needs it: where its shards listen.
@@ -240,25 +277,39 @@ impl Catalog {
         ((h as usize).wrapping_add(partition.max(0) as usize)) % shards.max(1)
     }
 
-    /// The shard of this node that owns `partition` of `topic`; `None` when another node
-    /// owns it (or, in a cluster, the partition is unknown).
+    /// A partition's placement (in a cluster).
+    pub fn place(&self, topic: &str, partition: i32) -> Option<&PartitionPlace> {
+        let meta = self.topics.get(topic)?;
+        meta.placement.get(usize::try_from(partition).ok()?)
+    }
+
+    /// The shard of this node that leads `partition` of `topic` (serves its produce and
+    /// fetch); `None` when another node leads it, none does, or it is unknown.
     pub fn locate(&self, topic: &str, partition: i32, shards: usize) -> Option<usize> {
         let Some(cm) = &self.cluster else {
             return Some(Self::owner(topic, partition, shards));
         };
-        let meta = self.topics.get(topic)?;
-        let (node, shard) = *meta.placement.get(usize::try_from(partition).ok()?)?;
+        let (node, shard) = self.place(topic, partition)?.leader_replica()?;
         (node == cm.local && usize::from(shard) < shards).then_some(usize::from(shard))
     }
 
+    /// The shard of this node that holds a replica of `partition` of `topic` (leader or
+    /// not): the shard that keeps its log open.
+    pub fn hosted(&self, topic: &str, partition: i32, shards: usize) -> Option<usize> {
+        let Some(cm) = &self.cluster else {
+            return Some(Self::owner(topic, partition, shards));
+        };
+        let shard = usize::from(self.place(topic, partition)?.shard_on(cm.local)?);
+        (shard < shards).then_some(shard)
+    }
+
     /// The broker (node and shard) leading `partition` of `topic` for Metadata: `None`
-    /// when its node is fenced (the partition is leaderless until the node returns).
+    /// when none leads or its node is fenced.
     pub fn leader(&self, topic: &str, partition: i32, shards: usize) -> Option<i32> {
         let Some(cm) = &self.cluster else {
             return Some(Self::owner(topic, partition, shards) as i32);
         };
-        let meta = self.topics.get(topic)?;
-        let (node, shard) = *meta.placement.get(usize::try_from(partition).ok()?)?;
+        let (node, shard) = self.place(topic, partition)?.leader_replica()?;
         cm.nodes
             .get(&node)
             .filter(|n| n.live)
@@ -273,11 +324,7 @@ impl Catalog {
         shards: usize,
     ) -> Option<(i32, i32)> {
         let leader = self.leader(topic, partition, shards)?;
-        let epoch = self
-            .topics
-            .get(topic)
-            .and_then(|m| m.epochs.get(usize::try_from(partition).ok()?).copied())
-            .unwrap_or(0);
+        let epoch = self.place(topic, partition).map_or(0, |p| p.leader_epoch);
         Some((leader, epoch))
     }
 
@@ -355,7 +402,6 @@ mod tests {
                 partitions: 3,
                 configs: BTreeMap::new(),
                 placement: Vec::new(),
-                epochs: Vec::new(),
             },
         );
         c.persist(dir.path()).expect("persist");

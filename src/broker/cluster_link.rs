@@ -14,11 +14,12 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::admin::TopicResult;
-use super::catalog::{Catalog, ClusterMap, NodeAddr, TopicMeta};
+use super::catalog::{Catalog, ClusterMap, NodeAddr, PartitionPlace, TopicMeta};
 use super::errors;
 use super::router::{Call, Reply};
 use super::shard::Shard;
-use crate::cluster::state::{Command, Outcome, TopicRecord};
+use crate::cluster::placement::PlaceError;
+use crate::cluster::state::{Command, Outcome, PartitionRecord, Replica, TopicRecord};
 use crate::cluster::View;
 use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 
@@ -39,8 +40,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                     id: t.id,
                     partitions: t.partitions.len() as i32,
                     configs: t.configs.clone(),
-                    placement: t.partitions.iter().map(|p| (p.node, p.shard)).collect(),
-                    epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
+                    placement: t.partitions.iter().map(PartitionPlace::from).collect(),
                 },
             )
         })
@@ -77,7 +77,17 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                 .image
                 .topics
                 .get(OFFSETS_TOPIC)
-                .map(|t| t.partitions.iter().map(|p| (p.node, p.shard)).collect())
+                .map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            // Node 0 is never registered: no coordinator until one leads.
+                            p.leader_replica()
+                                .or(p.replicas.first().copied())
+                                .map_or((0, 0), |r| (r.node, r.shard))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
         }),
     }
@@ -145,10 +155,11 @@ async fn import(shard: &Rc<Shard>, local: &Catalog) {
             id: meta.id,
             configs: meta.configs.clone(),
             partitions: (0..meta.partitions)
-                .map(|p| crate::cluster::state::PartitionRecord {
-                    node,
-                    shard: Catalog::owner(name, p, shard.nshards) as u16,
-                    leader_epoch: 0,
+                .map(|p| {
+                    PartitionRecord::new(vec![Replica {
+                        node,
+                        shard: Catalog::owner(name, p, shard.nshards) as u16,
+                    }])
                 })
                 .collect(),
         };
@@ -239,20 +250,9 @@ pub async fn create(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let view = live_view(shard).await;
-    let Some(placement) = view
-        .image
-        .place(partitions.max(0) as usize, shard.cfg.partitions_per_shard)
-    else {
-        return result(
-            name,
-            errors::POLICY_VIOLATION,
-            Some(format!(
-                "{partitions} partitions do not fit on the live nodes' shards (topic.partitions.per.shard = {})",
-                shard.cfg.partitions_per_shard
-            )),
-            None,
-        );
+    let placement = match place(shard, name, partitions.max(0) as usize, 1).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let topic = TopicRecord {
         id: *uuid::Uuid::new_v4().as_bytes(),
@@ -273,6 +273,34 @@ pub async fn create(
         }
         other => refused(name, other),
     }
+}
+
+/// Places `count` partitions of `replication` replicas over the live nodes (once one is
+/// known), or the answer refusing it.
+async fn place(
+    shard: &Rc<Shard>,
+    name: &str,
+    count: usize,
+    replication: usize,
+) -> Result<Vec<PartitionRecord>, TopicResult> {
+    let limit = shard.cfg.partitions_per_shard;
+    live_view(shard)
+        .await
+        .image
+        .place(count, replication, limit)
+        .map_err(|e| {
+            let code = match e {
+                PlaceError::TooFewNodes { .. } => errors::INVALID_REPLICATION_FACTOR,
+                PlaceError::NoRoom => errors::POLICY_VIOLATION,
+            };
+            let msg = match e {
+                PlaceError::NoRoom => format!(
+                    "{count} partitions do not fit on the live nodes' shards (topic.partitions.per.shard = {limit})"
+                ),
+                other => other.to_string(),
+            };
+            result(name, code, Some(msg), None)
+        })
 }
 
 /// The answer for a topic change the quorum did not make.
@@ -297,20 +325,18 @@ pub async fn add_partitions(shard: &Rc<Shard>, name: &str, now: i32, count: i32)
         Err(r) => return r,
     };
     let add = (count - now).max(0) as usize;
-    let Some(partitions) = live_view(shard)
-        .await
+    // New partitions get as many replicas as the topic's first has.
+    let replication = shard
+        .cluster
+        .get()
         .image
-        .place(add, shard.cfg.partitions_per_shard)
-    else {
-        return result(
-            name,
-            errors::POLICY_VIOLATION,
-            Some(format!(
-                "{add} more partitions do not fit on the live nodes' shards (topic.partitions.per.shard = {})",
-                shard.cfg.partitions_per_shard
-            )),
-            None,
-        );
+        .topics
+        .get(name)
+        .and_then(|t| t.partitions.first())
+        .map_or(1, |p| p.replicas.len());
+    let partitions = match place(shard, name, add, replication).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let cmd = Command::AddPartitions {
         name: name.to_string(),

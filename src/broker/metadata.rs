@@ -86,23 +86,41 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
                 for p in 0..meta.partitions {
                     let mut pm = MetadataResponsePartition::default();
                     pm.partition_index = p;
-                    pm.leader_epoch = meta.epochs.get(p as usize).copied().unwrap_or(0);
-                    match cat.leader(&name, p, shard.nshards) {
-                        Some(l) => {
-                            pm.leader_id = BrokerId(l);
-                            pm.replica_nodes = vec![BrokerId(l)];
-                            pm.isr_nodes = vec![BrokerId(l)];
+                    match (&cat.cluster, cat.place(&name, p)) {
+                        (Some(cm), Some(place)) => {
+                            // Each replica is its (node, shard) broker; ISR members and
+                            // replicas on fenced nodes (offline) named the same way.
+                            let id = |(n, s): (u64, u16)| BrokerId(catalog::broker_id(n, s));
+                            pm.leader_epoch = place.leader_epoch;
+                            pm.replica_nodes = place.replicas.iter().copied().map(id).collect();
+                            pm.isr_nodes = place
+                                .replicas
+                                .iter()
+                                .filter(|(n, _)| place.isr.contains(n))
+                                .copied()
+                                .map(id)
+                                .collect();
+                            pm.offline_replicas = place
+                                .replicas
+                                .iter()
+                                .filter(|(n, _)| !cm.nodes.get(n).is_some_and(|a| a.live))
+                                .copied()
+                                .map(id)
+                                .collect();
                         }
+                        _ => pm.leader_epoch = 0,
+                    }
+                    match cat.leader(&name, p, shard.nshards) {
+                        Some(l) => pm.leader_id = BrokerId(l),
                         None => {
-                            // Its node is fenced: leaderless until it returns.
+                            // No live ISR member: leaderless until one returns.
                             pm.error_code = errors::LEADER_NOT_AVAILABLE;
                             pm.leader_id = BrokerId(-1);
-                            let replica = meta
-                                .placement
-                                .get(p as usize)
-                                .map(|(n, s)| BrokerId(catalog::broker_id(*n, *s)));
-                            pm.replica_nodes = replica.into_iter().collect();
                         }
+                    }
+                    if cat.cluster.is_none() {
+                        pm.replica_nodes = vec![pm.leader_id];
+                        pm.isr_nodes = vec![pm.leader_id];
                     }
                     t.partitions.push(pm);
                 }

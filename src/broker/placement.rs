@@ -69,7 +69,6 @@ mod tests {
                 partitions: 12,
                 configs: Default::default(),
                 placement: Vec::new(),
-                epochs: Vec::new(),
             },
         );
         // Growing "a" counts its own partitions once; a second topic counts both.

@@ -171,7 +171,7 @@ impl Shard {
             .flat_map(|(name, meta)| {
                 let lc = log_config(&self.cfg, meta);
                 (0..meta.partitions)
-                    .filter(|p| catalog.locate(name, *p, self.nshards) == Some(self.id))
+                    .filter(|p| catalog.hosted(name, *p, self.nshards) == Some(self.id))
                     .map(move |p| ((name.clone(), p), lc.clone()))
             })
             .collect();
@@ -234,6 +234,17 @@ impl Shard {
                         "cannot open partition log: {e}"
                     );
                     failed.push((key.0.clone(), format!("{}: {e}", key.1)));
+                }
+            }
+        }
+        // The partitions this shard leads stamp their leader epoch on what they append.
+        let catalog = self.catalog();
+        if catalog.cluster.is_some() {
+            for ((t, p), log) in self.open_logs() {
+                if catalog.locate(&t, p, self.nshards) == Some(self.id) {
+                    if let Some(place) = catalog.place(&t, p) {
+                        log.set_leader_epoch(place.leader_epoch);
+                    }
                 }
             }
         }

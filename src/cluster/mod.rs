@@ -15,6 +15,8 @@
 pub mod metrics;
 pub mod net;
 mod node;
+pub mod partition;
+pub mod placement;
 pub mod state;
 pub mod store;
 

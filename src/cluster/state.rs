@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::partition::{PartitionRecord, Replica};
+
 /// A node's identity in the cluster (Kafka's `node.id`).
 pub type NodeId = u64;
 
@@ -49,15 +51,6 @@ pub struct NodeRecord {
     /// across its restarts until cancelled or it is unregistered).
     #[serde(default)]
     pub draining: bool,
-}
-
-/// Where one partition lives: its node and the shard (core) on it, and its leader epoch
-/// (bumped whenever its leadership moves).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PartitionRecord {
-    pub node: NodeId,
-    pub shard: u16,
-    pub leader_epoch: i32,
 }
 
 /// A topic as the cluster agrees on it.
@@ -166,11 +159,21 @@ impl Image {
                     self.cluster_id = reg.cluster_id.clone();
                 }
                 let old = self.nodes.get(&reg.id);
+                let same = old.is_some_and(|n| n.registration.incarnation == reg.incarnation);
                 let epoch = match old {
-                    Some(n) if n.registration.incarnation == reg.incarnation => n.epoch,
+                    Some(n) if same => n.epoch,
                     _ => index,
                 };
                 let draining = old.is_some_and(|n| n.draining);
+                if old.is_some() && !same {
+                    // A restart: the old incarnation's leadership and ISR places go first
+                    // (it may have lost unflushed data); the new one catches up like any
+                    // returning replica.
+                    if let Some(n) = self.nodes.get_mut(&reg.id) {
+                        n.fenced = true;
+                    }
+                    self.node_lost(reg.id);
+                }
                 self.nodes.insert(
                     reg.id,
                     NodeRecord {
@@ -180,6 +183,7 @@ impl Image {
                         draining,
                     },
                 );
+                self.node_back(reg.id);
                 Outcome::Registered { epoch }
             }
             Command::Fence { id, epoch } | Command::Unfence { id, epoch } => {
@@ -187,6 +191,11 @@ impl Image {
                 match self.nodes.get_mut(id) {
                     Some(n) if n.epoch == *epoch => {
                         n.fenced = fence;
+                        if fence {
+                            self.node_lost(*id);
+                        } else {
+                            self.node_back(*id);
+                        }
                         Outcome::Done
                     }
                     _ => Outcome::Stale,
@@ -235,7 +244,7 @@ impl Image {
                 partitions,
             } => match self.topics.get_mut(name) {
                 Some(t) if t.partitions.len() == *from => {
-                    t.partitions.extend(partitions.iter().copied());
+                    t.partitions.extend(partitions.iter().cloned());
                     Outcome::Done
                 }
                 Some(_) => Outcome::Stale,
@@ -256,18 +265,8 @@ impl Image {
         }
     }
 
-    /// Partitions each (node, shard) holds, for balanced placement.
-    pub fn partitions_per_shard(&self) -> BTreeMap<(NodeId, u16), usize> {
-        let mut out = BTreeMap::new();
-        for t in self.topics.values() {
-            for p in &t.partitions {
-                *out.entry((p.node, p.shard)).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-
-    /// The partitions (`topic-index`) placed on node `id`, internal topics included.
+    /// The partitions (`topic-index`) with a replica on node `id`, internal topics
+    /// included.
     pub fn partitions_of(&self, id: NodeId) -> Vec<String> {
         self.topics
             .iter()
@@ -275,41 +274,30 @@ impl Image {
                 t.partitions
                     .iter()
                     .enumerate()
-                    .filter(move |(_, p)| p.node == id)
+                    .filter(move |(_, p)| p.replica_on(id).is_some())
                     .map(move |(i, _)| format!("{name}-{i}"))
             })
             .collect()
     }
 
-    /// Places `count` new partitions on the live nodes' shards (not on draining ones), fewest partitions first
-    /// (ties broken by node, then shard, so replays agree), at most `per_shard_limit` on
-    /// one shard; `None` if they do not fit.
-    pub fn place(&self, count: usize, per_shard_limit: usize) -> Option<Vec<PartitionRecord>> {
-        let mut load: BTreeMap<(NodeId, u16), usize> = self
-            .live_nodes()
-            .filter(|n| !n.draining)
-            .flat_map(|n| (0..n.registration.shards).map(move |s| ((n.registration.id, s), 0)))
-            .collect();
-        for (k, n) in self.partitions_per_shard() {
-            if let Some(l) = load.get_mut(&k) {
-                *l = n;
+    /// Node `id` is gone (fenced, or restarted): elections where it led, out of ISRs.
+    fn node_lost(&mut self, id: NodeId) {
+        let nodes = &self.nodes;
+        let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                p.node_lost(id, live);
             }
         }
-        let mut out = Vec::with_capacity(count);
-        // Each iteration places one partition on the least loaded shard.
-        for _ in 0..count {
-            let (&(node, shard), _) = load
-                .iter()
-                .filter(|(_, n)| **n < per_shard_limit)
-                .min_by_key(|((node, shard), n)| (**n, *node, *shard))?;
-            *load.entry((node, shard)).or_insert(0) += 1;
-            out.push(PartitionRecord {
-                node,
-                shard,
-                leader_epoch: 0,
-            });
+    }
+
+    /// Node `id` is live: it leads the leaderless partitions whose ISR holds it.
+    fn node_back(&mut self, id: NodeId) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                p.node_back(id);
+            }
         }
-        Some(out)
     }
 
     /// Nodes clients may use: registered and not fenced.
@@ -397,14 +385,16 @@ mod tests {
             img.apply(&Command::Register(reg(id, "a")), id);
         }
         img.apply(&Command::Fence { id: 3, epoch: 3 }, 4);
-        let placed = img.place(8, 100).expect("fits");
+        let placed = img.place(8, 1, 100).expect("fits");
         // Two live nodes of two shards each: two partitions per shard, none on node 3.
         let mut load = BTreeMap::new();
         for r in &placed {
-            *load.entry((r.node, r.shard)).or_insert(0) += 1;
+            *load
+                .entry((r.replicas[0].node, r.replicas[0].shard))
+                .or_insert(0) += 1;
         }
         assert_eq!(load.values().copied().collect::<Vec<_>>(), vec![2; 4]);
-        assert!(placed.iter().all(|p| p.node != 3));
+        assert!(placed.iter().all(|p| p.replicas[0].node != 3));
         let create = Command::CreateTopic {
             name: "t".into(),
             topic: TopicRecord {
@@ -416,8 +406,11 @@ mod tests {
         assert_eq!(img.apply(&create, 5), Outcome::Done);
         assert_eq!(img.apply(&create, 6), Outcome::TopicExists);
         // The next topic goes where there is room; the limit is kept.
-        assert!(img.place(5, 3).is_none(), "4 shards with 1 free slot each");
-        assert_eq!(img.place(4, 3).expect("fits").len(), 4);
+        assert!(
+            img.place(5, 1, 3).is_err(),
+            "4 shards with 1 free slot each"
+        );
+        assert_eq!(img.place(4, 1, 3).expect("fits").len(), 4);
         let delete = Command::DeleteTopic { name: "t".into() };
         assert_eq!(img.apply(&delete, 7), Outcome::Done);
         assert_eq!(img.apply(&delete, 8), Outcome::NoSuchTopic);
@@ -429,8 +422,8 @@ mod tests {
         for id in 1..=2 {
             img.apply(&Command::Register(reg(id, "a")), id);
         }
-        let placed = img.place(4, 100).expect("fits");
-        assert!(placed.iter().any(|p| p.node == 2));
+        let placed = img.place(4, 1, 100).expect("fits");
+        assert!(placed.iter().any(|p| p.replicas[0].node == 2));
         let topic = TopicRecord {
             id: [1; 16],
             configs: BTreeMap::new(),
@@ -446,11 +439,19 @@ mod tests {
             draining: true,
         };
         assert_eq!(img.apply(&drain, 4), Outcome::Done);
-        assert!(img.place(6, 100).expect("fits").iter().all(|p| p.node == 1));
+        assert!(img
+            .place(6, 1, 100)
+            .expect("fits")
+            .iter()
+            .all(|p| p.replicas[0].node == 1));
         // A restart keeps it draining.
         img.apply(&Command::Register(reg(2, "b")), 5);
         assert!(img.nodes[&2].draining);
-        assert!(img.place(1, 100).expect("fits").iter().all(|p| p.node == 1));
+        assert!(img
+            .place(1, 1, 100)
+            .expect("fits")
+            .iter()
+            .all(|p| p.replicas[0].node == 1));
         // Stopped (fenced) but still holding partitions: refused, naming one.
         img.apply(&Command::Fence { id: 2, epoch: 5 }, 6);
         match img.apply(&Command::Unregister { id: 2 }, 7) {

@@ -110,6 +110,17 @@ pub fn read_all(b: &Broker, topic: &str, partitions: i32, want: usize) -> BTreeM
 
 /// (error code, leader) of each partition of `topic` in a Metadata answer from `addr`.
 pub fn leaders(addr: &str, topic: &str) -> Vec<(i16, i32)> {
+    partition_meta(addr, topic)
+        .iter()
+        .map(|p| (p.error_code, p.leader_id.0))
+        .collect()
+}
+
+/// Each partition of `topic` in a Metadata (v9) answer from `addr`, by partition index.
+pub fn partition_meta(
+    addr: &str,
+    topic: &str,
+) -> Vec<kafka_protocol::messages::metadata_response::MetadataResponsePartition> {
     use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
     let mut c = shardlog::admin::client::Client::connect(addr).expect("connect");
     let mut t = MetadataRequestTopic::default();
@@ -117,13 +128,9 @@ pub fn leaders(addr: &str, topic: &str) -> Vec<(i16, i32)> {
     let mut req = MetadataRequest::default();
     req.topics = Some(vec![t]);
     let resp = c.call(&req, 9).expect("metadata");
-    let mut parts: Vec<(i32, i16, i32)> = resp.topics[0]
-        .partitions
-        .iter()
-        .map(|p| (p.partition_index, p.error_code, p.leader_id.0))
-        .collect();
-    parts.sort_unstable();
-    parts.into_iter().map(|(_, e, l)| (e, l)).collect()
+    let mut parts = resp.topics[0].partitions.clone();
+    parts.sort_by_key(|p| p.partition_index);
+    parts
 }
 
 /// The cluster id a node's Metadata answer names.
