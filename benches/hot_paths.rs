@@ -155,6 +155,7 @@ fn protocol_paths(c: &mut Criterion) {
             last_stable_offset: 1_000_000,
             log_start_offset: 0,
             records: records.clone(),
+            diverging: None,
         })
         .collect();
     let topics = vec![("bench".to_string(), parts)];

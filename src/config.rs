@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     pub rack: String,
     /// `broker.session.timeout.ms`
     pub session_timeout_ms: u64,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
     /// `broker.heartbeat.interval.ms`
     pub heartbeat_interval_ms: u64,
 }
@@ -169,6 +171,7 @@ impl Default for BrokerConfig {
             controller_listener: String::new(),
             rack: String::new(),
             session_timeout_ms: 9000,
+            default_replication_factor: 1,
             heartbeat_interval_ms: 1000,
         }
     }

@@ -18,5 +18,6 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod replication;
 pub mod runtime;
 pub mod settings;

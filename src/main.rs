@@ -284,7 +284,9 @@ enum TopicCmd {
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: i32,
-        #[arg(long, default_value_t = 1)]
+        /// Replicas of each partition, on distinct nodes (-1: the broker's
+        /// default.replication.factor).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config, KEY=VALUE (repeatable).
         #[arg(long = "config")]

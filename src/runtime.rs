@@ -87,3 +87,27 @@ pub fn splice(
     }
     Ok(n as usize)
 }
+
+/// An outgoing TCP connection of the current shard (a follower's fetcher to its leader).
+pub struct Conn {
+    stream: glommio::net::TcpStream,
+}
+
+impl Conn {
+    /// Connects to `addr` within `timeout`, with Nagle off.
+    pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+        let stream = glommio::net::TcpStream::connect_timeout(addr, timeout).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream })
+    }
+
+    pub async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use futures::AsyncWriteExt;
+        self.stream.write_all(buf).await
+    }
+
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        use futures::AsyncReadExt;
+        self.stream.read_exact(buf).await
+    }
+}

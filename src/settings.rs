@@ -450,6 +450,18 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.session_timeout_ms.to_string(),
     ),
     (
+        "default.replication.factor",
+        "replicas of a topic created without a replication factor (on distinct nodes)",
+        |s, v| {
+            s.broker.default_replication_factor = match positive(v)? {
+                n @ 1..=16 => n as i16,
+                _ => return Err("must be in [1, 16]".to_string()),
+            };
+            Ok(())
+        },
+        |s| s.broker.default_replication_factor.to_string(),
+    ),
+    (
         "broker.heartbeat.interval.ms",
         "how often a node heartbeats to the controller",
         |s, v| {

@@ -46,22 +46,8 @@ impl Client {
     /// Sends `req` at `version` without waiting for its response (pipelining); returns its
     /// correlation id for [`Client::receive`].
     pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<i32> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
         self.correlation_id += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = R::KEY;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("shardlog-admin"));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .map_err(|e| anyhow::anyhow!("encode header: {e}"))?;
-        req.encode(&mut body, version)
-            .map_err(|e| anyhow::anyhow!("encode request: {e}"))?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = encode_request(req, version, self.correlation_id, "shardlog-admin")?;
         self.stream.write_all(&frame)?;
         Ok(self.correlation_id)
     }
@@ -69,27 +55,69 @@ impl Client {
     /// Reads the next response, which must be the one to request `correlation` of type `R`
     /// sent at `version`.
     pub fn receive<R: Request>(&mut self, version: i16, correlation: i32) -> Result<R::Response> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
-        let len = i32::from_be_bytes(len);
-        if len < 4 || len as usize > MAX_RESPONSE {
-            bail!("invalid response length {len}");
-        }
-        let mut buf = vec![0u8; len as usize];
+        let len = response_len(len)?;
+        let mut buf = vec![0u8; len];
         self.stream.read_exact(&mut buf)?;
-        let mut buf = Bytes::from(buf);
-        let corr = buf.get_i32();
-        if corr != correlation {
-            bail!("response correlation id {corr}, expected {correlation}");
-        }
-        if key.response_header_version(version) >= 1 {
-            // Tagged fields of the response header: shardlog sends none.
-            let n = buf.get_u8();
-            if n != 0 {
-                bail!("unexpected tagged fields in response header");
-            }
-        }
-        R::Response::decode(&mut buf, version).map_err(|e| anyhow::anyhow!("decode response: {e}"))
+        decode_response::<R>(Bytes::from(buf), version, correlation)
     }
+}
+
+/// A request frame (length prefix, header, body) for `req` at `version`.
+pub fn encode_request<R: Request>(
+    req: &R,
+    version: i16,
+    correlation: i32,
+    client_id: &'static str,
+) -> Result<BytesMut> {
+    let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
+    let mut header = RequestHeader::default();
+    header.request_api_key = R::KEY;
+    header.request_api_version = version;
+    header.correlation_id = correlation;
+    header.client_id = Some(StrBytes::from_static_str(client_id));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, key.request_header_version(version))
+        .map_err(|e| anyhow::anyhow!("encode header: {e}"))?;
+    req.encode(&mut body, version)
+        .map_err(|e| anyhow::anyhow!("encode request: {e}"))?;
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// The length a response frame's 4-byte prefix announces, if acceptable.
+pub fn response_len(prefix: [u8; 4]) -> Result<usize> {
+    let len = i32::from_be_bytes(prefix);
+    if len < 4 || len as usize > MAX_RESPONSE {
+        bail!("invalid response length {len}");
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a response frame's body (after the length prefix), which must answer request
+/// `correlation` of type `R` sent at `version`.
+pub fn decode_response<R: Request>(
+    mut buf: Bytes,
+    version: i16,
+    correlation: i32,
+) -> Result<R::Response> {
+    let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key"))?;
+    if buf.len() < 4 {
+        bail!("response too short");
+    }
+    let corr = buf.get_i32();
+    if corr != correlation {
+        bail!("response correlation id {corr}, expected {correlation}");
+    }
+    if key.response_header_version(version) >= 1 {
+        // Tagged fields of the response header: shardlog sends none.
+        if buf.is_empty() || buf.get_u8() != 0 {
+            bail!("unexpected tagged fields in response header");
+        }
+    }
+    R::Response::decode(&mut buf, version).map_err(|e| anyhow::anyhow!("decode response: {e}"))
 }

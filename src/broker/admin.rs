@@ -158,14 +158,21 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
             .flatten()
         {
             TopicResult::err(&t.name, errors::POLICY_VIOLATION, msg)
-        } else if t.replication_factor != -1 && t.replication_factor != 1 {
+        } else if t.replication_factor == 0
+            || t.replication_factor < -1
+            || (!clustered && t.replication_factor > 1)
+        {
             TopicResult::err(
                 &t.name,
                 errors::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "replication factor {} larger than available brokers: 1",
-                    t.replication_factor
-                ),
+                if t.replication_factor > 1 {
+                    format!(
+                        "replication factor {} larger than available brokers: 1",
+                        t.replication_factor
+                    )
+                } else {
+                    format!("invalid replication factor {}", t.replication_factor)
+                },
             )
         } else if t.has_assignments {
             TopicResult::err(
@@ -194,8 +201,19 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                 partitions,
             };
             if clustered && !req.validate_only {
+                let replication = match t.replication_factor {
+                    -1 => shard.cfg.default_replication_factor,
+                    n => n,
+                };
                 results.push(
-                    super::cluster_link::create(shard, &t.name, partitions, meta.configs).await,
+                    super::cluster_link::create(
+                        shard,
+                        &t.name,
+                        partitions,
+                        replication.max(1) as usize,
+                        meta.configs,
+                    )
+                    .await,
                 );
                 continue;
             }
@@ -509,7 +527,18 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> Creat
         t.error_code = r.error;
         t.error_message = r.message.map(s);
         t.num_partitions = r.partitions;
-        t.replication_factor = if r.error == errors::NONE { 1 } else { -1 };
+        t.replication_factor = if r.error == errors::NONE {
+            // In a cluster, as the quorum placed it (the node has applied the creation).
+            let view = shard.cluster.get();
+            let placed = view
+                .image
+                .topics
+                .get(&r.name)
+                .and_then(|t| t.partitions.first());
+            placed.map_or(1, |p| p.replicas.len() as i16)
+        } else {
+            -1
+        };
         resp.topics.push(t);
     }
     resp

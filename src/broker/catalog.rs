@@ -207,10 +207,8 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
             "producer" => Ok(()),
             _ => Err("compression.type: only \"producer\" (store as sent) is supported".into()),
         },
-        "min.insync.replicas" => match value {
-            "1" => Ok(()),
-            _ => Err("min.insync.replicas must be 1 on a single broker".into()),
-        },
+        // Effective value: at most the replication factor (as Kafka).
+        "min.insync.replicas" => positive(value),
         _ => Err(format!("unknown topic config {key:?}")),
     }
 }

@@ -244,13 +244,14 @@ pub async fn create(
     shard: &Rc<Shard>,
     name: &str,
     partitions: i32,
+    replication: usize,
     configs: std::collections::BTreeMap<String, String>,
 ) -> TopicResult {
     let proposer = match proposer(shard, name) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let placement = match place(shard, name, partitions.max(0) as usize, 1).await {
+    let placement = match place(shard, name, partitions.max(0) as usize, replication).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -403,6 +404,7 @@ pub fn request_group_placement(shard: &Rc<Shard>) {
             &shard,
             OFFSETS_TOPIC,
             OFFSETS_PARTITIONS,
+            1,
             Default::default(),
         )
         .await;

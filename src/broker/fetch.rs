@@ -33,6 +33,8 @@ pub struct FetchPartResult<R = Bytes> {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub records: R,
+    /// A follower's log diverged: (epoch, end offset) to truncate to.
+    pub diverging: Option<(i32, i64)>,
 }
 
 /// One pass over the partitions owned by this shard, without waiting.
@@ -49,7 +51,18 @@ async fn read_once(
             let first = out
                 .iter()
                 .all(|r: &FetchPartResult<Records>| r.records.is_empty());
-            out.push(read_partition(shard, &t.name, p, &mut budget, first, zero_copy).await);
+            out.push(
+                read_partition(
+                    shard,
+                    &t.name,
+                    p,
+                    req.replica_id,
+                    &mut budget,
+                    first,
+                    zero_copy,
+                )
+                .await,
+            );
         }
     }
     out
@@ -59,6 +72,7 @@ async fn read_partition(
     shard: &Rc<Shard>,
     topic: &str,
     p: &FetchPartition,
+    replica_id: i32,
     budget: &mut usize,
     first: bool,
     zero_copy: bool,
@@ -70,16 +84,39 @@ async fn read_partition(
         high_watermark: -1,
         log_start_offset: -1,
         records: Records::Bytes(Bytes::new()),
+        diverging: None,
     };
     let Some(log) = shard.log(topic, p.partition) else {
         r.error = errors::UNKNOWN_TOPIC_OR_PARTITION;
         return r;
     };
+    // A follower's fetch: checked against the leader epoch and the log's epoch history,
+    // and read up to the log end; its progress moves the high watermark.
+    let replica = replica_id >= 0;
+    if replica {
+        let cat = shard.catalog();
+        match crate::replication::leader::check_fetch(shard, &cat, topic, p, replica_id, &log) {
+            Ok(None) => {}
+            Ok(Some(div)) => {
+                r.diverging = Some(div);
+                r.high_watermark = log.high_watermark();
+                r.log_start_offset = log.log_start_offset();
+                return r;
+            }
+            Err(code) => {
+                r.error = code;
+                return r;
+            }
+        }
+    }
     let limit = (p.partition_max_bytes.max(0) as usize).min(*budget);
     let read = if zero_copy {
-        log.read_for_send(p.fetch_offset, limit, first).await
+        log.read_for_send(p.fetch_offset, limit, first, replica)
+            .await
     } else {
-        log.read(p.fetch_offset, limit, first).await.map(Into::into)
+        log.read_as(p.fetch_offset, limit, first, replica)
+            .await
+            .map(Into::into)
     };
     match read {
         Ok(info) => {
@@ -120,7 +157,9 @@ pub async fn fetch_local(
         let arrived = shard.data_arrived.notified();
         let res = read_once(shard, req, zero_copy).await;
         let bytes: usize = res.iter().map(|r| r.records.len()).sum();
-        let errored = res.iter().any(|r| r.error != errors::NONE);
+        let errored = res
+            .iter()
+            .any(|r| r.error != errors::NONE || r.diverging.is_some());
         let now = Instant::now();
         if bytes >= min_bytes || errored || now >= deadline || shard.stopping.get() {
             return res;
@@ -144,6 +183,7 @@ pub async fn fetch_for_peer(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchP
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start_offset,
             records,
+            diverging: r.diverging,
         });
     }
     out
@@ -202,6 +242,7 @@ pub async fn handle(
                         high_watermark: r.high_watermark,
                         log_start_offset: r.log_start_offset,
                         records: Records::Bytes(r.records),
+                        diverging: r.diverging,
                     })
                     .collect(),
                 _ => sub
@@ -215,6 +256,7 @@ pub async fn handle(
                             high_watermark: -1,
                             log_start_offset: -1,
                             records: Records::Bytes(Bytes::new()),
+                            diverging: None,
                         })
                     })
                     .collect(),
@@ -237,6 +279,7 @@ pub async fn handle(
                     last_stable_offset: r.high_watermark,
                     log_start_offset: r.log_start_offset,
                     records: r.records,
+                    diverging: r.diverging,
                 },
                 None => FetchPartitionOut {
                     partition: p.partition,
@@ -249,6 +292,7 @@ pub async fn handle(
                     last_stable_offset: -1,
                     log_start_offset: -1,
                     records: Records::Bytes(Bytes::new()),
+                    diverging: None,
                 },
             });
         }

@@ -32,8 +32,11 @@ pub struct PartAppend {
     pub topic: String,
     pub partition: i32,
     pub records: Option<Bytes>,
-    /// acks=all: acknowledge only once durable (under the `always` flush policy).
+    /// acks=all: acknowledge only once durable (under the `always` flush policy) and, for a
+    /// replicated partition, once every in-sync replica has it.
     pub durable: bool,
+    /// The request's `timeout_ms`: how long acks=all waits for the in-sync replicas.
+    pub timeout_ms: i32,
 }
 
 pub struct PartProduceResult {
@@ -55,6 +58,8 @@ fn failed(slot: usize, error: i16) -> PartProduceResult {
 /// A partition's append on this shard after its first half ([`enqueue_local`]).
 pub struct LocalPending {
     slot: usize,
+    durable: bool,
+    timeout_ms: i32,
     topic: String,
     partition: i32,
     bytes: usize,
@@ -80,6 +85,9 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
             if shard.disk.low() {
                 return Err(errors::KAFKA_STORAGE_ERROR);
             }
+            if p.durable {
+                crate::replication::leader::check_insync(&shard.catalog(), &p.topic, p.partition)?;
+            }
             shard.disk.appended(records.len() as u64);
             match log.enqueue(records, p.durable).await {
                 Ok(q) => Ok((log, q)),
@@ -92,6 +100,8 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
         .await;
         LocalPending {
             slot: p.slot,
+            durable: p.durable,
+            timeout_ms: p.timeout_ms,
             bytes: p.records.as_ref().map_or(0, |r| r.len()),
             topic: p.topic,
             partition: p.partition,
@@ -112,6 +122,19 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
             };
             match log.finish(queued).await {
                 Ok(info) => {
+                    let code = replicated(
+                        &shard,
+                        &p.topic,
+                        p.partition,
+                        p.durable,
+                        p.timeout_ms,
+                        &log,
+                        info.last_offset,
+                    )
+                    .await;
+                    if code != errors::NONE {
+                        return failed(p.slot, code);
+                    }
                     shard.data_arrived.notify_all();
                     shard.metrics.record_in(
                         &p.topic,
@@ -133,6 +156,30 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
         }
     });
     join_all(futs).await
+}
+
+/// For a replicated partition: the high watermark after this append and, for acks=all,
+/// the wait until every in-sync replica has it (its error, or NONE).
+async fn replicated(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    all: bool,
+    timeout_ms: i32,
+    log: &crate::log::Log,
+    last: i64,
+) -> i16 {
+    use crate::replication::leader;
+    let cat = shard.catalog();
+    if !cat.place(topic, partition).is_some_and(leader::replicated) {
+        return errors::NONE;
+    }
+    leader::update_high_watermark(shard, &cat, topic, partition, log);
+    if !all {
+        return errors::NONE;
+    }
+    let timeout = std::time::Duration::from_millis(timeout_ms.clamp(0, 300_000) as u64);
+    leader::await_replicated(shard, topic, partition, log, last, timeout).await
 }
 
 /// Appends to partitions owned by this shard: queued in order, then written concurrently.
@@ -204,6 +251,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
                         partition: p.index,
                         records: p.records.clone(),
                         durable: req.acks == -1,
+                        timeout_ms: req.timeout_ms,
                     });
                 }
             }

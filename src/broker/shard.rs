@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use ahash::RandomState;
@@ -36,6 +37,8 @@ pub struct Shard {
     pub proposer: Option<crate::cluster::Proposer>,
     /// This shard asked the quorum to place the group coordinators (in a cluster).
     pub group_placement_requested: Cell<bool>,
+    /// Follower progress (partitions led here) and fetchers (partitions followed here).
+    pub replication: crate::replication::ShardReplication,
     pub nshards: usize,
     pub cfg: Arc<BrokerConfig>,
     catalog: RefCell<Arc<Catalog>>,
@@ -88,6 +91,7 @@ impl Shard {
             cluster: Default::default(),
             proposer: None,
             group_placement_requested: Cell::new(false),
+            replication: Default::default(),
             request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
             disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
             kafka_conns,
@@ -163,7 +167,7 @@ impl Shard {
 
     /// Installs a new catalog: opens logs of partitions this shard owns that are new, closes
     /// and deletes logs of topics that are gone.
-    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) -> Vec<(String, String)> {
+    pub async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Vec<(String, String)> {
         let mut failed = Vec::new();
         let wanted: Vec<(PartitionKey, crate::log::LogConfig)> = catalog
             .topics
@@ -248,6 +252,7 @@ impl Shard {
                 }
             }
         }
+        crate::replication::on_catalog(self);
         // In a cluster, the group coordinators the quorum placed on this shard.
         let cat = self.catalog();
         if let Some(cm) = &cat.cluster {

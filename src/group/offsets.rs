@@ -218,7 +218,7 @@ fn latest_snapshot(dir: &Path) -> Option<(i64, HashMap<OffsetKey, Committed>)> {
 /// records after it.
 pub async fn recover(log: &Log) -> Result<HashMap<OffsetKey, Committed>, LogError> {
     let (from, mut map) = latest_snapshot(log.dir()).unwrap_or_default();
-    replay_into(log, &mut map, from, log.high_watermark()).await?;
+    replay_into(log, &mut map, from, log.written_end()).await?;
     Ok(map)
 }
 

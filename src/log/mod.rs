@@ -286,6 +286,9 @@ struct State {
     leader_epoch: i32,
     /// Which epoch appended from which offset (written before the batches it names).
     epochs: epochs::EpochCache,
+    /// A replicated partition's high watermark (what every in-sync replica has), set by
+    /// the replication layer; `None`: not replicated, everything written is visible.
+    committed: Option<i64>,
 }
 
 struct Inner {
@@ -335,8 +338,34 @@ impl Log {
         &self.inner.dir
     }
 
+    /// The high watermark: consumers read below it. Everything written, unless the
+    /// partition is replicated: then what every in-sync replica has ([`Log::set_committed`]).
     pub fn high_watermark(&self) -> i64 {
+        let st = self.inner.state.borrow();
+        st.committed
+            .map_or(st.high_watermark, |c| c.min(st.high_watermark))
+    }
+
+    /// The end of written, readable data (a follower fetches up to it).
+    pub fn written_end(&self) -> i64 {
         self.inner.state.borrow().high_watermark
+    }
+
+    /// Sets the replicated high watermark (`None`: not replicated). Readers and waiters
+    /// are woken when it moves up.
+    pub fn set_committed(&self, committed: Option<i64>) {
+        let moved = {
+            let mut st = self.inner.state.borrow_mut();
+            let before = st.committed;
+            st.committed = committed;
+            match (before, committed) {
+                (Some(a), Some(b)) => b > a,
+                (a, b) => a != b,
+            }
+        };
+        if moved {
+            self.inner.written.notify_all();
+        }
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -20,31 +20,48 @@ const READ_SLACK: usize = 64 << 10;
 
 impl Log {
     /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes`
-    /// (at least one batch when `min_one`, even if larger).
+    /// (at least one batch when `min_one`, even if larger), below the high watermark.
     pub async fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadInfo, LogError> {
-        let (hw, start) = {
+        self.read_as(offset, max_bytes, min_one, false).await
+    }
+
+    /// Like [`Log::read`]; a `replica` (a follower's fetch) reads up to the written end
+    /// instead of the high watermark. An offset between the two is empty for a consumer,
+    /// past the written end out of range for both.
+    pub async fn read_as(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        replica: bool,
+    ) -> Result<ReadInfo, LogError> {
+        let (written, hw, start) = {
             let st = self.inner.state.borrow();
-            (st.high_watermark, st.log_start_offset)
+            let hw = st
+                .committed
+                .map_or(st.high_watermark, |c| c.min(st.high_watermark));
+            (st.high_watermark, hw, st.log_start_offset)
         };
+        let bound = if replica { written } else { hw };
         let empty = |hw| ReadInfo {
             records: Bytes::new(),
             record_count: 0,
             high_watermark: hw,
             log_start_offset: start,
         };
-        if offset < start || offset > hw {
+        if offset < start || offset > written {
             return Err(LogError::OffsetOutOfRange {
                 requested: offset,
                 start,
                 end: hw,
             });
         }
-        if offset == hw || (max_bytes == 0 && !min_one) {
+        if offset >= bound || (max_bytes == 0 && !min_one) {
             return Ok(empty(hw));
         }
         // Walk segments from the one holding `offset`; bounded by the segment count.
@@ -69,12 +86,17 @@ impl Log {
             }
             match read_from_segment(&at, offset, max_bytes, min_one, max_batch).await {
                 Ok(Some((records, record_count))) => {
+                    let (records, record_count) = if bound < written {
+                        trim_below(records, bound)
+                    } else {
+                        (records, record_count)
+                    };
                     return Ok(ReadInfo {
                         records,
                         record_count,
                         high_watermark: hw,
                         log_start_offset: start,
-                    })
+                    });
                 }
                 Ok(None) => {
                     seg_idx += 1;
@@ -227,6 +249,21 @@ impl Log {
         }
         Ok(out)
     }
+}
+
+/// The batches of `records` that start below `bound` (the high watermark is a batch
+/// boundary), and their record count.
+fn trim_below(records: Bytes, bound: i64) -> (Bytes, u64) {
+    let mut end = 0usize;
+    let mut count = 0u64;
+    for (at, h) in super::batch::BatchScan::new(&records, false) {
+        if h.base_offset >= bound {
+            break;
+        }
+        end = at + h.size;
+        count += h.record_count.max(0) as u64;
+    }
+    (records.slice(..end), count)
 }
 
 /// (corrupt batches found, index repairs) on the calling shard so far.

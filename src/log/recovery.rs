@@ -89,6 +89,7 @@ impl Log {
             cleaner_checkpoint: cleaner::read_checkpoint(dir),
             leader_epoch: 0,
             epochs: EpochCache::empty(dir),
+            committed: None,
         };
         let log = Log {
             inner: Rc::new(Inner {
@@ -111,7 +112,7 @@ impl Log {
     /// is rebuilt from the batches' headers.
     async fn recover_epochs(&self, report: &mut Vec<String>) -> Result<(), LogError> {
         let dir = self.inner.dir.clone();
-        let (end, start) = (self.high_watermark(), self.log_start_offset());
+        let (end, start) = (self.written_end(), self.log_start_offset());
         let mut cache = match EpochCache::load(&dir) {
             Ok(c) => c,
             Err(e) => {
@@ -142,7 +143,7 @@ impl Log {
     /// the log, then every batch after it.
     pub(super) async fn recover_producers(&self, report: &mut Vec<String>) -> Result<(), LogError> {
         let dir = self.inner.dir.clone();
-        let (end, start) = (self.high_watermark(), self.log_start_offset());
+        let (end, start) = (self.written_end(), self.log_start_offset());
         let mut snaps = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().to_string();

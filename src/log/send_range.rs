@@ -112,20 +112,35 @@ impl Log {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        replica: bool,
     ) -> Result<SendRead, LogError> {
         if max_bytes >= MIN_RANGE {
-            if let Some(r) = self.file_range(offset, max_bytes, min_one).await {
+            if let Some(r) = self.file_range(offset, max_bytes, min_one, replica).await {
                 return Ok(r);
             }
         }
-        Ok(self.read(offset, max_bytes, min_one).await?.into())
+        Ok(self
+            .read_as(offset, max_bytes, min_one, replica)
+            .await?
+            .into())
     }
 
-    /// The zero-copy range for a read, if there is one to offer (`None`: copy instead).
-    async fn file_range(&self, offset: i64, max_bytes: usize, min_one: bool) -> Option<SendRead> {
-        let (hw, start, seg) = {
+    /// The zero-copy range for a read, if there is one to offer (`None`: copy instead). It
+    /// ends below the high watermark (a `replica`: the written end), or there is none.
+    async fn file_range(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        replica: bool,
+    ) -> Option<SendRead> {
+        let (hw, bound, start, seg) = {
             let st = self.inner.state.borrow();
-            if offset < st.log_start_offset || offset >= st.high_watermark {
+            let hw = st
+                .committed
+                .map_or(st.high_watermark, |c| c.min(st.high_watermark));
+            let bound = if replica { st.high_watermark } else { hw };
+            if offset < st.log_start_offset || offset >= bound {
                 return None;
             }
             let i = st
@@ -147,7 +162,7 @@ impl Log {
                 active,
                 entry: s.index.lookup_entry(rel),
             };
-            (st.high_watermark, st.log_start_offset, snap)
+            (hw, bound, st.log_start_offset, snap)
         };
         let entry = seg.entry;
         let from = entry.map_or(0, |e| u64::from(e.position));
@@ -179,7 +194,7 @@ impl Log {
             }
         };
         let len = (end - p0) as usize;
-        if len < MIN_RANGE {
+        if len < MIN_RANGE || end_offset > bound {
             return None;
         }
         let file = seg.file.pin().await?;

@@ -46,6 +46,8 @@ pub struct FetchPartitionOut<R = Bytes> {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub records: R,
+    /// For a follower whose log diverged (v12+): (epoch, end offset) to truncate to.
+    pub diverging: Option<(i32, i64)>,
 }
 
 fn uvarint(buf: &mut BytesMut, mut v: u32) {
@@ -119,7 +121,18 @@ pub fn encode<R: RecordSet>(
                 }
             }
             if flex {
-                buf.put_u8(0);
+                match p.diverging {
+                    // One tagged field: DivergingEpoch (tag 0) = epoch, end offset, no tags.
+                    Some((epoch, end)) => {
+                        buf.put_u8(1);
+                        buf.put_u8(0);
+                        buf.put_u8(13);
+                        buf.put_i32(epoch);
+                        buf.put_i64(end);
+                        buf.put_u8(0);
+                    }
+                    None => buf.put_u8(0),
+                }
             }
         }
         if flex {
@@ -165,6 +178,7 @@ mod tests {
                         last_stable_offset: 10,
                         log_start_offset: 2,
                         records: small.clone(),
+                        diverging: None,
                     },
                     FetchPartitionOut {
                         partition: 3,
@@ -173,6 +187,7 @@ mod tests {
                         last_stable_offset: 7,
                         log_start_offset: 0,
                         records: Bytes::new(),
+                        diverging: Some((3, 77)),
                     },
                 ],
             ),
@@ -185,6 +200,7 @@ mod tests {
                     last_stable_offset: 99,
                     log_start_offset: 5,
                     records: big.clone(),
+                    diverging: None,
                 }],
             ),
         ];
@@ -209,6 +225,10 @@ mod tests {
                     pd.aborted_transactions = Some(Vec::new());
                     pd.preferred_read_replica = BrokerId(-1);
                     pd.records = Some(p.records.clone());
+                    if let (Some((epoch, end)), true) = (p.diverging, v >= 12) {
+                        pd.diverging_epoch.epoch = epoch;
+                        pd.diverging_epoch.end_offset = end;
+                    }
                     t.partitions.push(pd);
                 }
                 resp.responses.push(t);

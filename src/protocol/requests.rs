@@ -122,6 +122,8 @@ impl ProduceRequest {
 
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
+    /// A follower's broker id (its replica fetch); -1 for consumers.
+    pub replica_id: i32,
     pub max_wait_ms: i32,
     pub min_bytes: i32,
     pub max_bytes: i32,
@@ -140,11 +142,15 @@ pub struct FetchPartition {
     pub partition: i32,
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
+    /// The leader epoch the fetcher believes current (v9+, KIP-320); -1 unknown.
+    pub current_leader_epoch: i32,
+    /// The epoch of the fetcher's last batch (v12+, a follower's divergence check); -1 none.
+    pub last_fetched_epoch: i32,
 }
 
 impl FetchRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let _replica_id = r.i32()?;
+        let replica_id = r.i32()?;
         let max_wait_ms = r.i32()?;
         let min_bytes = r.i32()?;
         let max_bytes = r.i32()?;
@@ -157,13 +163,9 @@ impl FetchRequest {
             let name = r.string(flex)?;
             let partitions = r.array(flex, |r| {
                 let partition = r.i32()?;
-                if v >= 9 {
-                    let _leader_epoch = r.i32()?;
-                }
+                let current_leader_epoch = if v >= 9 { r.i32()? } else { -1 };
                 let fetch_offset = r.i64()?;
-                if v >= 12 {
-                    let _last_fetched_epoch = r.i32()?;
-                }
+                let last_fetched_epoch = if v >= 12 { r.i32()? } else { -1 };
                 if v >= 5 {
                     let _log_start = r.i64()?;
                 }
@@ -173,6 +175,8 @@ impl FetchRequest {
                     partition,
                     fetch_offset,
                     partition_max_bytes,
+                    current_leader_epoch,
+                    last_fetched_epoch,
                 })
             })?;
             r.tagged_fields(flex)?;
@@ -190,6 +194,7 @@ impl FetchRequest {
         }
         r.tagged_fields(flex)?;
         Ok(FetchRequest {
+            replica_id,
             max_wait_ms,
             min_bytes,
             max_bytes,

@@ -1,0 +1,184 @@
+//! The leader's side: follower fetches checked against the leader epoch and the epoch
+//! history (KIP-101/KIP-320), follower progress, the high watermark, and acks=all.
+
+use std::time::{Duration, Instant};
+
+use super::Progress;
+use crate::broker::catalog::{self, Catalog, PartitionPlace};
+use crate::broker::errors;
+use crate::broker::shard::Shard;
+use crate::log::{now_ms, Log};
+use crate::protocol::FetchPartition;
+
+/// `min.insync.replicas` of a topic (at most its replication factor).
+pub fn min_insync(cat: &Catalog, topic: &str, replicas: usize) -> usize {
+    cat.topics
+        .get(topic)
+        .and_then(|m| m.configs.get("min.insync.replicas"))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, replicas.max(1))
+}
+
+/// Whether the partition has followers at all (one replica: nothing to wait for).
+pub fn replicated(place: &PartitionPlace) -> bool {
+    place.replicas.len() > 1
+}
+
+/// Checks a follower's fetch (`replica_id` ≥ 0) of a partition this shard leads: `Ok(None)`
+/// to read up to the log end, `Ok(Some((epoch, end)))` when the follower's log diverged
+/// and must be truncated there first, or the error to answer. Records the follower's
+/// progress and advances the high watermark.
+pub fn check_fetch(
+    shard: &Shard,
+    cat: &Catalog,
+    topic: &str,
+    p: &FetchPartition,
+    replica_id: i32,
+    log: &Log,
+) -> Result<Option<(i32, i64)>, i16> {
+    let (Some(cm), Some(place)) = (&cat.cluster, cat.place(topic, p.partition)) else {
+        return Err(errors::NOT_LEADER_OR_FOLLOWER);
+    };
+    let (node, fshard) = catalog::node_and_shard(replica_id);
+    if node == cm.local || place.shard_on(node) != Some(fshard) {
+        // Not a follower of this partition (yet): it retries once its metadata catches up.
+        return Err(errors::UNKNOWN_LEADER_EPOCH);
+    }
+    if p.current_leader_epoch >= 0 {
+        if p.current_leader_epoch < place.leader_epoch {
+            return Err(errors::FENCED_LEADER_EPOCH);
+        }
+        if p.current_leader_epoch > place.leader_epoch {
+            return Err(errors::UNKNOWN_LEADER_EPOCH);
+        }
+    }
+    if p.last_fetched_epoch >= 0 {
+        match log.end_offset_for_epoch(p.last_fetched_epoch) {
+            Some((e, end)) if e == p.last_fetched_epoch && p.fetch_offset <= end => {}
+            Some((e, end)) => return Ok(Some((e, end.min(p.fetch_offset)))),
+            None => return Ok(Some((-1, log.log_start_offset()))),
+        }
+    }
+    let now = now_ms();
+    let leader_end = log.written_end();
+    let key = (topic.to_string(), p.partition);
+    {
+        let mut all = shard.replication.progress.borrow_mut();
+        let followers = all.entry(key).or_default();
+        let before = followers.get(&node).copied();
+        let caught_up_ms = if p.fetch_offset >= leader_end {
+            now
+        } else {
+            before.map_or(0, |b| b.caught_up_ms)
+        };
+        followers.insert(
+            node,
+            Progress {
+                log_end: p.fetch_offset,
+                last_fetch_ms: now,
+                caught_up_ms,
+            },
+        );
+    }
+    update_high_watermark(shard, cat, topic, p.partition, log);
+    Ok(None)
+}
+
+/// Recomputes a led partition's high watermark: the smallest log end among the in-sync
+/// replicas (a follower not heard from since this shard led counts at the current high
+/// watermark), held while the ISR is below `min.insync.replicas`; never lowered.
+pub fn update_high_watermark(shard: &Shard, cat: &Catalog, topic: &str, partition: i32, log: &Log) {
+    let (Some(cm), Some(place)) = (&cat.cluster, cat.place(topic, partition)) else {
+        return;
+    };
+    if !replicated(place) {
+        log.set_committed(None);
+        return;
+    }
+    let current = log.high_watermark();
+    let min_isr = min_insync(cat, topic, place.replicas.len());
+    if place.isr.len() < min_isr {
+        log.set_committed(Some(current));
+        return;
+    }
+    let mut hw = log.written_end();
+    {
+        let all = shard.replication.progress.borrow();
+        let followers = all.get(&(topic.to_string(), partition));
+        for n in place.isr.iter().filter(|n| **n != cm.local) {
+            let end = followers
+                .and_then(|f| f.get(n))
+                .map_or(current, |p| p.log_end);
+            hw = hw.min(end);
+        }
+    }
+    let hw = hw.max(current);
+    if hw > current {
+        log.set_committed(Some(hw));
+        shard.data_arrived.notify_all();
+    } else {
+        log.set_committed(Some(current));
+    }
+}
+
+/// Before an acks=all append to a replicated partition: NOT_ENOUGH_REPLICAS while the ISR
+/// is smaller than `min.insync.replicas`.
+pub fn check_insync(cat: &Catalog, topic: &str, partition: i32) -> Result<(), i16> {
+    match cat.place(topic, partition) {
+        Some(place) if replicated(place) => {
+            if place.isr.len() < min_insync(cat, topic, place.replicas.len()) {
+                Err(errors::NOT_ENOUGH_REPLICAS)
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// After an acks=all append up to `last_offset`: waits until every in-sync replica has it
+/// (the high watermark passes it). The error to answer if this shard stops leading
+/// (NOT_LEADER_OR_FOLLOWER), the ISR shrinks below the minimum
+/// (NOT_ENOUGH_REPLICAS_AFTER_APPEND), or `timeout` passes (REQUEST_TIMED_OUT).
+pub async fn await_replicated(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    log: &Log,
+    last_offset: i64,
+    timeout: Duration,
+) -> i16 {
+    let deadline = Instant::now() + timeout;
+    let epoch = shard
+        .catalog()
+        .place(topic, partition)
+        .map(|p| p.leader_epoch);
+    // Each pass waits for a write, a high watermark move or the deadline.
+    loop {
+        let changed = log.written();
+        let cat = shard.catalog();
+        update_high_watermark(shard, &cat, topic, partition, log);
+        if log.high_watermark() > last_offset {
+            return errors::NONE;
+        }
+        let Some(place) = cat.place(topic, partition).filter(|p| replicated(p)) else {
+            return errors::NONE;
+        };
+        let leading = cat.locate(topic, partition, shard.nshards) == Some(shard.id);
+        if !leading || Some(place.leader_epoch) != epoch {
+            return errors::NOT_LEADER_OR_FOLLOWER;
+        }
+        if place.isr.len() < min_insync(&cat, topic, place.replicas.len()) {
+            return errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+        }
+        let now = Instant::now();
+        if now >= deadline || shard.stopping.get() {
+            return errors::REQUEST_TIMED_OUT;
+        }
+        // Woken by writes and high watermark moves; the catalog is checked again each
+        // pass, at least every 100 ms.
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        crate::runtime::timeout(wait, changed).await;
+    }
+}

@@ -1,0 +1,64 @@
+//! Replication on the data plane: a leading shard tracks its followers and advances the
+//! high watermark; a following shard fetches from its leader and stores the leader's bytes.
+//!
+//! Invariants:
+//! - Roles come only from the catalog the metadata quorum produced: this module never
+//!   decides who leads; it follows the placement (replicas, ISR, leader, leader epoch).
+//! - A leader's high watermark is the smallest log end among the in-sync replicas, never
+//!   moves back, and does not move while the ISR is smaller than `min.insync.replicas`.
+//! - A follower stores only whole batches the leader sent, at their offsets, after
+//!   truncating where its log diverged; its high watermark is the leader's, capped by its
+//!   own log end.
+//! - It knows nothing of connections' framing beyond the Fetch it sends, and nothing of
+//!   consensus; all its state is per shard (no locks) and soft: follower progress is
+//!   rebuilt from the followers' next fetches.
+
+pub mod follower;
+pub mod leader;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::broker::shard::PartitionKey;
+
+/// What a leader knows of one follower of one partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The follower's log end: the offset of its last fetch.
+    pub log_end: i64,
+    /// When it last fetched, and when it last had everything the leader had (ms).
+    pub last_fetch_ms: i64,
+    pub caught_up_ms: i64,
+}
+
+/// A shard's replication state.
+#[derive(Default)]
+pub struct ShardReplication {
+    /// Leader side: per partition this shard leads, its followers' progress by node.
+    pub progress: RefCell<HashMap<PartitionKey, BTreeMap<u64, Progress>>>,
+    /// Follower side: the leaders (node, shard) this shard runs a fetcher for.
+    pub fetchers: RefCell<BTreeMap<(u64, u16), ()>>,
+}
+
+/// After a new catalog is installed on `shard`: high watermarks of the partitions it leads
+/// recomputed (the ISR may have changed), progress of those it no longer leads dropped, and
+/// a fetcher running for every leader it follows.
+pub fn on_catalog(shard: &std::rc::Rc<crate::broker::shard::Shard>) {
+    let cat = shard.catalog();
+    if cat.cluster.is_none() {
+        return;
+    }
+    let mut led = std::collections::HashSet::new();
+    for ((topic, p), log) in shard.open_logs() {
+        if cat.locate(&topic, p, shard.nshards) == Some(shard.id) {
+            leader::update_high_watermark(shard, &cat, &topic, p, &log);
+            led.insert((topic, p));
+        }
+    }
+    shard
+        .replication
+        .progress
+        .borrow_mut()
+        .retain(|k, _| led.contains(k));
+    follower::ensure_fetchers(shard);
+}

@@ -1,0 +1,203 @@
+//! Replication across node processes: every partition on three nodes, followers storing
+//! the leader's bytes, acks=all answered once the in-sync replicas have a batch, and no
+//! acknowledged record lost when a leader is killed.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::cluster::{partition_meta, read_all, Cluster};
+
+/// (replica nodes, ISR, leader) of each partition of `topic` in a node's view.
+fn placement(v: &Value, topic: &str) -> Vec<(Vec<u64>, Vec<u64>, Option<u64>)> {
+    v["image"]["topics"][topic]["partitions"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let nodes = |k: &str| -> Vec<u64> {
+                        p[k].as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_u64().or_else(|| x["node"].as_u64()))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    (nodes("replicas"), nodes("isr"), p["leader"].as_u64())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Produces `values` with acks=all through `bootstrap`: the values acknowledged.
+fn produce_all(bootstrap: &str, topic: &str, values: &[String]) -> Vec<String> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| {
+            (
+                v.clone(),
+                producer
+                    .send_result(FutureRecord::to(topic).payload(v).key(v))
+                    .map_err(|(e, _)| e),
+            )
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for (v, s) in sends {
+        if let Ok(Ok(Ok(_))) = s.map(futures::executor::block_on) {
+            acked.push(v);
+        }
+    }
+    acked
+}
+
+#[test]
+fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
+    let mut c = Cluster::start(3);
+    common::cli(
+        &c.nodes[0],
+        &[
+            "topic",
+            "create",
+            "safe",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    c.wait_for(&[0, 1, 2], "the topic everywhere", |v| {
+        v.iter().all(|v| placement(v, "safe").len() == 3)
+    });
+    let placed = placement(&c.view(0).expect("view"), "safe");
+    for (replicas, isr, leader) in &placed {
+        assert_eq!(
+            replicas.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "{placed:?}"
+        );
+        assert_eq!(isr.len(), 3);
+        assert_eq!(*leader, Some(replicas[0]));
+    }
+    let leaders: BTreeSet<u64> = placed.iter().filter_map(|p| p.2).collect();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "one partition led by each node: {placed:?}"
+    );
+    // Metadata names three replicas, all in sync.
+    for p in partition_meta(&c.nodes[1].bootstrap(), "safe") {
+        assert_eq!(p.replica_nodes.len(), 3, "{p:?}");
+        assert_eq!(p.isr_nodes.len(), 3, "{p:?}");
+    }
+
+    let first: Vec<String> = (0..300).map(|i| format!("a{i}")).collect();
+    let acked = produce_all(&c.nodes[1].bootstrap(), "safe", &first);
+    assert_eq!(
+        acked.len(),
+        300,
+        "all acknowledged with three replicas in sync"
+    );
+
+    // Every replica holds the same bytes: each node's partition directories match.
+    wait_replicas_equal(&c, "safe", 3, "replicas differ");
+
+    // kill -9 the leader of partition 0: its partitions move to an in-sync replica.
+    let dead = placed[0].2.expect("leader");
+    let dead_i = (dead - 1) as usize;
+    c.nodes[dead_i].kill();
+    let rest: Vec<usize> = (0..3).filter(|i| *i != dead_i).collect();
+    let moved = c.wait_for(&rest, "new leaders from the ISR", |v| {
+        v.iter().all(|v| {
+            placement(v, "safe")
+                .iter()
+                .all(|(_, isr, l)| l.is_some_and(|l| l != dead) && !isr.contains(&dead))
+        })
+    });
+    eprintln!("leadership moved {moved:?} after the controller noticed");
+
+    // Writes go on (two in sync ≥ min.insync.replicas) and nothing acknowledged is lost.
+    let second: Vec<String> = (0..300).map(|i| format!("b{i}")).collect();
+    let bootstrap = c.nodes[rest[0]].bootstrap();
+    let acked2 = produce_all(&bootstrap, "safe", &second);
+    assert_eq!(acked2.len(), 300, "acks=all with two of three in sync");
+    let got = read_all(&c.nodes[rest[1]], "safe", 3, 600);
+    for v in acked.iter().chain(&acked2) {
+        assert!(got.contains_key(v), "acknowledged {v} lost");
+    }
+    assert_eq!(got.len(), 600);
+
+    // The killed node returns as a follower and catches up with the new leaders.
+    c.nodes[dead_i].start_again();
+    wait_replicas_equal(&c, "safe", 3, "the returned replica did not catch up");
+
+    // With one replica left in sync, acks=all is refused (min.insync.replicas=2) and
+    // acks=1 still works.
+    let other = rest[1];
+    c.nodes[other].kill();
+    let last = rest[0];
+    c.wait_for(&[last], "one node left leading", |v| {
+        placement(&v[0], "safe")
+            .iter()
+            .all(|(_, isr, l)| *l == Some(last as u64 + 1) && isr.len() == 1)
+    });
+    let mut raw =
+        shardlog::admin::client::Client::connect(&c.nodes[last].bootstrap()).expect("connect");
+    let (code, _) =
+        common::wire::try_produce(&mut raw, "safe", 0, common::record_batch(&[b"x"], 1))
+            .expect("answered");
+    assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+}
+
+/// Waits (bounded) until every node's directories of `topic`'s partitions hold as many log
+/// bytes as each other's, and some.
+fn wait_replicas_equal(c: &Cluster, topic: &str, partitions: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline: followers fetch within a few hundred milliseconds.
+    loop {
+        let sizes: Vec<Vec<u64>> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                (0..partitions)
+                    .map(|p| dir_bytes(&n.data_dir().join("topics").join(format!("{topic}-{p}"))))
+                    .collect()
+            })
+            .collect();
+        if sizes.iter().all(|s| *s == sizes[0]) && sizes[0].iter().all(|b| *b > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {sizes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Bytes of `.log` files in a partition directory.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
