@@ -91,6 +91,8 @@ pub struct BrokerConfig {
     pub session_timeout_ms: u64,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
+    /// `replica.lag.time.max.ms`
+    pub replica_lag_time_max_ms: u64,
     /// `broker.heartbeat.interval.ms`
     pub heartbeat_interval_ms: u64,
 }
@@ -172,6 +174,7 @@ impl Default for BrokerConfig {
             rack: String::new(),
             session_timeout_ms: 9000,
             default_replication_factor: 1,
+            replica_lag_time_max_ms: 30_000,
             heartbeat_interval_ms: 1000,
         }
     }

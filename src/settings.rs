@@ -450,6 +450,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.session_timeout_ms.to_string(),
     ),
     (
+        "replica.lag.time.max.ms",
+        "a follower that has not caught up with its leader for this long leaves the ISR",
+        |s, v| {
+            s.broker.replica_lag_time_max_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.replica_lag_time_max_ms.to_string(),
+    ),
+    (
         "default.replication.factor",
         "replicas of a topic created without a replication factor (on distinct nodes)",
         |s, v| {

@@ -148,22 +148,103 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     c.nodes[dead_i].start_again();
     wait_replicas_equal(&c, "safe", 3, "the returned replica did not catch up");
 
-    // With one replica left in sync, acks=all is refused (min.insync.replicas=2) and
-    // acks=1 still works.
-    let other = rest[1];
-    c.nodes[other].kill();
-    let last = rest[0];
-    c.wait_for(&[last], "one node left leading", |v| {
-        placement(&v[0], "safe")
-            .iter()
-            .all(|(_, isr, l)| *l == Some(last as u64 + 1) && isr.len() == 1)
+    // In sync again: the returned replica rejoined every ISR.
+    c.wait_for(&[0, 1, 2], "all three in sync again", |v| {
+        v.iter().all(|v| {
+            placement(v, "safe")
+                .iter()
+                .all(|(_, isr, _)| isr.len() == 3)
+        })
     });
-    let mut raw =
-        shardlog::admin::client::Client::connect(&c.nodes[last].bootstrap()).expect("connect");
+}
+
+#[test]
+fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
+    // Followers fall out of the ISR after 1 s behind; nodes are fenced only after 20 s.
+    let c = Cluster::start_with(
+        3,
+        "\"replica.lag.time.max.ms\" = 1000\n\"broker.session.timeout.ms\" = 20000\n",
+    );
+    for (topic, min_isr) in [("lag", "2"), ("strict", "3")] {
+        let min = format!("min.insync.replicas={min_isr}");
+        common::cli(
+            &c.nodes[0],
+            &[
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                "1",
+                "--replication-factor",
+                "3",
+                "--config",
+                &min,
+            ],
+        );
+    }
+    c.wait_for(&[0, 1, 2], "the topics everywhere", |v| {
+        v.iter()
+            .all(|v| placement(v, "lag").len() == 1 && placement(v, "strict").len() == 1)
+    });
+    let view = c.view(0).expect("view");
+    let leaders = [
+        placement(&view, "lag")[0].2,
+        placement(&view, "strict")[0].2,
+    ];
+    let follower = (1..=3u64)
+        .find(|n| !leaders.contains(&Some(*n)))
+        .expect("a node leading neither");
+    let strict_leader = leaders[1].expect("leader");
+    let acked = produce_all(&c.nodes[0].bootstrap(), "lag", &["one".to_string()]);
+    assert_eq!(acked.len(), 1);
+
+    // The follower stops (SIGSTOP): it is not fenced, but it leaves the ISR, and acks=all
+    // goes on with the two left.
+    let pid = c.nodes[(follower - 1) as usize].pid().expect("pid") as i32;
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let others: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != follower).collect();
+    let shrunk = c.wait_for(&others, "the stalled follower out of the ISR", |v| {
+        v.iter().all(|v| {
+            let p = &placement(v, "lag")[0];
+            !p.1.contains(&follower) && p.1.len() == 2
+        })
+    });
+    let v = c.view(others[0]).expect("view");
+    assert_eq!(
+        v["image"]["nodes"][follower.to_string()]["fenced"],
+        false,
+        "left the ISR by lag, not by fencing"
+    );
+    eprintln!("ISR shrank {shrunk:?} after the follower stopped");
+    // With min.insync.replicas=3, acks=all is now refused (two in sync).
+    c.wait_for(&others, "strict shrunk too", |v| {
+        v.iter().all(|v| placement(v, "strict")[0].1.len() == 2)
+    });
+    let mut raw = shardlog::admin::client::Client::connect(
+        &c.nodes[(strict_leader - 1) as usize].bootstrap(),
+    )
+    .expect("connect");
     let (code, _) =
-        common::wire::try_produce(&mut raw, "safe", 0, common::record_batch(&[b"x"], 1))
+        common::wire::try_produce(&mut raw, "strict", 0, common::record_batch(&[b"x"], 1))
             .expect("answered");
     assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    let more: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        produce_all(&c.nodes[others[0]].bootstrap(), "lag", &more).len(),
+        50
+    );
+
+    // Resumed, it catches up and is back in the ISR.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let grown = c.wait_for(&[0, 1, 2], "the follower back in the ISR", |v| {
+        v.iter().all(|v| placement(v, "lag")[0].1.len() == 3)
+    });
+    eprintln!("ISR grew back {grown:?} after the follower resumed");
+    wait_replicas_equal(&c, "lag", 1, "the follower did not catch up");
+    let got = read_all(&c.nodes[(follower - 1) as usize], "lag", 1, 51);
+    assert_eq!(got.len(), 51);
 }
 
 /// Waits (bounded) until every node's directories of `topic`'s partitions hold as many log

@@ -52,6 +52,9 @@ pub struct PartitionPlace {
     /// The leader's node, if one leads.
     pub leader: Option<u64>,
     pub leader_epoch: i32,
+    /// Bumped by every leader or ISR change (what an ISR change proposal must name).
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 impl PartitionPlace {
@@ -77,6 +80,7 @@ impl From<&crate::cluster::state::PartitionRecord> for PartitionPlace {
             isr: p.isr.clone(),
             leader: p.leader,
             leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
         }
     }
 }

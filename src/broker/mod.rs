@@ -457,6 +457,9 @@ async fn shard_main(start: ShardStart) -> bool {
                     crate::runtime::spawn_local(async move { shard.flush_due().await });
                 }
                 ticks += 1;
+                if ticks % 5 == 0 {
+                    crate::replication::leader::isr_check(&shard);
+                }
                 if ticks % 10 == 0 {
                     shard.disk.measure(&shard.cfg.data_dir);
                 }

@@ -134,6 +134,35 @@ impl PartitionRecord {
         false
     }
 
+    /// The leader's ISR change (Kafka's AlterPartition): applied only if it was decided for
+    /// this leader epoch and partition epoch, keeps the leader in, names only replicas,
+    /// and adds only live ones. Whether it was applied.
+    pub fn alter_isr(
+        &mut self,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[NodeId],
+        live: impl Fn(NodeId) -> bool,
+    ) -> bool {
+        let valid = leader_epoch == self.leader_epoch
+            && partition_epoch == self.partition_epoch
+            && self.leader.is_some_and(|l| isr.contains(&l))
+            && isr.iter().all(|n| self.replica_on(*n).is_some())
+            && isr.iter().all(|n| self.isr.contains(n) || live(*n));
+        if !valid {
+            return false;
+        }
+        // Kept in replica order, each once.
+        self.isr = self
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| isr.contains(n))
+            .collect();
+        self.partition_epoch = self.partition_epoch.saturating_add(1);
+        true
+    }
+
     fn set_leader(&mut self, leader: Option<NodeId>) {
         self.leader = leader;
         self.leader_epoch = self.leader_epoch.saturating_add(1);
@@ -177,6 +206,26 @@ mod tests {
         assert!(p.node_back(2));
         assert_eq!((p.leader, p.leader_epoch), (Some(2), 3));
         assert!(!p.node_lost(9, |_| true), "not a replica");
+    }
+
+    #[test]
+    fn isr_changes_need_the_current_epochs_and_keep_the_leader() {
+        let mut p = three();
+        assert!(!p.alter_isr(0, 0, &[2, 3], |_| true), "leader left out");
+        assert!(!p.alter_isr(1, 0, &[1, 2], |_| true), "stale leader epoch");
+        assert!(!p.alter_isr(0, 0, &[1, 9], |_| true), "not a replica");
+        assert!(p.alter_isr(0, 0, &[1, 2], |_| true));
+        assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 1));
+        assert!(
+            !p.alter_isr(0, 0, &[1, 2, 3], |_| true),
+            "stale partition epoch"
+        );
+        assert!(
+            !p.alter_isr(0, 1, &[3, 1, 2], |n| n != 3),
+            "a fenced node cannot join"
+        );
+        assert!(p.alter_isr(0, 1, &[3, 1, 2], |_| true));
+        assert_eq!(p.isr, vec![1, 2, 3], "replica order");
     }
 
     #[test]

@@ -108,6 +108,15 @@ pub enum Command {
         from: usize,
         partitions: Vec<PartitionRecord>,
     },
+    /// A partition leader's change of its ISR (Kafka's AlterPartition), valid only for the
+    /// epochs it was decided in.
+    AlterIsr {
+        topic: String,
+        partition: u32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
     /// A topic's config overrides, replaced whole.
     SetTopicConfigs {
         name: String,
@@ -257,6 +266,28 @@ impl Image {
                 }
                 None => Outcome::NoSuchTopic,
             },
+            Command::AlterIsr {
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let nodes = &self.nodes;
+                let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                else {
+                    return Outcome::NoSuchTopic;
+                };
+                if p.alter_isr(*leader_epoch, *partition_epoch, isr, live) {
+                    Outcome::Done
+                } else {
+                    Outcome::Stale
+                }
+            }
             Command::AllocateProducerIds { count, at_least } => {
                 let start = self.next_producer_id.max(*at_least);
                 self.next_producer_id = start.saturating_add((*count).max(1));

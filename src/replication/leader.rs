@@ -67,10 +67,16 @@ pub fn check_fetch(
         let mut all = shard.replication.progress.borrow_mut();
         let followers = all.entry(key).or_default();
         let before = followers.get(&node).copied();
-        let caught_up_ms = if p.fetch_offset >= leader_end {
-            now
-        } else {
-            before.map_or(0, |b| b.caught_up_ms)
+        // Caught up now if it has everything; else as of its previous fetch if it now has
+        // everything the leader had then (Kafka's rule, so a steady stream of appends does
+        // not make a keeping-up follower look behind).
+        let caught_up_ms = match before {
+            _ if p.fetch_offset >= leader_end => now,
+            Some(b) if p.fetch_offset >= b.leader_end_at_fetch => {
+                b.last_fetch_ms.max(b.caught_up_ms)
+            }
+            Some(b) => b.caught_up_ms,
+            None => 0,
         };
         followers.insert(
             node,
@@ -78,6 +84,7 @@ pub fn check_fetch(
                 log_end: p.fetch_offset,
                 last_fetch_ms: now,
                 caught_up_ms,
+                leader_end_at_fetch: leader_end,
             },
         );
     }
@@ -180,5 +187,86 @@ pub async fn await_replicated(
         // pass, at least every 100 ms.
         let wait = (deadline - now).min(Duration::from_millis(100));
         crate::runtime::timeout(wait, changed).await;
+    }
+}
+
+/// On the leader, every few hundred milliseconds: the ISR each led partition should have —
+/// followers not caught up for `replica.lag.time.max.ms` out, followers that reached the
+/// high watermark back in — proposed to the quorum where it differs (one proposal per
+/// partition at a time; the next check retries if it did not commit).
+pub fn isr_check(shard: &std::rc::Rc<Shard>) {
+    let Some(proposer) = shard.proposer.clone() else {
+        return;
+    };
+    let cat = shard.catalog();
+    let Some(cm) = &cat.cluster else {
+        return;
+    };
+    let now = now_ms();
+    let lag_max = shard.cfg.replica_lag_time_max_ms as i64;
+    let mut changes = Vec::new();
+    {
+        let progress = shard.replication.progress.borrow();
+        let led_since = shard.replication.led_since.borrow();
+        let in_flight = shard.replication.isr_in_flight.borrow();
+        for (key, (epoch, since)) in led_since.iter() {
+            let Some(place) = cat.place(&key.0, key.1).filter(|p| replicated(p)) else {
+                continue;
+            };
+            if place.leader_epoch != *epoch || in_flight.contains(key) {
+                continue;
+            }
+            let Some(log) = shard.log(&key.0, key.1) else {
+                continue;
+            };
+            let hw = log.high_watermark();
+            let followers = progress.get(key);
+            let live = |n: u64| cm.nodes.get(&n).is_some_and(|a| a.live);
+            let mut isr: Vec<u64> = Vec::with_capacity(place.replicas.len());
+            for (node, _) in &place.replicas {
+                let p = followers.and_then(|f| f.get(node));
+                let keep = if *node == cm.local {
+                    true
+                } else if place.isr.contains(node) {
+                    // Out once it has not caught up for the lag limit (counting from when
+                    // this shard started leading, for a follower not heard from yet).
+                    let caught = p.map_or(*since, |p| p.caught_up_ms.max(*since));
+                    now - caught <= lag_max
+                } else {
+                    // Back in once it has everything below the high watermark.
+                    live(*node)
+                        && p.is_some_and(|p| p.log_end >= hw && now - p.last_fetch_ms <= lag_max)
+                };
+                if keep {
+                    isr.push(*node);
+                }
+            }
+            if isr != place.isr {
+                changes.push((key.clone(), place.leader_epoch, place.partition_epoch, isr));
+            }
+        }
+    }
+    for (key, leader_epoch, partition_epoch, isr) in changes {
+        shard
+            .replication
+            .isr_in_flight
+            .borrow_mut()
+            .insert(key.clone());
+        let shard = shard.clone();
+        let proposer = proposer.clone();
+        crate::runtime::spawn_local(async move {
+            tracing::info!(topic = %key.0, partition = key.1, isr = ?isr, "proposing an ISR change");
+            let cmd = crate::cluster::state::Command::AlterIsr {
+                topic: key.0.clone(),
+                partition: key.1.max(0) as u32,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            };
+            if let Err(e) = proposer.propose(cmd, Duration::from_secs(5)).await {
+                tracing::debug!(topic = %key.0, partition = key.1, "ISR change not committed: {e}");
+            }
+            shard.replication.isr_in_flight.borrow_mut().remove(&key);
+        });
     }
 }

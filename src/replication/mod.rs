@@ -29,6 +29,8 @@ pub struct Progress {
     /// When it last fetched, and when it last had everything the leader had (ms).
     pub last_fetch_ms: i64,
     pub caught_up_ms: i64,
+    /// The leader's log end when that fetch came (Kafka's lastFetchLeaderLogEndOffset).
+    pub leader_end_at_fetch: i64,
 }
 
 /// A shard's replication state.
@@ -38,6 +40,10 @@ pub struct ShardReplication {
     pub progress: RefCell<HashMap<PartitionKey, BTreeMap<u64, Progress>>>,
     /// Follower side: the leaders (node, shard) this shard runs a fetcher for.
     pub fetchers: RefCell<BTreeMap<(u64, u16), ()>>,
+    /// Since when (ms) this shard leads each partition at its current leader epoch.
+    pub led_since: RefCell<HashMap<PartitionKey, (i32, i64)>>,
+    /// Partitions with an ISR change proposed and not yet answered (one at a time).
+    pub isr_in_flight: RefCell<std::collections::HashSet<PartitionKey>>,
 }
 
 /// After a new catalog is installed on `shard`: high watermarks of the partitions it leads
@@ -49,15 +55,27 @@ pub fn on_catalog(shard: &std::rc::Rc<crate::broker::shard::Shard>) {
         return;
     }
     let mut led = std::collections::HashSet::new();
+    let now = crate::log::now_ms();
     for ((topic, p), log) in shard.open_logs() {
         if cat.locate(&topic, p, shard.nshards) == Some(shard.id) {
             leader::update_high_watermark(shard, &cat, &topic, p, &log);
+            let epoch = cat.place(&topic, p).map_or(0, |pl| pl.leader_epoch);
+            let mut since = shard.replication.led_since.borrow_mut();
+            let entry = since.entry((topic.clone(), p)).or_insert((epoch, now));
+            if entry.0 != epoch {
+                *entry = (epoch, now);
+            }
             led.insert((topic, p));
         }
     }
     shard
         .replication
         .progress
+        .borrow_mut()
+        .retain(|k, _| led.contains(k));
+    shard
+        .replication
+        .led_since
         .borrow_mut()
         .retain(|k, _| led.contains(k));
     follower::ensure_fetchers(shard);

@@ -20,6 +20,13 @@ impl Cluster {
         Cluster { nodes, voters }
     }
 
+    /// Like [`Cluster::start`], with `extra` settings (TOML lines, e.g. a key overriding
+    /// the 3 s session timeout) on every node.
+    pub fn start_with(n: usize, extra: &str) -> Cluster {
+        let (nodes, voters) = super::start_cluster_configured(n, 1, extra);
+        Cluster { nodes, voters }
+    }
+
     /// Starts a broker-only node (not a voter) with `node.id` = `id` and `cores` shards,
     /// its controller listener on a port of its own: its index in `nodes`.
     pub fn add_broker_only(&mut self, id: u64, cores: usize) -> usize {

@@ -310,6 +310,12 @@ pub fn node_toml(id: u64, voters: &str) -> String {
 /// [`start_cluster`], and its `controller.quorum.voters` for nodes started later.
 #[allow(dead_code)]
 pub fn start_cluster_with_voters(n: usize, cores: usize) -> (Vec<Broker>, String) {
+    start_cluster_configured(n, cores, "")
+}
+
+/// [`start_cluster_with_voters`], with `extra` settings (TOML lines) on every node.
+#[allow(dead_code)]
+pub fn start_cluster_configured(n: usize, cores: usize, extra: &str) -> (Vec<Broker>, String) {
     let mut ports: Vec<u16> = Vec::with_capacity(n);
     // Bounded: a repeat is rare and the next pick is random.
     while ports.len() < n {
@@ -325,7 +331,16 @@ pub fn start_cluster_with_voters(n: usize, cores: usize) -> (Vec<Broker>, String
         .collect();
     let voters = voters.join(",");
     let nodes: Vec<Broker> = (0..n)
-        .map(|i| Broker::start_configured(cores, &node_toml(i as u64 + 1, &voters), &[]))
+        .map(|i| {
+            // A key in `extra` replaces the default line for it.
+            let keys: Vec<&str> = extra.lines().filter_map(|l| l.split('=').next()).collect();
+            let base: String = node_toml(i as u64 + 1, &voters)
+                .lines()
+                .filter(|l| !keys.iter().any(|k| l.starts_with(k.trim_end())))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            Broker::start_configured(cores, &format!("{base}{extra}"), &[])
+        })
         .collect();
     wait_cluster_formed(&nodes);
     (nodes, voters)
