@@ -148,7 +148,8 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     c.nodes[dead_i].start_again();
     wait_replicas_equal(&c, "safe", 3, "the returned replica did not catch up");
 
-    // In sync again: the returned replica rejoined every ISR.
+    // In sync again: the returned replica rejoined every ISR, and the partitions it is the
+    // preferred replica of are led by it again.
     c.wait_for(&[0, 1, 2], "all three in sync again", |v| {
         v.iter().all(|v| {
             placement(v, "safe")
@@ -156,6 +157,18 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
                 .all(|(_, isr, _)| isr.len() == 3)
         })
     });
+    let back = c.wait_for(&[0, 1, 2], "preferred leaders again", |v| {
+        v.iter().all(|v| {
+            placement(v, "safe")
+                .iter()
+                .all(|(r, _, l)| *l == Some(r[0]))
+        })
+    });
+    eprintln!("preferred leaders restored {back:?} after the ISR was whole");
+    let more: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    assert_eq!(produce_all(&c.nodes[dead_i].bootstrap(), "safe", &more).len(), 100);
+    let got = read_all(&c.nodes[dead_i], "safe", 3, 700);
+    assert_eq!(got.len(), 700, "every acknowledged record, read through the returned node");
 }
 
 #[test]

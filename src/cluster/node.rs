@@ -26,6 +26,14 @@ use super::{ClusterConfig, ClusterView, Raft};
 const CALL_DEADLINE: Duration = Duration::from_secs(3);
 /// How often the controller checks for silent nodes.
 const FENCE_CHECK: Duration = Duration::from_millis(250);
+/// How often the controller moves leadership back to preferred replicas that are in sync
+/// (Kafka's `auto.leader.rebalance.enable`, checked every 300 s there; sooner here, as it
+/// is one committed command per partition and the ISR already proved the replica current).
+const PREFERRED_LEADER_CHECK: Duration = Duration::from_secs(5);
+/// A new controller waits this long before its first preferred-leader pass.
+const PREFERRED_LEADER_GRACE: Duration = Duration::from_secs(5);
+/// Leadership moves proposed per pass at most.
+const PREFERRED_LEADER_BATCH: usize = 100;
 
 /// Proposes commands to the quorum from any thread (a shard awaits the answer without
 /// blocking: the work runs on the control plane's runtime).
@@ -359,6 +367,7 @@ impl Node {
         let mut heartbeat = tokio::time::interval(self.ctl.cfg.heartbeat_interval);
         let mut fence_check = tokio::time::interval(FENCE_CHECK);
         let mut led_since: Option<Instant> = None;
+        let mut last_rebalance = Instant::now();
         // Runs until the broker stops; each branch is one bounded step.
         loop {
             tokio::select! {
@@ -376,8 +385,12 @@ impl Node {
                 },
                 _ = fence_check.tick() => {
                     led_since = self.fence_silent_nodes(led_since).await;
-                    if led_since.is_some() {
+                    if let Some(since) = led_since {
                         self.sync_learners().await;
+                        if since.elapsed() > PREFERRED_LEADER_GRACE && last_rebalance.elapsed() > PREFERRED_LEADER_CHECK {
+                            last_rebalance = Instant::now();
+                            self.prefer_leaders().await;
+                        }
                     }
                 }
             }
@@ -464,6 +477,24 @@ impl Node {
 }
 
 impl Node {
+    /// On the controller: moves leadership back to preferred replicas that are in sync
+    /// (a bounded batch per pass; each move is valid only at the epoch it was decided in).
+    async fn prefer_leaders(&self) {
+        let moves = self.ctl.view.get().image.imbalanced(PREFERRED_LEADER_BATCH);
+        for (topic, partition, leader_epoch) in moves {
+            info!(%topic, partition, "moving leadership back to the preferred replica");
+            let cmd = Command::PreferLeader {
+                topic,
+                partition,
+                leader_epoch,
+            };
+            if let Err(e) = self.ctl.propose_here(cmd).await {
+                debug!("preferred leader move not committed: {e}");
+                return;
+            }
+        }
+    }
+
     /// On the controller: makes the quorum's learners the registered nodes that are not
     /// voters (each at the controller address it registered), so every broker-only node
     /// receives the metadata log, and a node that left stops receiving it. Each change is

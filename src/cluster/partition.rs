@@ -163,6 +163,30 @@ impl PartitionRecord {
         true
     }
 
+    /// Moves leadership back to the preferred replica (the first) if it is in the ISR and
+    /// live, and the move was decided at the current leader epoch. Whether it moved.
+    pub fn prefer_leader(&mut self, leader_epoch: i32, live: impl Fn(NodeId) -> bool) -> bool {
+        let Some(preferred) = self.replicas.first().map(|r| r.node) else {
+            return false;
+        };
+        if leader_epoch != self.leader_epoch
+            || self.leader == Some(preferred)
+            || !self.isr.contains(&preferred)
+            || !live(preferred)
+        {
+            return false;
+        }
+        self.set_leader(Some(preferred));
+        self.partition_epoch = self.partition_epoch.saturating_add(1);
+        true
+    }
+
+    /// Whether the preferred replica could lead but another does.
+    pub fn imbalanced(&self, live: impl Fn(NodeId) -> bool) -> bool {
+        let preferred = self.replicas.first().map(|r| r.node);
+        preferred.is_some_and(|p| self.leader != Some(p) && self.isr.contains(&p) && live(p))
+    }
+
     fn set_leader(&mut self, leader: Option<NodeId>) {
         self.leader = leader;
         self.leader_epoch = self.leader_epoch.saturating_add(1);
@@ -226,6 +250,21 @@ mod tests {
         );
         assert!(p.alter_isr(0, 1, &[3, 1, 2], |_| true));
         assert_eq!(p.isr, vec![1, 2, 3], "replica order");
+    }
+
+    #[test]
+    fn leadership_returns_to_the_preferred_replica_once_it_is_in_sync() {
+        let mut p = three();
+        p.node_lost(1, |n| n != 1);
+        assert_eq!(p.leader, Some(2));
+        assert!(!p.imbalanced(|_| true), "node 1 is not in the ISR");
+        assert!(p.alter_isr(1, 1, &[1, 2, 3], |_| true));
+        assert!(p.imbalanced(|_| true));
+        assert!(!p.prefer_leader(0, |_| true), "stale epoch");
+        assert!(!p.prefer_leader(1, |n| n != 1), "not live");
+        assert!(p.prefer_leader(1, |_| true));
+        assert_eq!((p.leader, p.leader_epoch), (Some(1), 2));
+        assert!(!p.imbalanced(|_| true));
     }
 
     #[test]

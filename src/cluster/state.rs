@@ -117,6 +117,12 @@ pub enum Command {
         partition_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// The controller moves a partition's leadership back to its preferred replica.
+    PreferLeader {
+        topic: String,
+        partition: u32,
+        leader_epoch: i32,
+    },
     /// A topic's config overrides, replaced whole.
     SetTopicConfigs {
         name: String,
@@ -288,6 +294,26 @@ impl Image {
                     Outcome::Stale
                 }
             }
+            Command::PreferLeader {
+                topic,
+                partition,
+                leader_epoch,
+            } => {
+                let nodes = &self.nodes;
+                let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                else {
+                    return Outcome::NoSuchTopic;
+                };
+                if p.prefer_leader(*leader_epoch, live) {
+                    Outcome::Done
+                } else {
+                    Outcome::Stale
+                }
+            }
             Command::AllocateProducerIds { count, at_least } => {
                 let start = self.next_producer_id.max(*at_least);
                 self.next_producer_id = start.saturating_add((*count).max(1));
@@ -308,6 +334,23 @@ impl Image {
                     .filter(move |(_, p)| p.replica_on(id).is_some())
                     .map(move |(i, _)| format!("{name}-{i}"))
             })
+            .collect()
+    }
+
+    /// Partitions whose preferred replica could lead but does not: (topic, partition,
+    /// leader epoch), at most `max`.
+    pub fn imbalanced(&self, max: usize) -> Vec<(String, u32, i32)> {
+        let live = |n: NodeId| self.nodes.get(&n).is_some_and(|r| !r.fenced);
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, p)| p.imbalanced(live))
+                    .map(move |(i, p)| (name.clone(), i as u32, p.leader_epoch))
+            })
+            .take(max)
             .collect()
     }
 
