@@ -158,6 +158,9 @@ pub struct Snapshot {
     pub slow_inline_writes: u64,
     /// (fetch bytes spliced from files to sockets, bytes of file ranges copied instead).
     pub fetch_sent: (u64, u64),
+    /// Replication: ISR shrinks and expands this shard's leaders committed, the largest lag
+    /// (messages) of a follower of its partitions, bytes its followers appended.
+    pub replication: crate::replication::Stats,
 }
 
 fn api_name(key: i16) -> String {
@@ -452,6 +455,30 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Segment offset indexes rebuilt because an entry did not point at the batch it names.",
             "counter",
             |s| s.damage.1,
+        ),
+        (
+            "shardlog_shard_isr_shrinks_total",
+            "ISR shrinks committed for partitions this shard leads (a follower fell behind).",
+            "counter",
+            |s| s.replication.isr_shrinks,
+        ),
+        (
+            "shardlog_shard_isr_expands_total",
+            "ISR expansions committed for partitions this shard leads (a follower caught up).",
+            "counter",
+            |s| s.replication.isr_expands,
+        ),
+        (
+            "shardlog_shard_replica_max_lag",
+            "Largest lag, in offsets, of a follower of a partition this shard leads.",
+            "gauge",
+            |s| s.replication.max_lag,
+        ),
+        (
+            "shardlog_shard_replica_fetched_bytes_total",
+            "Bytes this shard's follower replicas fetched from their leaders and appended.",
+            "counter",
+            |s| s.replication.fetched_bytes,
         ),
         (
             "shardlog_shard_router_calls_total",

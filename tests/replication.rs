@@ -166,9 +166,16 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     });
     eprintln!("preferred leaders restored {back:?} after the ISR was whole");
     let more: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
-    assert_eq!(produce_all(&c.nodes[dead_i].bootstrap(), "safe", &more).len(), 100);
+    assert_eq!(
+        produce_all(&c.nodes[dead_i].bootstrap(), "safe", &more).len(),
+        100
+    );
     let got = read_all(&c.nodes[dead_i], "safe", 3, 700);
-    assert_eq!(got.len(), 700, "every acknowledged record, read through the returned node");
+    assert_eq!(
+        got.len(),
+        700,
+        "every acknowledged record, read through the returned node"
+    );
 }
 
 #[test]
@@ -230,6 +237,19 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         "left the ISR by lag, not by fencing"
     );
     eprintln!("ISR shrank {shrunk:?} after the follower stopped");
+    // The leader of "lag" reports it under-replicated while the follower is out.
+    let lag_leader = leaders[0].expect("leader");
+    let metrics = || {
+        let addr = c.nodes[(lag_leader - 1) as usize]
+            .metrics_addr()
+            .expect("metrics");
+        common::http_get(&addr, "/metrics").1
+    };
+    let m = metrics();
+    assert!(
+        common::metric_sample(&m, "shardlog_under_replicated_partitions").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
     // With min.insync.replicas=3, acks=all is now refused (two in sync).
     c.wait_for(&others, "strict shrunk too", |v| {
         v.iter().all(|v| placement(v, "strict")[0].1.len() == 2)
@@ -256,6 +276,34 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     });
     eprintln!("ISR grew back {grown:?} after the follower resumed");
     wait_replicas_equal(&c, "lag", 1, "the follower did not catch up");
+    let m = metrics();
+    for counter in [
+        "shardlog_shard_isr_shrinks_total",
+        "shardlog_shard_isr_expands_total",
+    ] {
+        let n: f64 = m
+            .lines()
+            .filter(|l| l.starts_with(counter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(n >= 1.0, "{counter}: {m}");
+    }
+    let follower_metrics = common::http_get(
+        &c.nodes[(follower - 1) as usize]
+            .metrics_addr()
+            .expect("metrics"),
+        "/metrics",
+    )
+    .1;
+    assert!(
+        common::metric_sample(
+            &follower_metrics,
+            "shardlog_shard_replica_fetched_bytes_total"
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{follower_metrics}"
+    );
     let got = read_all(&c.nodes[(follower - 1) as usize], "lag", 1, 51);
     assert_eq!(got.len(), 51);
 }

@@ -333,6 +333,7 @@ impl Shard {
         s.fsyncs = crate::log::file::fsync_stats();
         s.slow_inline_writes = crate::log::file::slow_inline_writes();
         s.fetch_sent = super::splice::send_stats();
+        s.replication = crate::replication::stats(self);
         s.damage = crate::log::read::damage_stats();
         s.open_files = crate::log::file::open_file_stats();
         s.buffer_bytes = self.read_buffer_bytes.get() as u64;

@@ -58,5 +58,46 @@ pub fn render(v: &super::View) -> String {
             ("{state=\"fenced\"}".into(), fenced),
         ],
     );
+    // Partitions from the image: cluster-wide offline ones, and those this node leads
+    // whose ISR is short of all replicas or of min.insync.replicas.
+    let (mut offline, mut led, mut under, mut under_min) = (0i64, 0i64, 0i64, 0i64);
+    for t in v.image.topics.values() {
+        let min_isr = t
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|m| m.parse::<usize>().ok())
+            .unwrap_or(1);
+        for p in &t.partitions {
+            match p.leader {
+                None => offline += 1,
+                Some(l) if l == v.node_id => {
+                    led += 1;
+                    under += i64::from(p.isr.len() < p.replicas.len());
+                    under_min += i64::from(p.isr.len() < min_isr.min(p.replicas.len()));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    gauge(
+        "shardlog_offline_partitions",
+        "Partitions in the cluster with no leader (no in-sync replica is live).",
+        vec![(String::new(), offline)],
+    );
+    gauge(
+        "shardlog_leader_partitions",
+        "Partitions this node leads.",
+        vec![(String::new(), led)],
+    );
+    gauge(
+        "shardlog_under_replicated_partitions",
+        "Partitions this node leads whose ISR lacks some replica.",
+        vec![(String::new(), under)],
+    );
+    gauge(
+        "shardlog_under_min_isr_partitions",
+        "Partitions this node leads whose ISR is smaller than min.insync.replicas (acks=all refused).",
+        vec![(String::new(), under_min)],
+    );
     o
 }

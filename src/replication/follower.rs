@@ -270,7 +270,9 @@ async fn apply(
             }
             if let Some(records) = pd.records.filter(|r| !r.is_empty()) {
                 match f.log.append_replica(&records, false).await {
-                    Ok(_) => {}
+                    Ok(_) => shard
+                        .replication
+                        .count(|s| s.fetched_bytes += records.len() as u64),
                     Err(LogError::NotAtEnd { .. }) => {}
                     Err(e) => {
                         warn!(topic = %f.topic, partition = f.partition, "replica append failed: {e}");

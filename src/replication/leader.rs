@@ -242,11 +242,17 @@ pub fn isr_check(shard: &std::rc::Rc<Shard>) {
                 }
             }
             if isr != place.isr {
-                changes.push((key.clone(), place.leader_epoch, place.partition_epoch, isr));
+                changes.push((
+                    key.clone(),
+                    place.leader_epoch,
+                    place.partition_epoch,
+                    place.isr.clone(),
+                    isr,
+                ));
             }
         }
     }
-    for (key, leader_epoch, partition_epoch, isr) in changes {
+    for (key, leader_epoch, partition_epoch, old, isr) in changes {
         shard
             .replication
             .isr_in_flight
@@ -261,10 +267,19 @@ pub fn isr_check(shard: &std::rc::Rc<Shard>) {
                 partition: key.1.max(0) as u32,
                 leader_epoch,
                 partition_epoch,
-                isr,
+                isr: isr.clone(),
             };
-            if let Err(e) = proposer.propose(cmd, Duration::from_secs(5)).await {
-                tracing::debug!(topic = %key.0, partition = key.1, "ISR change not committed: {e}");
+            match proposer.propose(cmd, Duration::from_secs(5)).await {
+                Ok(crate::cluster::state::Outcome::Done) => shard.replication.count(|s| {
+                    s.isr_shrinks += u64::from(old.iter().any(|n| !isr.contains(n)));
+                    s.isr_expands += u64::from(isr.iter().any(|n| !old.contains(n)));
+                }),
+                Ok(other) => {
+                    tracing::debug!(topic = %key.0, partition = key.1, "ISR change not applied: {other:?}")
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %key.0, partition = key.1, "ISR change not committed: {e}")
+                }
             }
             shard.replication.isr_in_flight.borrow_mut().remove(&key);
         });

@@ -33,9 +33,20 @@ pub struct Progress {
     pub leader_end_at_fetch: i64,
 }
 
+/// A shard's replication figures for its metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
+    pub max_lag: u64,
+    pub fetched_bytes: u64,
+}
+
 /// A shard's replication state.
 #[derive(Default)]
 pub struct ShardReplication {
+    /// Counters for the metrics (the lag is computed at the scrape).
+    pub stats: std::cell::Cell<Stats>,
     /// Leader side: per partition this shard leads, its followers' progress by node.
     pub progress: RefCell<HashMap<PartitionKey, BTreeMap<u64, Progress>>>,
     /// Follower side: the leaders (node, shard) this shard runs a fetcher for.
@@ -79,4 +90,27 @@ pub fn on_catalog(shard: &std::rc::Rc<crate::broker::shard::Shard>) {
         .borrow_mut()
         .retain(|k, _| led.contains(k));
     follower::ensure_fetchers(shard);
+}
+
+impl ShardReplication {
+    pub fn count(&self, f: impl FnOnce(&mut Stats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+}
+
+/// The shard's replication figures now: its counters and its followers' largest lag.
+pub fn stats(shard: &crate::broker::shard::Shard) -> Stats {
+    let mut s = shard.replication.stats.get();
+    let progress = shard.replication.progress.borrow();
+    for ((topic, p), followers) in progress.iter() {
+        if let Some(log) = shard.log(topic, *p) {
+            let end = log.written_end();
+            for f in followers.values() {
+                s.max_lag = s.max_lag.max((end - f.log_end).max(0) as u64);
+            }
+        }
+    }
+    s
 }
