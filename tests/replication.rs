@@ -176,6 +176,27 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
         700,
         "every acknowledged record, read through the returned node"
     );
+    // Exactly once: the idempotent producer's retries across the failover left no
+    // duplicate (the partitions hold 700 records in all).
+    let total = records_in(&c.nodes[dead_i].bootstrap(), "safe", 3);
+    assert_eq!(total, 700, "duplicates or gaps in the logs");
+}
+
+/// Records in `topic`'s partitions (high watermark minus log start, summed).
+fn records_in(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
 }
 
 #[test]
@@ -306,6 +327,21 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     );
     let got = read_all(&c.nodes[(follower - 1) as usize], "lag", 1, 51);
     assert_eq!(got.len(), 51);
+
+    // DeleteRecords on the leader: every replica's log start follows.
+    common::cli(
+        &c.nodes[(lag_leader - 1) as usize],
+        &["records", "delete", "lag", "--partition", "0", "--before", "20"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded by the deadline.
+    while !c.nodes.iter().all(|n| {
+        std::fs::read_to_string(n.data_dir().join("topics/lag-0/log-start-offset"))
+            .is_ok_and(|s| s.trim() == "20")
+    }) {
+        assert!(Instant::now() < deadline, "a replica's log start did not follow");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits (bounded) until every node's directories of `topic`'s partitions hold as many log

@@ -258,6 +258,70 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Empties the log and starts it at `offset` (a follower whose log end is below its
+    /// leader's log start: the leader no longer has what it would fetch next). Every
+    /// segment goes; the log start offset is persisted first, so a crash midway leaves
+    /// either the old log or an empty one starting at `offset`.
+    pub async fn reset_to(&self, offset: i64) -> Result<(), LogError> {
+        // Bounded: each wait ends at the next write.
+        loop {
+            let written = self.inner.written.notified();
+            {
+                let st = self.inner.state.borrow();
+                if st.pending.buf.is_empty() && !st.writer_active {
+                    break;
+                }
+            }
+            written.await;
+        }
+        if self.inner.cleaner_busy.replace(true) {
+            return Err(LogError::Busy);
+        }
+        let r = self.reset_locked(offset).await;
+        if r.is_ok() {
+            self.inner.cleaner_busy.set(false);
+        }
+        r
+    }
+
+    async fn reset_locked(&self, offset: i64) -> Result<(), LogError> {
+        let dir = self.inner.dir.clone();
+        let fresh = segment::Segment::create(&dir, offset, super::now_ms()).await?;
+        super::writer::write_log_start(&dir, offset)?;
+        let old: Vec<i64> = {
+            let mut st = self.inner.state.borrow_mut();
+            let old = st
+                .segments
+                .iter()
+                .map(|s| s.base_offset)
+                .filter(|b| *b != offset)
+                .collect();
+            st.segments = vec![fresh];
+            st.log_start_offset = offset;
+            st.next_offset = offset;
+            st.high_watermark = offset;
+            st.committed = st.committed.map(|_| offset);
+            st.cleaner_checkpoint = offset;
+            st.epochs.truncate_from_end(i64::MIN);
+            st.producers = super::producer_state::ProducerState::default();
+            old
+        };
+        for base in old {
+            segment::remove_files_later(&dir, base)?;
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            if let Some(at) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
+                std::fs::remove_file(dir.join(producer_state_file(at)))?;
+            }
+        }
+        self.inner.state.borrow_mut().epochs.persist()?;
+        info!(dir = %dir.display(), offset, "replica log emptied to start at its leader's log start");
+        Ok(())
+    }
+}
+
 /// An append of no batch at all.
 fn unreachable_empty() -> Result<(), LogError> {
     Err(BatchError::Truncated {

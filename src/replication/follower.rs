@@ -283,6 +283,14 @@ async fn apply(
             }
             let end = f.log.written_end();
             f.log.set_committed(Some(pd.high_watermark.min(end).max(0)));
+            // The leader's log start moved (DeleteRecords, retention): follow it, within
+            // what this replica has committed.
+            let start = pd.log_start_offset.min(f.log.high_watermark());
+            if start > f.log.log_start_offset() {
+                if let Err(e) = f.log.delete_records(start) {
+                    warn!(topic = %f.topic, partition = f.partition, "log start not moved: {e}");
+                }
+            }
         }
     }
     ok
@@ -310,9 +318,11 @@ async fn truncate_diverged(f: &Followed, epoch: i32, end: i64) {
 async fn out_of_range(f: &Followed, leader_hw: i64, leader_start: i64) {
     let mine = f.log.log_end_offset();
     if mine < leader_start {
-        // Below the leader's log start: this replica would need the leader's log from its
-        // start (not supported yet); it stays behind and out of the ISR.
-        warn!(topic = %f.topic, partition = f.partition, mine, leader_start, "replica is behind the leader's log start");
+        // Below the leader's log start (retention or DeleteRecords there): what comes next
+        // is gone, so this replica starts over from the leader's log start.
+        if let Err(e) = f.log.reset_to(leader_start).await {
+            warn!(topic = %f.topic, partition = f.partition, "reset failed: {e}");
+        }
         return;
     }
     if leader_hw >= 0 && mine > leader_hw {
