@@ -331,7 +331,15 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     // DeleteRecords on the leader: every replica's log start follows.
     common::cli(
         &c.nodes[(lag_leader - 1) as usize],
-        &["records", "delete", "lag", "--partition", "0", "--before", "20"],
+        &[
+            "records",
+            "delete",
+            "lag",
+            "--partition",
+            "0",
+            "--before",
+            "20",
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     // Bounded by the deadline.
@@ -339,7 +347,10 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         std::fs::read_to_string(n.data_dir().join("topics/lag-0/log-start-offset"))
             .is_ok_and(|s| s.trim() == "20")
     }) {
-        assert!(Instant::now() < deadline, "a replica's log start did not follow");
+        assert!(
+            Instant::now() < deadline,
+            "a replica's log start did not follow"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -122,6 +122,9 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
             };
             match log.finish(queued).await {
                 Ok(info) => {
+                    // Wakes long-polling fetches first: followers among them must take the
+                    // batch before acks=all can be answered.
+                    shard.data_arrived.notify_all();
                     let code = replicated(
                         &shard,
                         &p.topic,
@@ -135,7 +138,6 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
                     if code != errors::NONE {
                         return failed(p.slot, code);
                     }
-                    shard.data_arrived.notify_all();
                     shard.metrics.record_in(
                         &p.topic,
                         p.bytes as u64,

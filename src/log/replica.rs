@@ -312,7 +312,10 @@ impl Log {
         }
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name().to_string_lossy().to_string();
-            if let Some(at) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
+            if let Some(at) = name
+                .strip_suffix(".snapshot")
+                .and_then(|s| s.parse::<i64>().ok())
+            {
                 std::fs::remove_file(dir.join(producer_state_file(at)))?;
             }
         }

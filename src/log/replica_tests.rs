@@ -261,7 +261,9 @@ fn a_reset_replica_starts_empty_at_the_leaders_log_start() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let (log, _) = Log::open(&path, super::tests::small(600)).await.expect("open");
+        let (log, _) = Log::open(&path, super::tests::small(600))
+            .await
+            .expect("open");
         log.set_leader_epoch(2);
         for i in 0..6 {
             log.append(&make_batch(0, 3, i, 60)).await.expect("append");
@@ -272,10 +274,14 @@ fn a_reset_replica_starts_empty_at_the_leaders_log_start() {
         assert_eq!(log.latest_epoch(), None);
         let mut leaders = make_batch(40, 2, 9, 60);
         batch::stamp(&mut leaders, 40, 5);
-        log.append_replica(&leaders, false).await.expect("replica append");
+        log.append_replica(&leaders, false)
+            .await
+            .expect("replica append");
         assert_eq!(log.log_end_offset(), 42);
         drop(log);
-        let (log, _) = Log::open(&path, super::tests::small(600)).await.expect("reopen");
+        let (log, _) = Log::open(&path, super::tests::small(600))
+            .await
+            .expect("reopen");
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 42));
         assert_eq!(log.latest_epoch(), Some(5));
         assert_eq!(epochs_in(&read_all(&log, 40).await), vec![(40, 5)]);
