@@ -85,7 +85,17 @@ fn java_produces_through_one_node_and_a_group_reads_through_another() {
     let nodes = common::start_cluster(3, 1);
     common::cli(
         &nodes[0],
-        &["topic", "create", "javacluster", "--partitions", "6"],
+        &[
+            "topic",
+            "create",
+            "javacluster",
+            "--partitions",
+            "6",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
     );
     let stdout = run_java(
         "ClusterRoundTrip",
@@ -99,6 +109,6 @@ fn java_produces_through_one_node_and_a_group_reads_through_another() {
     );
     assert!(
         stdout.contains("produced=300 consumed=300 distinct=300"),
-        "every record once through the cluster: {stdout}"
+        "every record once through the cluster (three replicas each): {stdout}"
     );
 }

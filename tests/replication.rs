@@ -102,10 +102,17 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
         3,
         "one partition led by each node: {placed:?}"
     );
-    // Metadata names three replicas, all in sync.
+    // Metadata names three replicas, all in sync; so does `topic describe`.
     for p in partition_meta(&c.nodes[1].bootstrap(), "safe") {
         assert_eq!(p.replica_nodes.len(), 3, "{p:?}");
         assert_eq!(p.isr_nodes.len(), 3, "{p:?}");
+    }
+    let described = common::cli(&c.nodes[2], &["topic", "describe", "safe"]);
+    for line in described.lines().skip(2) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 6, "{described}");
+        assert_eq!(cols[4].split(',').count(), 3, "{described}");
+        assert_eq!(cols[5].split(',').count(), 3, "{described}");
     }
 
     let first: Vec<String> = (0..300).map(|i| format!("a{i}")).collect();

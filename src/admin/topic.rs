@@ -188,12 +188,21 @@ pub fn describe(bootstrap: &str, topic: &str) -> Result<()> {
         t.topic_id,
         parts.len()
     );
-    println!("partition\tleader\tearliest\tlatest");
+    println!("partition\tleader\tearliest\tlatest\treplicas\tisr");
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+        v.iter()
+            .map(|b| b.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     for (i, (p, leader)) in parts.iter().enumerate() {
+        let meta = &t.partitions[i];
         println!(
-            "{p}\t{leader}\t{}\t{}",
+            "{p}\t{leader}\t{}\t{}\t{}\t{}",
             earliest.get(i).map(|x| x.1).unwrap_or(-1),
-            latest.get(i).map(|x| x.1).unwrap_or(-1)
+            latest.get(i).map(|x| x.1).unwrap_or(-1),
+            ids(&meta.replica_nodes),
+            ids(&meta.isr_nodes),
         );
     }
     Ok(())

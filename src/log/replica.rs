@@ -49,6 +49,16 @@ impl Log {
         st.epochs.end_offset_for(epoch, st.high_watermark)
     }
 
+    /// The first offset appended at `epoch`, if this log has batches of it.
+    pub fn epoch_start(&self, epoch: i32) -> Option<i64> {
+        let st = self.inner.state.borrow();
+        st.epochs
+            .entries()
+            .iter()
+            .find(|e| e.epoch == epoch)
+            .map(|e| e.start_offset)
+    }
+
     /// The next offset an append gets (written or queued).
     pub fn log_end_offset(&self) -> i64 {
         self.inner.state.borrow().next_offset

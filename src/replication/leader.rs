@@ -220,6 +220,11 @@ pub fn isr_check(shard: &std::rc::Rc<Shard>) {
                 continue;
             };
             let hw = log.high_watermark();
+            // A returning follower must also hold the start of this leader's epoch (Kafka's
+            // rule): until this leader appends, its whole log.
+            let epoch_start = log
+                .epoch_start(place.leader_epoch)
+                .unwrap_or_else(|| log.written_end());
             let followers = progress.get(key);
             let live = |n: u64| cm.nodes.get(&n).is_some_and(|a| a.live);
             let mut isr: Vec<u64> = Vec::with_capacity(place.replicas.len());
@@ -233,9 +238,12 @@ pub fn isr_check(shard: &std::rc::Rc<Shard>) {
                     let caught = p.map_or(*since, |p| p.caught_up_ms.max(*since));
                     now - caught <= lag_max
                 } else {
-                    // Back in once it has everything below the high watermark.
+                    // Back in once it has everything below the high watermark and this
+                    // epoch's start.
                     live(*node)
-                        && p.is_some_and(|p| p.log_end >= hw && now - p.last_fetch_ms <= lag_max)
+                        && p.is_some_and(|p| {
+                            p.log_end >= hw.max(epoch_start) && now - p.last_fetch_ms <= lag_max
+                        })
                 };
                 if keep {
                     isr.push(*node);
