@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::cluster::{partition_meta, read_all, Cluster};
+use common::cluster::{create_replicated, partition_meta, read_all, Cluster};
 
 /// (replica nodes, ISR, leader) of each partition of `topic` in a node's view.
 fn placement(v: &Value, topic: &str) -> Vec<(Vec<u64>, Vec<u64>, Option<u64>)> {
@@ -69,20 +69,7 @@ fn produce_all(bootstrap: &str, topic: &str, values: &[String]) -> Vec<String> {
 #[test]
 fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     let mut c = Cluster::start(3);
-    common::cli(
-        &c.nodes[0],
-        &[
-            "topic",
-            "create",
-            "safe",
-            "--partitions",
-            "3",
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
+    create_replicated(&c.nodes[0], "safe", 3, 2);
     c.wait_for(&[0, 1, 2], "the topic everywhere", |v| {
         v.iter().all(|v| placement(v, "safe").len() == 3)
     });
@@ -213,22 +200,8 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         3,
         "\"replica.lag.time.max.ms\" = 1000\n\"broker.session.timeout.ms\" = 20000\n",
     );
-    for (topic, min_isr) in [("lag", "2"), ("strict", "3")] {
-        let min = format!("min.insync.replicas={min_isr}");
-        common::cli(
-            &c.nodes[0],
-            &[
-                "topic",
-                "create",
-                topic,
-                "--partitions",
-                "1",
-                "--replication-factor",
-                "3",
-                "--config",
-                &min,
-            ],
-        );
+    for (topic, min_isr) in [("lag", 2), ("strict", 3)] {
+        create_replicated(&c.nodes[0], topic, 1, min_isr);
     }
     c.wait_for(&[0, 1, 2], "the topics everywhere", |v| {
         v.iter()

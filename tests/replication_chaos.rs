@@ -50,20 +50,7 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let mut c = Cluster::start(3);
-    common::cli(
-        &c.nodes[0],
-        &[
-            "topic",
-            "create",
-            "chaos",
-            "--partitions",
-            "3",
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
+    common::cluster::create_replicated(&c.nodes[0], "chaos", 3, 2);
     c.wait_for(&[0, 1, 2], "the topic everywhere", |v| {
         v.iter().all(|v| isr_sizes(v, "chaos") == vec![3, 3, 3])
     });

@@ -115,6 +115,29 @@ pub fn read_all(b: &Broker, topic: &str, partitions: i32, want: usize) -> BTreeM
     got
 }
 
+/// Creates `topic` through `node` with `partitions` partitions of three replicas and
+/// `min.insync.replicas` = `min_isr`.
+pub fn create_replicated(node: &Broker, topic: &str, partitions: u32, min_isr: u32) {
+    let (parts, min) = (
+        partitions.to_string(),
+        format!("min.insync.replicas={min_isr}"),
+    );
+    super::cli(
+        node,
+        &[
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &parts,
+            "--replication-factor",
+            "3",
+            "--config",
+            &min,
+        ],
+    );
+}
+
 /// (error code, leader) of each partition of `topic` in a Metadata answer from `addr`.
 pub fn leaders(addr: &str, topic: &str) -> Vec<(i16, i32)> {
     partition_meta(addr, topic)
