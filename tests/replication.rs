@@ -132,6 +132,55 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     let bootstrap = c.nodes[rest[0]].bootstrap();
     let acked2 = produce_all(&bootstrap, "safe", &second);
     assert_eq!(acked2.len(), 300, "acks=all with two of three in sync");
+    // OffsetsForLeaderEpoch at the new leader of partition 0: epoch 0 ends where the new
+    // leader's epoch began; a stale current epoch is fenced; a non-leader says so.
+    {
+        let meta = &partition_meta(&c.nodes[rest[0]].bootstrap(), "safe")[0];
+        let (leader_node, leader_shard) = (meta.leader_id.0 / 1024, meta.leader_id.0 % 1024);
+        assert_eq!(leader_shard, 0);
+        let leader_i = (leader_node - 1) as usize;
+        let ask = |node: usize, current: i32, epoch: i32| {
+            use kafka_protocol::messages::offset_for_leader_epoch_request::{
+                OffsetForLeaderPartition, OffsetForLeaderTopic,
+            };
+            use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+            let mut p = OffsetForLeaderPartition::default();
+            p.partition = 0;
+            p.current_leader_epoch = current;
+            p.leader_epoch = epoch;
+            let mut t = OffsetForLeaderTopic::default();
+            t.topic = common::wire::name("safe");
+            t.partitions = vec![p];
+            let mut req = OffsetForLeaderEpochRequest::default();
+            req.replica_id = kafka_protocol::messages::BrokerId(-1);
+            req.topics = vec![t];
+            let mut client = shardlog::admin::client::Client::connect(&c.nodes[node].bootstrap())
+                .expect("connect");
+            let resp = client.call(&req, 4).expect("offsets for leader epoch");
+            let r = &resp.topics[0].partitions[0];
+            (r.error_code, r.leader_epoch, r.end_offset)
+        };
+        let (code, epoch, end) = ask(leader_i, meta.leader_epoch, 0);
+        assert_eq!((code, epoch), (0, 0), "epoch 0 is in the new leader's log");
+        assert!(
+            end > 0,
+            "epoch 0 ended where the new leader took over: {end}"
+        );
+        let (code, epoch, newest_end) = ask(leader_i, meta.leader_epoch, meta.leader_epoch);
+        assert_eq!((code, epoch), (0, meta.leader_epoch));
+        assert!(newest_end > end, "the new epoch has the new records");
+        assert_eq!(
+            ask(leader_i, meta.leader_epoch - 1, 0).0,
+            74,
+            "FENCED_LEADER_EPOCH"
+        );
+        let other = rest
+            .iter()
+            .copied()
+            .find(|i| *i != leader_i)
+            .expect("a follower");
+        assert_eq!(ask(other, -1, 0).0, 6, "NOT_LEADER_OR_FOLLOWER");
+    }
     let got = read_all(&c.nodes[rest[1]], "safe", 3, 600);
     for v in acked.iter().chain(&acked2) {
         assert!(got.contains_key(v), "acknowledged {v} lost");

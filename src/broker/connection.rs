@@ -390,6 +390,12 @@ async fn dispatch(
         Request::DeleteRecords(r) => {
             encode_response(k, v, c, &list_offsets::delete_records(shard, r).await)?
         }
+        Request::OffsetForLeaderEpoch(r) => encode_response(
+            k,
+            v,
+            c,
+            &crate::replication::leader::offsets_for_leader_epoch(shard, r),
+        )?,
         Request::AlterConfigs(r) => {
             if r.incremental {
                 encode_response(k, v, c, &admin::incremental_alter_configs(shard, r).await)?

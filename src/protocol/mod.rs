@@ -52,6 +52,7 @@ pub const DESCRIBE_GROUPS: i16 = 15;
 pub const LIST_GROUPS: i16 = 16;
 pub const DELETE_GROUPS: i16 = 42;
 pub const OFFSET_DELETE: i16 = 47;
+pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
@@ -81,6 +82,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(CREATE_PARTITIONS, 0, 3, 2),
     api(DELETE_GROUPS, 0, 2, 2),
     api(OFFSET_DELETE, 0, 0, 99),
+    api(OFFSET_FOR_LEADER_EPOCH, 0, 4, 4),
 ];
 
 const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
@@ -210,6 +212,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         OFFSET_DELETE => Request::OffsetDelete(OffsetDeleteRequest::decode(&mut r, v, flex)?),
         DESCRIBE_CONFIGS => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)
+        }
+        OFFSET_FOR_LEADER_EPOCH => {
+            Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(&mut r, v, flex)?)
         }
         _ => {
             return Err(ProtocolError::Unsupported {

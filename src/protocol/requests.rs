@@ -30,6 +30,7 @@ pub enum Request {
     DescribeGroups(super::GroupsRequest),
     DeleteGroups(super::GroupsRequest),
     OffsetDelete(super::OffsetDeleteRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
 }
 
 #[derive(Debug, Clone)]
@@ -511,5 +512,35 @@ impl DeleteRecordsRequest {
         let _timeout = r.i32()?;
         r.tagged_fields(flex)?;
         Ok(DeleteRecordsRequest { partitions })
+    }
+}
+
+/// OffsetsForLeaderEpoch (KIP-101/KIP-320): where each asked epoch ends.
+#[derive(Debug, Clone)]
+pub struct OffsetForLeaderEpochRequest {
+    /// (topic, partition, current leader epoch (-1 unknown), epoch asked about)
+    pub partitions: Vec<(String, i32, i32, i32)>,
+}
+
+impl OffsetForLeaderEpochRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        if v >= 3 {
+            let _replica_id = r.i32()?;
+        }
+        let mut partitions = Vec::new();
+        r.array(flex, |r| {
+            let name = r.string(flex)?;
+            r.array(flex, |r| {
+                let p = r.i32()?;
+                let current = if v >= 2 { r.i32()? } else { -1 };
+                let epoch = r.i32()?;
+                r.tagged_fields(flex)?;
+                partitions.push((name.clone(), p, current, epoch));
+                Ok(())
+            })?;
+            r.tagged_fields(flex)
+        })?;
+        r.tagged_fields(flex)?;
+        Ok(OffsetForLeaderEpochRequest { partitions })
     }
 }

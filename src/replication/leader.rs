@@ -293,3 +293,55 @@ pub fn isr_check(shard: &std::rc::Rc<Shard>) {
         });
     }
 }
+
+/// OffsetsForLeaderEpoch: for each partition this shard leads, the largest epoch ≤ the one
+/// asked and where it ends in this log (KIP-279; the log end for the newest), after the
+/// KIP-320 check of the asker's current leader epoch. Partitions led elsewhere get
+/// NOT_LEADER_OR_FOLLOWER (each shard is its own broker: clients ask the leader's).
+pub fn offsets_for_leader_epoch(
+    shard: &Shard,
+    req: crate::protocol::OffsetForLeaderEpochRequest,
+) -> kafka_protocol::messages::OffsetForLeaderEpochResponse {
+    use kafka_protocol::messages::offset_for_leader_epoch_response::{
+        EpochEndOffset, OffsetForLeaderTopicResult,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let cat = shard.catalog();
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for (topic, partition, current, epoch) in req.partitions {
+        let mut out = EpochEndOffset::default();
+        out.partition = partition;
+        out.leader_epoch = -1;
+        out.end_offset = -1;
+        let known = cat
+            .topics
+            .get(&topic)
+            .is_some_and(|m| partition >= 0 && partition < m.partitions);
+        let leader_epoch = cat.place(&topic, partition).map_or(0, |p| p.leader_epoch);
+        match shard.log(&topic, partition) {
+            _ if !known => out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION,
+            Some(log) if cat.locate(&topic, partition, shard.nshards) == Some(shard.id) => {
+                if current >= 0 && current < leader_epoch {
+                    out.error_code = errors::FENCED_LEADER_EPOCH;
+                } else if current > leader_epoch {
+                    out.error_code = errors::UNKNOWN_LEADER_EPOCH;
+                } else if let Some((e, end)) = log.end_offset_for_epoch(epoch) {
+                    out.leader_epoch = e;
+                    out.end_offset = end;
+                }
+            }
+            _ => out.error_code = errors::NOT_LEADER_OR_FOLLOWER,
+        }
+        match resp.topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(out),
+            _ => {
+                let mut t = OffsetForLeaderTopicResult::default();
+                t.topic = TopicName(StrBytes::from_string(topic));
+                t.partitions = vec![out];
+                resp.topics.push(t);
+            }
+        }
+    }
+    resp
+}
