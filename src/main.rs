@@ -279,6 +279,26 @@ enum ConfigCmd {
 
 #[derive(Subcommand)]
 enum TopicCmd {
+    /// Move a partition's replicas to other nodes (copy, catch up, switch); the first
+    /// node is the preferred leader.
+    Reassign {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// Node ids of the new replicas, comma-separated (e.g. 2,3,4).
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<u64>,
+        /// Cancel the move under way instead.
+        #[arg(long)]
+        cancel: bool,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// List partition moves under way.
+    Reassignments {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
     /// Create a topic.
     Create {
         name: String,
@@ -446,6 +466,21 @@ fn run(cli: Cli) -> Result<()> {
                     )
                 }
                 TopicCmd::List { bootstrap } => shardlog::admin::topic::list(&bootstrap),
+                TopicCmd::Reassign {
+                    name,
+                    partition,
+                    replicas,
+                    cancel,
+                    bootstrap,
+                } => shardlog::admin::reassign::reassign(
+                    &bootstrap,
+                    &name,
+                    partition,
+                    (!cancel).then_some(replicas.as_slice()),
+                ),
+                TopicCmd::Reassignments { bootstrap } => {
+                    shardlog::admin::reassign::list(&bootstrap)
+                }
                 TopicCmd::Describe { name, bootstrap } => {
                     shardlog::admin::topic::describe(&bootstrap, &name)
                 }

@@ -6,5 +6,6 @@ pub mod client;
 pub mod cluster;
 pub mod group;
 pub mod log_check;
+pub mod reassign;
 pub mod records;
 pub mod topic;

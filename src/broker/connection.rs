@@ -390,6 +390,12 @@ async fn dispatch(
         Request::DeleteRecords(r) => {
             encode_response(k, v, c, &list_offsets::delete_records(shard, r).await)?
         }
+        Request::AlterReassignments(r) => {
+            encode_response(k, v, c, &super::reassign::alter(shard, r).await)?
+        }
+        Request::ListReassignments(r) => {
+            encode_response(k, v, c, &super::reassign::list(shard, r))?
+        }
         Request::OffsetForLeaderEpoch(r) => encode_response(
             k,
             v,

@@ -22,6 +22,7 @@ pub mod node_admin;
 pub mod placement;
 pub mod produce;
 pub mod producer_id;
+pub mod reassign;
 pub mod router;
 pub mod shard;
 pub mod splice;

@@ -179,15 +179,21 @@ impl Shard {
                     .map(move |p| ((name.clone(), p), lc.clone()))
             })
             .collect();
-        // Drop logs whose topic was deleted (or recreated with a new id).
+        // Drop logs whose topic was deleted (or recreated with a new id), and in a cluster
+        // replicas moved off this shard (a completed reassignment).
         let old = self.catalog();
         let gone: Vec<PartitionKey> = self
             .logs
             .borrow()
             .keys()
-            .filter(|(t, _)| match (old.topics.get(t), catalog.topics.get(t)) {
+            .filter(|(t, p)| match (old.topics.get(t), catalog.topics.get(t)) {
                 (_, None) => true,
-                (Some(a), Some(b)) => a.id != b.id,
+                (Some(a), Some(b)) if a.id != b.id => true,
+                (Some(_), Some(_)) => {
+                    catalog.cluster.is_some()
+                        && catalog.place(t, *p).is_some()
+                        && catalog.hosted(t, *p, self.nshards) != Some(self.id)
+                }
                 (None, Some(_)) => false,
             })
             .cloned()

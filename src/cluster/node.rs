@@ -387,6 +387,7 @@ impl Node {
                     led_since = self.fence_silent_nodes(led_since).await;
                     if let Some(since) = led_since {
                         self.sync_learners().await;
+                        self.move_replicas().await;
                         if since.elapsed() > PREFERRED_LEADER_GRACE && last_rebalance.elapsed() > PREFERRED_LEADER_CHECK {
                             last_rebalance = Instant::now();
                             self.prefer_leaders().await;
@@ -490,6 +491,39 @@ impl Node {
             };
             if let Err(e) = self.ctl.propose_here(cmd).await {
                 debug!("preferred leader move not committed: {e}");
+                return;
+            }
+        }
+    }
+
+    /// On the controller: ends reassignments whose target replicas are in sync, and starts
+    /// moving replicas off draining nodes (decommissioning), a bounded batch per pass.
+    async fn move_replicas(&self) {
+        let image = self.ctl.view.get().image.clone();
+        for (topic, partition, partition_epoch) in image.reassignments_ready(PREFERRED_LEADER_BATCH)
+        {
+            info!(%topic, partition, "reassignment complete: its new replicas are in sync");
+            let cmd = Command::CompleteReassign {
+                topic,
+                partition,
+                partition_epoch,
+            };
+            if let Err(e) = self.ctl.propose_here(cmd).await {
+                debug!("reassignment completion not committed: {e}");
+                return;
+            }
+        }
+        // The internal offsets partitions are not replicated yet, so they cannot move.
+        let pinned = ["__consumer_offsets"];
+        for (topic, partition, target) in image.drain_moves(PREFERRED_LEADER_BATCH, &pinned) {
+            info!(%topic, partition, ?target, "moving a replica off a draining node");
+            let cmd = Command::Reassign {
+                topic,
+                partition,
+                target: Some(target),
+            };
+            if let Err(e) = self.ctl.propose_here(cmd).await {
+                debug!("drain move not committed: {e}");
                 return;
             }
         }

@@ -31,6 +31,17 @@ pub struct PartitionRecord {
     pub leader: Option<NodeId>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment under way: the replicas before it began (to cancel back to) and the
+    /// ones it ends with. While it runs `replicas` holds both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<Reassignment>,
+}
+
+/// A partition's reassignment: from `original` to `target` replicas.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reassignment {
+    pub original: Vec<Replica>,
+    pub target: Vec<Replica>,
 }
 
 /// The stored form, which also reads records written before replicas existed
@@ -47,6 +58,8 @@ struct PartitionWire {
     leader_epoch: i32,
     #[serde(default)]
     partition_epoch: i32,
+    #[serde(default)]
+    reassignment: Option<Reassignment>,
     node: Option<NodeId>,
     shard: Option<u16>,
 }
@@ -63,6 +76,7 @@ impl From<PartitionWire> for PartitionRecord {
                 leader: Some(node),
                 leader_epoch: w.leader_epoch,
                 partition_epoch: w.partition_epoch,
+                reassignment: None,
             },
             _ => PartitionRecord {
                 replicas: w.replicas,
@@ -70,6 +84,7 @@ impl From<PartitionWire> for PartitionRecord {
                 leader: w.leader,
                 leader_epoch: w.leader_epoch,
                 partition_epoch: w.partition_epoch,
+                reassignment: w.reassignment,
             },
         }
     }
@@ -84,7 +99,112 @@ impl PartitionRecord {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            reassignment: None,
         }
+    }
+
+    /// Starts moving the partition to `target` replicas (distinct nodes): the new ones are
+    /// added as followers outside the ISR; nothing is removed until they are in sync
+    /// ([`PartitionRecord::complete_reassignment`]). `None` cancels a running one (back to
+    /// the original replicas). An error says why it is refused.
+    pub fn reassign(&mut self, target: Option<&[Replica]>) -> Result<(), String> {
+        let Some(target) = target else {
+            let Some(r) = self.reassignment.take() else {
+                return Err("no reassignment is running".into());
+            };
+            self.finish_move(r.original);
+            return Ok(());
+        };
+        let nodes: std::collections::BTreeSet<NodeId> = target.iter().map(|r| r.node).collect();
+        if target.is_empty() || nodes.len() != target.len() {
+            return Err("the replicas must be on distinct nodes".into());
+        }
+        if self.reassignment.is_some() {
+            return Err("a reassignment is already running".into());
+        }
+        if target == self.replicas.as_slice() {
+            return Ok(());
+        }
+        if target
+            .iter()
+            .any(|t| self.replica_on(t.node).is_some_and(|r| r.shard != t.shard))
+        {
+            return Err("a replica cannot move between shards of one node".into());
+        }
+        let original = self.replicas.clone();
+        for t in target {
+            if self.replica_on(t.node).is_none() {
+                self.replicas.push(*t);
+            }
+        }
+        self.reassignment = Some(Reassignment {
+            original,
+            target: target.to_vec(),
+        });
+        self.partition_epoch = self.partition_epoch.saturating_add(1);
+        Ok(())
+    }
+
+    /// Whether every target replica of a running reassignment is in sync.
+    pub fn reassignment_ready(&self) -> bool {
+        self.reassignment
+            .as_ref()
+            .is_some_and(|r| r.target.iter().all(|t| self.isr.contains(&t.node)))
+    }
+
+    /// Ends a reassignment whose targets are all in sync: the replicas become the target
+    /// ones; a leader that is not among them hands over to the first in-sync target.
+    pub fn complete_reassignment(
+        &mut self,
+        partition_epoch: i32,
+        live: impl Fn(NodeId) -> bool,
+    ) -> bool {
+        if partition_epoch != self.partition_epoch || !self.reassignment_ready() {
+            return false;
+        }
+        let Some(r) = self.reassignment.take() else {
+            return false;
+        };
+        let target = r.target;
+        self.finish_move(target);
+        if self.leader.is_none() {
+            let next = self
+                .replicas
+                .iter()
+                .map(|r| r.node)
+                .find(|n| self.isr.contains(n) && live(*n));
+            if next.is_some() {
+                self.set_leader(next);
+            }
+        }
+        true
+    }
+
+    /// The replicas become `to`: the ISR keeps its members among them (never emptied: the
+    /// leader stays if it would be), a leader outside them hands over to the first in-sync
+    /// replica of `to`.
+    fn finish_move(&mut self, to: Vec<Replica>) {
+        let keep: Vec<NodeId> = to
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| self.isr.contains(n))
+            .collect();
+        self.replicas = to;
+        if keep.is_empty() {
+            // Nothing of the new set is in sync: keep the old ISR's leader as the only
+            // member (and as a replica), so no unsynced replica can lead.
+            if let Some(l) = self.leader_replica() {
+                self.replicas.insert(0, l);
+                self.isr = vec![l.node];
+            }
+        } else {
+            self.isr = keep;
+            if self.leader.is_some_and(|l| !self.isr.contains(&l)) {
+                let next = self.isr.first().copied();
+                self.set_leader(next);
+            }
+        }
+        self.partition_epoch = self.partition_epoch.saturating_add(1);
     }
 
     /// The replica on `node`, if it has one.
@@ -265,6 +385,41 @@ mod tests {
         assert!(p.prefer_leader(1, |_| true));
         assert_eq!((p.leader, p.leader_epoch), (Some(1), 2));
         assert!(!p.imbalanced(|_| true));
+    }
+
+    #[test]
+    fn a_reassignment_adds_then_switches_once_in_sync_or_cancels_back() {
+        let r = |node| Replica { node, shard: 0 };
+        let mut p = three();
+        assert!(p.reassign(Some(&[r(2), r(2)])).is_err(), "one node twice");
+        assert!(
+            p.reassign(Some(&[Replica { node: 1, shard: 1 }])).is_err(),
+            "shard move"
+        );
+        p.reassign(Some(&[r(4), r(2), r(3)])).expect("started");
+        assert_eq!(p.replicas.len(), 4, "old and new while it runs");
+        assert!(p.reassign(Some(&[r(5)])).is_err(), "one at a time");
+        assert!(!p.reassignment_ready(), "node 4 is not in sync yet");
+        let epoch = p.partition_epoch;
+        assert!(!p.complete_reassignment(epoch, |_| true));
+        assert!(p.alter_isr(0, epoch, &[1, 2, 3, 4], |_| true));
+        assert!(!p.complete_reassignment(epoch, |_| true), "stale epoch");
+        assert!(p.complete_reassignment(epoch + 1, |_| true));
+        assert_eq!(p.replicas, vec![r(4), r(2), r(3)]);
+        assert_eq!(p.isr, vec![4, 2, 3]);
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (Some(4), 1),
+            "the old leader left"
+        );
+        // Cancelled: back to where it started, the added replica gone from the ISR.
+        p.reassign(Some(&[r(1), r(2), r(3)])).expect("started");
+        let e = p.partition_epoch;
+        assert!(p.alter_isr(1, e, &[4, 2, 3, 1], |_| true));
+        p.reassign(None).expect("cancelled");
+        assert_eq!(p.replicas, vec![r(4), r(2), r(3)]);
+        assert_eq!((p.isr.clone(), p.leader), (vec![4, 2, 3], Some(4)));
+        assert!(p.reassign(None).is_err(), "nothing to cancel");
     }
 
     #[test]

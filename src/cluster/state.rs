@@ -117,6 +117,18 @@ pub enum Command {
         partition_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Moves a partition to `target` replicas (`None`: cancels a running move).
+    Reassign {
+        topic: String,
+        partition: u32,
+        target: Option<Vec<Replica>>,
+    },
+    /// The controller ends a reassignment whose target replicas are all in sync.
+    CompleteReassign {
+        topic: String,
+        partition: u32,
+        partition_epoch: i32,
+    },
     /// The controller moves a partition's leadership back to its preferred replica.
     PreferLeader {
         topic: String,
@@ -149,6 +161,14 @@ pub enum Outcome {
     Refused(String),
     /// No node of that id is registered.
     NoSuchNode,
+}
+
+fn done_or_stale(applied: bool) -> Outcome {
+    if applied {
+        Outcome::Done
+    } else {
+        Outcome::Stale
+    }
 }
 
 /// The agreed state of the cluster.
@@ -278,47 +298,73 @@ impl Image {
                 leader_epoch,
                 partition_epoch,
                 isr,
+            } => self.with_partition(topic, *partition, |p, live| {
+                done_or_stale(p.alter_isr(*leader_epoch, *partition_epoch, isr, live))
+            }),
+            Command::Reassign {
+                topic,
+                partition,
+                target,
             } => {
-                let nodes = &self.nodes;
-                let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
-                let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(*partition as usize))
-                else {
-                    return Outcome::NoSuchTopic;
-                };
-                if p.alter_isr(*leader_epoch, *partition_epoch, isr, live) {
-                    Outcome::Done
-                } else {
-                    Outcome::Stale
+                if let Some(t) = target {
+                    let unknown = t.iter().find(|r| {
+                        self.nodes
+                            .get(&r.node)
+                            .is_none_or(|n| r.shard >= n.registration.shards)
+                    });
+                    if let Some(r) = unknown {
+                        return Outcome::Refused(format!(
+                            "node {} has no shard {}",
+                            r.node, r.shard
+                        ));
+                    }
                 }
+                self.with_partition(topic, *partition, |p, _| {
+                    match p.reassign(target.as_deref()) {
+                        Ok(()) => Outcome::Done,
+                        Err(why) => Outcome::Refused(why),
+                    }
+                })
             }
+            Command::CompleteReassign {
+                topic,
+                partition,
+                partition_epoch,
+            } => self.with_partition(topic, *partition, |p, live| {
+                done_or_stale(p.complete_reassignment(*partition_epoch, live))
+            }),
             Command::PreferLeader {
                 topic,
                 partition,
                 leader_epoch,
-            } => {
-                let nodes = &self.nodes;
-                let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
-                let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(*partition as usize))
-                else {
-                    return Outcome::NoSuchTopic;
-                };
-                if p.prefer_leader(*leader_epoch, live) {
-                    Outcome::Done
-                } else {
-                    Outcome::Stale
-                }
-            }
+            } => self.with_partition(topic, *partition, |p, live| {
+                done_or_stale(p.prefer_leader(*leader_epoch, live))
+            }),
             Command::AllocateProducerIds { count, at_least } => {
                 let start = self.next_producer_id.max(*at_least);
                 self.next_producer_id = start.saturating_add((*count).max(1));
                 Outcome::ProducerIds { start }
             }
+        }
+    }
+
+    /// Applies `f` to partition `partition` of `topic`, with a liveness test over the
+    /// nodes (for the commands that change one partition).
+    fn with_partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        f: impl FnOnce(&mut PartitionRecord, &dyn Fn(NodeId) -> bool) -> Outcome,
+    ) -> Outcome {
+        let nodes = &self.nodes;
+        let live = |n: NodeId| nodes.get(&n).is_some_and(|r| !r.fenced);
+        match self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        {
+            Some(p) => f(p, &live),
+            None => Outcome::NoSuchTopic,
         }
     }
 
@@ -352,6 +398,85 @@ impl Image {
             })
             .take(max)
             .collect()
+    }
+
+    /// Partitions whose reassignment can complete: (topic, partition, partition epoch).
+    pub fn reassignments_ready(&self, max: usize) -> Vec<(String, u32, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.reassignment_ready())
+                    .map(move |(i, p)| (name.clone(), i as u32, p.partition_epoch))
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// Moves that take replicas off draining nodes: for a partition with a replica on one
+    /// and no reassignment running, its replicas with that one replaced by the least
+    /// loaded shard of a live, non-draining node it is not on yet.
+    /// Topics named in `pinned` are left where they are (partitions that cannot move yet).
+    pub fn drain_moves(&self, max: usize, pinned: &[&str]) -> Vec<(String, u32, Vec<Replica>)> {
+        let draining: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.draining)
+            .map(|n| n.registration.id)
+            .collect();
+        if draining.is_empty() {
+            return Vec::new();
+        }
+        let mut load = self.partitions_per_shard();
+        let mut out = Vec::new();
+        for (name, t) in self
+            .topics
+            .iter()
+            .filter(|(n, _)| !pinned.contains(&n.as_str()))
+        {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if out.len() >= max {
+                    return out;
+                }
+                if p.reassignment.is_some()
+                    || !p.replicas.iter().any(|r| draining.contains(&r.node))
+                {
+                    continue;
+                }
+                let mut target = Vec::with_capacity(p.replicas.len());
+                let mut ok = true;
+                for r in &p.replicas {
+                    if !draining.contains(&r.node) {
+                        target.push(*r);
+                        continue;
+                    }
+                    let pick = self
+                        .live_nodes()
+                        .filter(|n| !n.draining)
+                        .filter(|n| {
+                            let id = n.registration.id;
+                            !p.replicas.iter().chain(target.iter()).any(|x| x.node == id)
+                        })
+                        .flat_map(|n| {
+                            (0..n.registration.shards).map(move |s| (n.registration.id, s))
+                        })
+                        .min_by_key(|k| (load.get(k).copied().unwrap_or(0), *k));
+                    match pick {
+                        Some((node, shard)) => {
+                            *load.entry((node, shard)).or_insert(0) += 1;
+                            target.push(Replica { node, shard });
+                        }
+                        None => ok = false,
+                    }
+                }
+                if ok {
+                    out.push((name.clone(), i as u32, target));
+                }
+            }
+        }
+        out
     }
 
     /// Node `id` is gone (fenced, or restarted): elections where it led, out of ISRs.

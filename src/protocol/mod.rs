@@ -7,6 +7,7 @@
 
 pub mod fetch_response;
 pub mod group_requests;
+pub mod reassign_requests;
 pub mod requests;
 pub mod wire;
 
@@ -16,6 +17,7 @@ use kafka_protocol::protocol::Encodable;
 use thiserror::Error;
 
 pub use group_requests::*;
+pub use reassign_requests::*;
 pub use requests::*;
 use wire::{DecodeError, Reader};
 
@@ -53,6 +55,8 @@ pub const LIST_GROUPS: i16 = 16;
 pub const DELETE_GROUPS: i16 = 42;
 pub const OFFSET_DELETE: i16 = 47;
 pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
+pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
+pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
@@ -83,6 +87,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(DELETE_GROUPS, 0, 2, 2),
     api(OFFSET_DELETE, 0, 0, 99),
     api(OFFSET_FOR_LEADER_EPOCH, 0, 4, 4),
+    api(ALTER_PARTITION_REASSIGNMENTS, 0, 0, 0),
+    api(LIST_PARTITION_REASSIGNMENTS, 0, 0, 0),
 ];
 
 const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
@@ -212,6 +218,12 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         OFFSET_DELETE => Request::OffsetDelete(OffsetDeleteRequest::decode(&mut r, v, flex)?),
         DESCRIBE_CONFIGS => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(&mut r, v, flex)?)
+        }
+        ALTER_PARTITION_REASSIGNMENTS => {
+            Request::AlterReassignments(AlterReassignmentsRequest::decode(&mut r, v, flex)?)
+        }
+        LIST_PARTITION_REASSIGNMENTS => {
+            Request::ListReassignments(ListReassignmentsRequest::decode(&mut r, v, flex)?)
         }
         OFFSET_FOR_LEADER_EPOCH => {
             Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(&mut r, v, flex)?)

@@ -31,6 +31,8 @@ pub enum Request {
     DeleteGroups(super::GroupsRequest),
     OffsetDelete(super::OffsetDeleteRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    AlterReassignments(super::AlterReassignmentsRequest),
+    ListReassignments(super::ListReassignmentsRequest),
 }
 
 #[derive(Debug, Clone)]

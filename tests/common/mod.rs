@@ -379,6 +379,20 @@ pub fn cli(b: &Broker, args: &[&str]) -> String {
     shardlog(&all)
 }
 
+/// Runs `shardlog ARGS`: (success, stdout, stderr).
+#[allow(dead_code)]
+pub fn shardlog_try(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .output()
+        .expect("run cli");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Runs `shardlog ARGS`, asserts it succeeded, returns its stdout.
 pub fn shardlog(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
