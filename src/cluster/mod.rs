@@ -12,6 +12,7 @@
 //! - Liveness is soft state held by the controller only (heartbeat times); what follows from
 //!   it (fencing a node) is decided by committing a command, so every node agrees.
 
+mod duties;
 pub mod metrics;
 pub mod net;
 mod node;

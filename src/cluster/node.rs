@@ -1,6 +1,7 @@
 //! One node's control-plane thread: runs its openraft instance and controller listener,
-//! registers the node, heartbeats to the controller, and — while it is the controller —
-//! fences nodes whose heartbeats stopped and unfences them when they return.
+//! registers the node and heartbeats to the controller; while it is the controller it also
+//! runs the controller's duties ([`super::duties`]) and unfences nodes whose heartbeats
+//! return.
 //!
 //! Invariant: every decision here is a command proposed to the quorum (through whichever
 //! node leads it); nothing is changed locally. Each loop has a period and each call a
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tracing::{debug, error, info, warn};
 
@@ -23,7 +24,7 @@ use super::store::{LogStore, StateMachine};
 use super::{ClusterConfig, ClusterView, Raft};
 
 /// How long a proposal or heartbeat sent to the controller may take.
-const CALL_DEADLINE: Duration = Duration::from_secs(3);
+pub(super) const CALL_DEADLINE: Duration = Duration::from_secs(3);
 /// How often the controller checks for silent nodes.
 const FENCE_CHECK: Duration = Duration::from_millis(250);
 /// How often the controller moves leadership back to preferred replicas that are in sync
@@ -33,7 +34,7 @@ const PREFERRED_LEADER_CHECK: Duration = Duration::from_secs(5);
 /// A new controller waits this long before its first preferred-leader pass.
 const PREFERRED_LEADER_GRACE: Duration = Duration::from_secs(5);
 /// Leadership moves proposed per pass at most.
-const PREFERRED_LEADER_BATCH: usize = 100;
+pub(super) const PREFERRED_LEADER_BATCH: usize = 100;
 
 /// Proposes commands to the quorum from any thread (a shard awaits the answer without
 /// blocking: the work runs on the control plane's runtime).
@@ -165,15 +166,15 @@ pub fn start(
 }
 
 /// The controller side of this node: what it answers for other nodes.
-struct Ctl {
-    raft: Raft,
-    cfg: ClusterConfig,
-    view: ClusterView,
+pub(super) struct Ctl {
+    pub(super) raft: Raft,
+    pub(super) cfg: ClusterConfig,
+    pub(super) view: ClusterView,
     /// Last heartbeat per node (node id → (epoch, when)), kept while this node leads.
-    seen: Mutex<HashMap<NodeId, (u64, Instant)>>,
+    pub(super) seen: Mutex<HashMap<NodeId, (u64, Instant)>>,
     /// Connections to controllers, kept across calls: (voter, 0 proposals / 1 heartbeats).
     /// At most two per voter; a connection that failed is dialled again by its next call.
-    peers: Mutex<HashMap<(NodeId, usize), SharedPeer>>,
+    pub(super) peers: Mutex<HashMap<(NodeId, usize), SharedPeer>>,
 }
 
 /// A kept connection, used by one call at a time.
@@ -224,13 +225,13 @@ impl net::Controller for Ctl {
 impl Ctl {
     /// Whether this node believes it leads the quorum (a stale belief only costs a proposal
     /// that cannot commit).
-    fn leads(&self) -> bool {
+    pub(super) fn leads(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.cfg.node_id)
     }
 
-    async fn propose_here(&self, cmd: Command) -> Result<(Outcome, u64), String> {
+    pub(super) async fn propose_here(&self, cmd: Command) -> Result<(Outcome, u64), String> {
         net::Controller::propose(self, cmd, false).await
     }
 
@@ -286,9 +287,9 @@ impl Ctl {
     }
 }
 
-struct Node {
-    ctl: Arc<Ctl>,
-    reg: NodeRegistration,
+pub(super) struct Node {
+    pub(super) ctl: Arc<Ctl>,
+    pub(super) reg: NodeRegistration,
 }
 
 impl Node {
@@ -427,153 +428,6 @@ impl Node {
                 }
             }
             None => {}
-        }
-    }
-
-    /// On the controller: fences nodes silent for a session timeout. Returns since when this
-    /// node has led (every node gets a full session timeout after a leadership change).
-    async fn fence_silent_nodes(&self, led_since: Option<Instant>) -> Option<Instant> {
-        if !self.ctl.leads() {
-            if let Ok(mut seen) = self.ctl.seen.lock() {
-                seen.clear();
-            }
-            return None;
-        }
-        let since = led_since.unwrap_or_else(Instant::now);
-        let timeout = self.ctl.cfg.session_timeout;
-        let silent: Vec<(NodeId, u64)> = {
-            let image = self.ctl.view.get();
-            let seen = match self.ctl.seen.lock() {
-                Ok(s) => s.clone(),
-                Err(_) => return Some(since),
-            };
-            image
-                .image
-                .nodes
-                .values()
-                .filter(|n| !n.fenced)
-                .filter(|n| {
-                    let last = seen
-                        .get(&n.registration.id)
-                        .filter(|(e, _)| *e == n.epoch)
-                        .map_or(since, |(_, t)| (*t).max(since));
-                    last.elapsed() > timeout
-                })
-                .map(|n| (n.registration.id, n.epoch))
-                .collect()
-        };
-        for (id, epoch) in silent {
-            warn!(
-                node = id,
-                epoch,
-                timeout_ms = timeout.as_millis() as u64,
-                "no heartbeat within the session timeout; fencing the node"
-            );
-            if let Err(e) = self.ctl.propose_here(Command::Fence { id, epoch }).await {
-                debug!(node = id, "fence not committed: {e}");
-            }
-        }
-        Some(since)
-    }
-}
-
-impl Node {
-    /// On the controller: moves leadership back to preferred replicas that are in sync
-    /// (a bounded batch per pass; each move is valid only at the epoch it was decided in).
-    async fn prefer_leaders(&self) {
-        let moves = self.ctl.view.get().image.imbalanced(PREFERRED_LEADER_BATCH);
-        for (topic, partition, leader_epoch) in moves {
-            info!(%topic, partition, "moving leadership back to the preferred replica");
-            let cmd = Command::PreferLeader {
-                topic,
-                partition,
-                leader_epoch,
-            };
-            if let Err(e) = self.ctl.propose_here(cmd).await {
-                debug!("preferred leader move not committed: {e}");
-                return;
-            }
-        }
-    }
-
-    /// On the controller: ends reassignments whose target replicas are in sync, and starts
-    /// moving replicas off draining nodes (decommissioning), a bounded batch per pass.
-    async fn move_replicas(&self) {
-        let image = self.ctl.view.get().image.clone();
-        for (topic, partition, partition_epoch) in image.reassignments_ready(PREFERRED_LEADER_BATCH)
-        {
-            info!(%topic, partition, "reassignment complete: its new replicas are in sync");
-            let cmd = Command::CompleteReassign {
-                topic,
-                partition,
-                partition_epoch,
-            };
-            if let Err(e) = self.ctl.propose_here(cmd).await {
-                debug!("reassignment completion not committed: {e}");
-                return;
-            }
-        }
-        // The internal offsets partitions are not replicated yet, so they cannot move.
-        let pinned = ["__consumer_offsets"];
-        for (topic, partition, target) in image.drain_moves(PREFERRED_LEADER_BATCH, &pinned) {
-            info!(%topic, partition, ?target, "moving a replica off a draining node");
-            let cmd = Command::Reassign {
-                topic,
-                partition,
-                target: Some(target),
-            };
-            if let Err(e) = self.ctl.propose_here(cmd).await {
-                debug!("drain move not committed: {e}");
-                return;
-            }
-        }
-    }
-
-    /// On the controller: makes the quorum's learners the registered nodes that are not
-    /// voters (each at the controller address it registered), so every broker-only node
-    /// receives the metadata log, and a node that left stops receiving it. Each change is
-    /// a membership entry committed through Raft; one per tick at most.
-    async fn sync_learners(&self) {
-        let membership = self.ctl.raft.metrics().borrow().membership_config.clone();
-        let membership = membership.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let known: BTreeMap<NodeId, String> = membership
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        let image = self.ctl.view.get();
-        let wanted: BTreeMap<NodeId, String> = image
-            .image
-            .nodes
-            .values()
-            .map(|n| &n.registration)
-            .filter(|r| !voters.contains(&r.id) && !r.controller.is_empty())
-            .map(|r| (r.id, r.controller.clone()))
-            .collect();
-        let change = if let Some((id, addr)) =
-            wanted.iter().find(|(id, addr)| known.get(id) != Some(addr))
-        {
-            info!(node = id, controller = %addr, "adding a broker-only node to the quorum as a learner");
-            // Adds the learner, or moves one whose address changed (never a voter: safe).
-            ChangeMembers::SetNodes(BTreeMap::from([(*id, BasicNode::new(addr))]))
-        } else if let Some(id) = known
-            .keys()
-            .find(|id| !voters.contains(id) && !wanted.contains_key(id))
-        {
-            info!(
-                node = id,
-                "removing an unregistered node's learner from the quorum"
-            );
-            ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([*id]))
-        } else {
-            return;
-        };
-        match tokio::time::timeout(CALL_DEADLINE, self.ctl.raft.change_membership(change, true))
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => debug!("learner change not committed: {e}"),
-            Err(_) => debug!("learner change not committed within {CALL_DEADLINE:?}"),
         }
     }
 }

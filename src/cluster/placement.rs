@@ -137,6 +137,106 @@ impl Image {
     }
 }
 
+/// What the controller moves: leaders back to preferred replicas, finished
+/// reassignments, replicas off draining nodes.
+impl Image {
+    /// Partitions whose preferred replica could lead but does not: (topic, partition,
+    /// leader epoch), at most `max`.
+    pub fn imbalanced(&self, max: usize) -> Vec<(String, u32, i32)> {
+        let live = |n: NodeId| self.nodes.get(&n).is_some_and(|r| !r.fenced);
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, p)| p.imbalanced(live))
+                    .map(move |(i, p)| (name.clone(), i as u32, p.leader_epoch))
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// Partitions whose reassignment can complete: (topic, partition, partition epoch).
+    pub fn reassignments_ready(&self, max: usize) -> Vec<(String, u32, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.reassignment_ready())
+                    .map(move |(i, p)| (name.clone(), i as u32, p.partition_epoch))
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// Moves that take replicas off draining nodes: for a partition with a replica on one
+    /// and no reassignment running, its replicas with that one replaced by the least
+    /// loaded shard of a live, non-draining node it is not on yet.
+    /// Topics named in `pinned` are left where they are (partitions that cannot move yet).
+    pub fn drain_moves(&self, max: usize, pinned: &[&str]) -> Vec<(String, u32, Vec<Replica>)> {
+        let draining: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.draining)
+            .map(|n| n.registration.id)
+            .collect();
+        if draining.is_empty() {
+            return Vec::new();
+        }
+        let mut load = self.partitions_per_shard();
+        let mut out = Vec::new();
+        for (name, t) in self
+            .topics
+            .iter()
+            .filter(|(n, _)| !pinned.contains(&n.as_str()))
+        {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if out.len() >= max {
+                    return out;
+                }
+                if p.reassignment.is_some()
+                    || !p.replicas.iter().any(|r| draining.contains(&r.node))
+                {
+                    continue;
+                }
+                let mut target = Vec::with_capacity(p.replicas.len());
+                let mut ok = true;
+                for r in &p.replicas {
+                    if !draining.contains(&r.node) {
+                        target.push(*r);
+                        continue;
+                    }
+                    let pick = self
+                        .live_nodes()
+                        .filter(|n| !n.draining)
+                        .filter(|n| {
+                            let id = n.registration.id;
+                            !p.replicas.iter().chain(target.iter()).any(|x| x.node == id)
+                        })
+                        .flat_map(|n| {
+                            (0..n.registration.shards).map(move |s| (n.registration.id, s))
+                        })
+                        .min_by_key(|k| (load.get(k).copied().unwrap_or(0), *k));
+                    match pick {
+                        Some((node, shard)) => {
+                            *load.entry((node, shard)).or_insert(0) += 1;
+                            target.push(Replica { node, shard });
+                        }
+                        None => ok = false,
+                    }
+                }
+                if ok {
+                    out.push((name.clone(), i as u32, target));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::state::{Command, NodeRegistration, TopicRecord};
