@@ -144,30 +144,18 @@ impl Image {
     /// leader epoch), at most `max`.
     pub fn imbalanced(&self, max: usize) -> Vec<(String, u32, i32)> {
         let live = |n: NodeId| self.nodes.get(&n).is_some_and(|r| !r.fenced);
-        self.topics
-            .iter()
-            .flat_map(|(name, t)| {
-                t.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, p)| p.imbalanced(live))
-                    .map(move |(i, p)| (name.clone(), i as u32, p.leader_epoch))
-            })
+        self.all_partitions()
+            .filter(|(_, _, p)| p.imbalanced(live))
+            .map(|(name, i, p)| (name.clone(), i, p.leader_epoch))
             .take(max)
             .collect()
     }
 
     /// Partitions whose reassignment can complete: (topic, partition, partition epoch).
     pub fn reassignments_ready(&self, max: usize) -> Vec<(String, u32, i32)> {
-        self.topics
-            .iter()
-            .flat_map(|(name, t)| {
-                t.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.reassignment_ready())
-                    .map(move |(i, p)| (name.clone(), i as u32, p.partition_epoch))
-            })
+        self.all_partitions()
+            .filter(|(_, _, p)| p.reassignment_ready())
+            .map(|(name, i, p)| (name.clone(), i, p.partition_epoch))
             .take(max)
             .collect()
     }

@@ -371,16 +371,20 @@ impl Image {
     /// The partitions (`topic-index`) with a replica on node `id`, internal topics
     /// included.
     pub fn partitions_of(&self, id: NodeId) -> Vec<String> {
-        self.topics
-            .iter()
-            .flat_map(|(name, t)| {
-                t.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, p)| p.replica_on(id).is_some())
-                    .map(move |(i, _)| format!("{name}-{i}"))
-            })
+        self.all_partitions()
+            .filter(|(_, _, p)| p.replica_on(id).is_some())
+            .map(|(name, i, _)| format!("{name}-{i}"))
             .collect()
+    }
+
+    /// Every partition of every topic: (topic, index, record).
+    pub fn all_partitions(&self) -> impl Iterator<Item = (&String, u32, &PartitionRecord)> {
+        self.topics.iter().flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (name, i as u32, p))
+        })
     }
 
     /// Node `id` is gone (fenced, or restarted): elections where it led, out of ISRs.
