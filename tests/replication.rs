@@ -208,6 +208,16 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
         })
     });
     eprintln!("preferred leaders restored {back:?} after the ISR was whole");
+    // Each node checkpoints its replicas' high watermarks (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded by the deadline.
+    while !c.nodes.iter().all(|n| {
+        std::fs::read_to_string(n.data_dir().join("replication-offsets-0"))
+            .is_ok_and(|t| t.lines().filter(|l| l.ends_with(" safe")).count() == 3)
+    }) {
+        assert!(Instant::now() < deadline, "no high watermark checkpoint");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let more: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
     assert_eq!(
         produce_all(&c.nodes[dead_i].bootstrap(), "safe", &more).len(),

@@ -461,6 +461,9 @@ async fn shard_main(start: ShardStart) -> bool {
                 if ticks % 5 == 0 {
                     crate::replication::leader::isr_check(&shard);
                 }
+                if ticks % 50 == 0 {
+                    crate::replication::checkpoint::write(&shard);
+                }
                 if ticks % 10 == 0 {
                     shard.disk.measure(&shard.cfg.data_dir);
                 }

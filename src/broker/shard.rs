@@ -368,6 +368,7 @@ impl Shard {
     /// Flushes every log this shard owns and snapshots producer state (clean shutdown).
     /// Returns whether everything was flushed.
     pub async fn sync_all(&self) -> bool {
+        crate::replication::checkpoint::write(self);
         let ok = self.groups.sync_logs().await;
         let each = futures::stream::iter(self.open_logs().into_iter().map(
             |((t, p), log)| async move {

@@ -351,6 +351,11 @@ impl Log {
         self.inner.state.borrow().high_watermark
     }
 
+    /// The replicated high watermark, if one was set ([`Log::set_committed`]).
+    pub fn committed(&self) -> Option<i64> {
+        self.inner.state.borrow().committed
+    }
+
     /// Sets the replicated high watermark (`None`: not replicated). Readers and waiters
     /// are woken when it moves up.
     pub fn set_committed(&self, committed: Option<i64>) {

@@ -13,6 +13,7 @@
 //!   consensus; all its state is per shard (no locks) and soft: follower progress is
 //!   rebuilt from the followers' next fetches.
 
+pub mod checkpoint;
 pub mod follower;
 pub mod leader;
 
@@ -55,6 +56,10 @@ pub struct ShardReplication {
     pub led_since: RefCell<HashMap<PartitionKey, (i32, i64)>>,
     /// Partitions with an ISR change proposed and not yet answered (one at a time).
     pub isr_in_flight: RefCell<std::collections::HashSet<PartitionKey>>,
+    /// The high watermarks last written to the checkpoint, and those read from it at start
+    /// (taken by each replica as it is first seen).
+    pub checkpointed: RefCell<Vec<(PartitionKey, i64)>>,
+    pub restored: RefCell<Option<HashMap<PartitionKey, i64>>>,
 }
 
 /// After a new catalog is installed on `shard`: high watermarks of the partitions it leads
@@ -67,7 +72,22 @@ pub fn on_catalog(shard: &std::rc::Rc<crate::broker::shard::Shard>) {
     }
     let mut led = std::collections::HashSet::new();
     let now = crate::log::now_ms();
+    // A replicated partition seen for the first time since the start: its high watermark
+    // from the checkpoint (capped by its log end), or its log start.
+    if shard.replication.restored.borrow().is_none() {
+        let loaded = checkpoint::load(shard);
+        *shard.replication.restored.borrow_mut() = Some(loaded);
+    }
+    let restored_cell = shard.replication.restored.borrow();
+    let restored = restored_cell.as_ref();
     for ((topic, p), log) in shard.open_logs() {
+        let replicated = cat.place(&topic, p).is_some_and(leader::replicated);
+        if replicated && log.committed().is_none() {
+            let hw = restored
+                .and_then(|r| r.get(&(topic.clone(), p)).copied())
+                .unwrap_or_else(|| log.log_start_offset());
+            log.set_committed(Some(hw.clamp(log.log_start_offset(), log.written_end())));
+        }
         if cat.locate(&topic, p, shard.nshards) == Some(shard.id) {
             leader::update_high_watermark(shard, &cat, &topic, p, &log);
             let epoch = cat.place(&topic, p).map_or(0, |pl| pl.leader_epoch);
@@ -79,6 +99,7 @@ pub fn on_catalog(shard: &std::rc::Rc<crate::broker::shard::Shard>) {
             led.insert((topic, p));
         }
     }
+    drop(restored_cell);
     shard
         .replication
         .progress
