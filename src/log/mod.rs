@@ -291,6 +291,25 @@ struct State {
     committed: Option<i64>,
 }
 
+impl State {
+    /// The high watermark consumers read below: everything written, or what every in-sync
+    /// replica has when the partition is replicated.
+    fn visible_end(&self) -> i64 {
+        self.committed
+            .map_or(self.high_watermark, |c| c.min(self.high_watermark))
+    }
+
+    /// Where a read stops: the written end for a follower (`replica`), else the high
+    /// watermark.
+    fn read_bound(&self, replica: bool) -> i64 {
+        if replica {
+            self.high_watermark
+        } else {
+            self.visible_end()
+        }
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     state: RefCell<State>,
@@ -341,9 +360,7 @@ impl Log {
     /// The high watermark: consumers read below it. Everything written, unless the
     /// partition is replicated: then what every in-sync replica has ([`Log::set_committed`]).
     pub fn high_watermark(&self) -> i64 {
-        let st = self.inner.state.borrow();
-        st.committed
-            .map_or(st.high_watermark, |c| c.min(st.high_watermark))
+        self.inner.state.borrow().visible_end()
     }
 
     /// The end of written, readable data (a follower fetches up to it).

@@ -40,14 +40,15 @@ impl Log {
         min_one: bool,
         replica: bool,
     ) -> Result<ReadInfo, LogError> {
-        let (written, hw, start) = {
+        let (written, hw, bound, start) = {
             let st = self.inner.state.borrow();
-            let hw = st
-                .committed
-                .map_or(st.high_watermark, |c| c.min(st.high_watermark));
-            (st.high_watermark, hw, st.log_start_offset)
+            (
+                st.high_watermark,
+                st.visible_end(),
+                st.read_bound(replica),
+                st.log_start_offset,
+            )
         };
-        let bound = if replica { written } else { hw };
         let empty = |hw| ReadInfo {
             records: Bytes::new(),
             record_count: 0,

@@ -131,6 +131,22 @@ impl Log {
 }
 
 impl Log {
+    /// Waits until nothing is queued behind the writer and it has stopped (a follower's log
+    /// has no other writer, so this ends after the writes already queued).
+    async fn writer_idle(&self) {
+        // Bounded: each wait ends at the next write.
+        loop {
+            let written = self.inner.written.notified();
+            {
+                let st = self.inner.state.borrow();
+                if st.pending.buf.is_empty() && !st.writer_active {
+                    return;
+                }
+            }
+            written.await;
+        }
+    }
+
     /// Removes every batch at or after `offset` (a follower whose log diverged from its
     /// new leader's, KIP-101): the batch holding `offset` goes whole, so the log ends at a
     /// batch boundary at or below it. Returns the new log end. Waits for queued writes and
@@ -139,29 +155,9 @@ impl Log {
     /// Crash safety: later segments are renamed away, then the cut segment is truncated and
     /// fsynced; a crash in between leaves a longer log, which the follower truncates again.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
-        // Bounded: each wait ends at the next write; a follower has no other writer.
-        loop {
-            let written = self.inner.written.notified();
-            {
-                let st = self.inner.state.borrow();
-                if st.pending.buf.is_empty() && !st.writer_active {
-                    break;
-                }
-            }
-            written.await;
-        }
-        {
-            let st = self.inner.state.borrow();
-            if offset >= st.high_watermark {
-                return Ok(st.high_watermark);
-            }
-            if offset < st.log_start_offset {
-                return Err(LogError::OffsetOutOfRange {
-                    requested: offset,
-                    start: st.log_start_offset,
-                    end: st.high_watermark,
-                });
-            }
+        self.writer_idle().await;
+        if let Some(end) = self.nothing_to_cut(offset)? {
+            return Ok(end);
         }
         let waited = std::time::Instant::now();
         // Bounded by CLEANER_WAIT.
@@ -170,6 +166,15 @@ impl Log {
                 return Err(LogError::Busy);
             }
             crate::runtime::sleep(Duration::from_millis(20)).await;
+        }
+        // Retention may have moved the log start while this waited: checked again, and the
+        // cleaner let go if nothing is cut after all.
+        match self.nothing_to_cut(offset) {
+            Ok(None) => {}
+            other => {
+                self.inner.cleaner_busy.set(false);
+                return other.map(|end| end.unwrap_or(offset));
+            }
         }
         let r = self.truncate_locked(offset).await;
         match &r {
@@ -181,21 +186,25 @@ impl Log {
         r
     }
 
-    async fn truncate_locked(&self, offset: i64) -> Result<i64, LogError> {
-        let (end, start) = {
-            let st = self.inner.state.borrow();
-            (st.high_watermark, st.log_start_offset)
-        };
-        if offset >= end {
-            return Ok(end);
+    /// `Some(log end)` when truncating to `offset` cuts nothing (it is at or past the end);
+    /// an error when it is below the log start; `None` when there is something to cut.
+    fn nothing_to_cut(&self, offset: i64) -> Result<Option<i64>, LogError> {
+        let st = self.inner.state.borrow();
+        if offset >= st.high_watermark {
+            return Ok(Some(st.high_watermark));
         }
-        if offset < start {
+        if offset < st.log_start_offset {
             return Err(LogError::OffsetOutOfRange {
                 requested: offset,
-                start,
-                end,
+                start: st.log_start_offset,
+                end: st.high_watermark,
             });
         }
+        Ok(None)
+    }
+
+    async fn truncate_locked(&self, offset: i64) -> Result<i64, LogError> {
+        let end = self.inner.state.borrow().high_watermark;
         let Some((file, pos, seg_end)) = self.scan_starts(offset).await?.into_iter().next() else {
             return Ok(end);
         };
@@ -274,17 +283,7 @@ impl Log {
     /// segment goes; the log start offset is persisted first, so a crash midway leaves
     /// either the old log or an empty one starting at `offset`.
     pub async fn reset_to(&self, offset: i64) -> Result<(), LogError> {
-        // Bounded: each wait ends at the next write.
-        loop {
-            let written = self.inner.written.notified();
-            {
-                let st = self.inner.state.borrow();
-                if st.pending.buf.is_empty() && !st.writer_active {
-                    break;
-                }
-            }
-            written.await;
-        }
+        self.writer_idle().await;
         if self.inner.cleaner_busy.replace(true) {
             return Err(LogError::Busy);
         }

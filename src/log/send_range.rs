@@ -136,10 +136,7 @@ impl Log {
     ) -> Option<SendRead> {
         let (hw, bound, start, seg) = {
             let st = self.inner.state.borrow();
-            let hw = st
-                .committed
-                .map_or(st.high_watermark, |c| c.min(st.high_watermark));
-            let bound = if replica { st.high_watermark } else { hw };
+            let (hw, bound) = (st.visible_end(), st.read_bound(replica));
             if offset < st.log_start_offset || offset >= bound {
                 return None;
             }
