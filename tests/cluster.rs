@@ -303,6 +303,25 @@ fn a_topic_created_on_one_node_is_produced_through_another_and_read_through_a_th
             "partition {i} on node {node}: {meta:?}"
         );
     }
+    // Offline: node 3's partitions of every topic (the internal offsets one included), as
+    // the view counts them, and at least the two of "spread".
+    let view = c.view(0).expect("view");
+    let offline = view["image"]["topics"]
+        .as_object()
+        .map(|ts| {
+            ts.values()
+                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                .filter(|p| p["leader"].is_null())
+                .count()
+        })
+        .unwrap_or(0) as f64;
+    assert!(offline >= 2.0, "{view}");
+    let m = http_get(&c.nodes[0].metrics_addr().expect("metrics"), "/metrics").1;
+    assert_eq!(
+        metric_sample(&m, "shardlog_offline_partitions"),
+        Some(offline),
+        "{m}"
+    );
     for (i, p) in partition_meta(&c.nodes[0].bootstrap(), "spread")
         .iter()
         .enumerate()

@@ -110,6 +110,49 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
         "all acknowledged with three replicas in sync"
     );
 
+    // A client posing as a replica: a broker id that is not a follower of the partition
+    // (or is its leader), or a follower's id with a leader epoch the leader does not have
+    // yet, gets UNKNOWN_LEADER_EPOCH and no records.
+    {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+        let (replicas, _, leader) = &placed[0];
+        let leader = leader.expect("leader");
+        let follower = *replicas.iter().find(|n| **n != leader).expect("follower");
+        let fetch_as = |replica_id: i32, epoch: i32| {
+            let mut fp = FetchPartition::default();
+            fp.partition = 0;
+            fp.current_leader_epoch = epoch;
+            fp.fetch_offset = 0;
+            fp.last_fetched_epoch = -1;
+            fp.partition_max_bytes = 1 << 20;
+            let mut ft = FetchTopic::default();
+            ft.topic = common::wire::name("safe");
+            ft.partitions = vec![fp];
+            let mut req = FetchRequest::default();
+            req.replica_id = kafka_protocol::messages::BrokerId(replica_id);
+            req.max_wait_ms = 10;
+            req.min_bytes = 1;
+            req.max_bytes = 1 << 20;
+            req.session_epoch = -1;
+            req.topics = vec![ft];
+            let mut client = shardlog::admin::client::Client::connect(
+                &c.nodes[(leader - 1) as usize].bootstrap(),
+            )
+            .expect("connect");
+            let resp = client.call(&req, 12).expect("fetch");
+            let p = &resp.responses[0].partitions[0];
+            (p.error_code, p.records.as_ref().map_or(0, |r| r.len()))
+        };
+        assert_eq!(fetch_as(99 * 1024, -1), (75, 0), "not a replica");
+        assert_eq!(
+            fetch_as(leader as i32 * 1024, -1),
+            (75, 0),
+            "the leader itself"
+        );
+        let stale = fetch_as(follower as i32 * 1024, 5);
+        assert_eq!(stale, (75, 0), "a future epoch is unknown");
+    }
+
     // Every replica holds the same bytes: each node's partition directories match.
     wait_replicas_equal(&c, "safe", 3, "replicas differ");
 
@@ -257,8 +300,15 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     // Followers fall out of the ISR after 1 s behind; nodes are fenced only after 20 s.
     let c = Cluster::start_with(
         3,
-        "\"replica.lag.time.max.ms\" = 1000\n\"broker.session.timeout.ms\" = 20000\n",
+        "\"replica.lag.time.max.ms\" = 1000\n\"broker.session.timeout.ms\" = 20000\n\"default.replication.factor\" = 3\n",
     );
+    // A topic created without a replication factor gets default.replication.factor.
+    common::cli(&c.nodes[1], &["topic", "create", "defaulted"]);
+    c.wait_for(&[0], "the defaulted topic", |v| {
+        placement(&v[0], "defaulted")
+            .first()
+            .is_some_and(|p| p.0.len() == 3)
+    });
     for (topic, min_isr) in [("lag", 2), ("strict", 3)] {
         create_replicated(&c.nodes[0], topic, 1, min_isr);
     }
@@ -322,6 +372,18 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         common::wire::try_produce(&mut raw, "strict", 0, common::record_batch(&[b"x"], 1))
             .expect("answered");
     assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    let strict_metrics = common::http_get(
+        &c.nodes[(strict_leader - 1) as usize]
+            .metrics_addr()
+            .expect("metrics"),
+        "/metrics",
+    )
+    .1;
+    assert!(
+        common::metric_sample(&strict_metrics, "shardlog_under_min_isr_partitions").unwrap_or(0.0)
+            >= 1.0,
+        "{strict_metrics}"
+    );
     let more: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(
         produce_all(&c.nodes[others[0]].bootstrap(), "lag", &more).len(),
