@@ -91,6 +91,9 @@ pub struct BrokerConfig {
     pub session_timeout_ms: u64,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor` (capped by the live nodes when the offsets topic
+    /// is created)
+    pub offsets_replication_factor: usize,
     /// `replica.lag.time.max.ms`
     pub replica_lag_time_max_ms: u64,
     /// `broker.heartbeat.interval.ms`
@@ -174,6 +177,7 @@ impl Default for BrokerConfig {
             rack: String::new(),
             session_timeout_ms: 9000,
             default_replication_factor: 1,
+            offsets_replication_factor: 3,
             replica_lag_time_max_ms: 30_000,
             heartbeat_interval_ms: 1000,
         }

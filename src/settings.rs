@@ -471,6 +471,18 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.default_replication_factor.to_string(),
     ),
     (
+        "offsets.topic.replication.factor",
+        "replicas of the internal offsets topic (committed offsets), as far as the live nodes allow when it is created",
+        |s, v| {
+            s.broker.offsets_replication_factor = match positive(v)? {
+                n @ 1..=16 => n as usize,
+                _ => return Err("must be in [1, 16]".to_string()),
+            };
+            Ok(())
+        },
+        |s| s.broker.offsets_replication_factor.to_string(),
+    ),
+    (
         "broker.heartbeat.interval.ms",
         "how often a node heartbeats to the controller",
         |s, v| {

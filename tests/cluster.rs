@@ -501,7 +501,6 @@ fn restarting_every_node_keeps_the_topics_and_their_records() {
 fn a_consumer_group_keeps_its_offsets_whichever_node_its_members_ask() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::Message;
 
     let c = Cluster::start(3);
     c.wait_for(&[0, 1, 2], "3 live nodes and one controller", |v| {
@@ -538,17 +537,7 @@ fn a_consumer_group_keeps_its_offsets_whichever_node_its_members_ask() {
         m.subscribe(&["grouped"]).expect("subscribe");
         m
     };
-    let drain = |m: &BaseConsumer, want: usize| -> Vec<String> {
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Bounded by the deadline.
-        while got.len() < want && Instant::now() < deadline {
-            if let Some(Ok(msg)) = m.poll(Duration::from_millis(200)) {
-                got.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string());
-            }
-        }
-        got
-    };
+    let drain = common::cluster::poll_values;
     produce(1, 0..90);
     // A member bootstrapped at node 3 reads everything and commits.
     let first = member(2);

@@ -1,7 +1,8 @@
 //! Nodes joining and leaving a running cluster: a broker-only node (not a voter) joins,
 //! receives the metadata log as a learner, takes partitions and serves them; it is then
-//! decommissioned (placement passes it by); a node holding partitions cannot leave, one
-//! that holds none is unregistered once stopped.
+//! decommissioned (placement passes it by, the controller moves every replica off it,
+//! the internal offsets partitions included) and unregistered once stopped; a dead node
+//! holding replicas cannot leave until it is drained too.
 
 mod common;
 
@@ -21,6 +22,23 @@ fn placement(v: &Value, topic: &str) -> Vec<u64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Replicas (of any topic, the internal offsets topic included) placed on `node`.
+fn replicas_on(v: &Value, node: u64) -> usize {
+    let topics = v["image"]["topics"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    topics
+        .values()
+        .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+        .filter(|p| {
+            p["replicas"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|r| r["node"].as_u64() == Some(node)))
+        })
+        .count()
 }
 
 /// Sends `METHOD path` with no body: (status line, body).
@@ -102,17 +120,7 @@ fn a_broker_only_node_joins_serves_partitions_and_is_decommissioned() {
 
     // Decommissioned: nothing new lands on it; it still serves what it holds (its
     // partitions of "grow" and of the internal offsets log).
-    let held: usize = {
-        let v = c.view(0).expect("view");
-        let topics = v["image"]["topics"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        topics
-            .keys()
-            .map(|t| placement(&v, t).iter().filter(|n| **n == 4).count())
-            .sum()
-    };
+    let held = replicas_on(&c.view(0).expect("view"), 4);
     assert!(held > 4, "grow's and some offsets partitions: {held}");
     let http1 = c.nodes[0].metrics_addr().expect("http");
     let (ok, out, err) = common::shardlog_try(&["cluster", "decommission", "4", "--http", &http1]);
@@ -143,36 +151,60 @@ fn a_broker_only_node_joins_serves_partitions_and_is_decommissioned() {
     c.wait_for(&[0, 1, 2], "node 4 fenced", |v| {
         v.iter().all(|v| node_states(v)[&4].0)
     });
-    // Its topic partitions were moved off (drained); the internal offsets partitions
-    // cannot move yet, so it cannot leave.
-    c.wait_for(&[0, 1, 2], "grow drained off node 4", |v| {
-        v.iter()
-            .all(|v| placement(v, "grow").iter().all(|n| *n != 4))
+    // Everything it held was moved off (drained), its offsets partitions too: it can leave.
+    c.wait_for(&[0, 1, 2], "node 4 drained", |v| {
+        v.iter().all(|v| replicas_on(v, 4) == 0)
     });
-    let (ok, _, err) = common::shardlog_try(&["cluster", "unregister", "4", "--http", &http1]);
-    assert!(
-        !ok && err.contains("still holds") && err.contains("__consumer_offsets-"),
-        "{err}"
-    );
+    let (ok, out, err) = common::shardlog_try(&["cluster", "unregister", "4", "--http", &http1]);
+    assert!(ok && out.contains("node 4 unregistered"), "{out}{err}");
 
-    // A node that joined and holds nothing is decommissioned, stopped and unregistered:
-    // it is gone from every node's view, and the controller drops its learner.
+    // A node that joined, took replicas and died cannot leave while it holds them; once
+    // decommissioned its replicas are rebuilt on the live nodes and it is unregistered,
+    // gone from every node's view, its learner dropped.
     let five = c.add_broker_only(5, 1);
     c.wait_for(&[0, 1, 2, five], "node 5 live", |v| {
         v.iter()
             .all(|v| node_states(v).get(&5).is_some_and(|(f, _)| !f))
     });
-    let (ok, out, err) = common::shardlog_try(&["cluster", "decommission", "5", "--http", &http1]);
-    assert!(ok && out.contains("holds no partitions"), "{out}{err}");
+    common::cli(
+        &c.nodes[five],
+        &[
+            "topic",
+            "create",
+            "five",
+            "--partitions",
+            "4",
+            "--replication-factor",
+            "3",
+        ],
+    );
+    c.wait_for(&[0, 1, 2, five], "five placed", |v| {
+        v.iter().all(|v| placement(v, "five").len() == 4)
+    });
+    let on_five = replicas_on(&c.view(0).expect("view"), 5);
+    assert!(
+        on_five >= 3,
+        "4 partitions x 3 replicas over 4 nodes: {on_five}"
+    );
     c.nodes[five].stop();
     c.wait_for(&[0, 1, 2], "node 5 fenced", |v| {
         v.iter().all(|v| node_states(v)[&5].0)
     });
+    let (ok, _, err) = common::shardlog_try(&["cluster", "unregister", "5", "--http", &http1]);
+    assert!(!ok && err.contains("still holds"), "{err}");
+    let (ok, out, err) = common::shardlog_try(&["cluster", "decommission", "5", "--http", &http1]);
+    assert!(ok && out.contains("still holds"), "{out}{err}");
+    c.wait_for(&[0, 1, 2], "node 5 drained", |v| {
+        v.iter().all(|v| replicas_on(v, 5) == 0)
+    });
     let (ok, out, err) = common::shardlog_try(&["cluster", "unregister", "5", "--http", &http1]);
     assert!(ok, "{err}");
     assert!(out.contains("node 5 unregistered"), "{out}");
-    c.wait_for(&[0, 1, 2], "node 5 gone", |v| {
-        v.iter().all(|v| !node_states(v).contains_key(&5))
+    c.wait_for(&[0, 1, 2], "nodes 4 and 5 gone", |v| {
+        v.iter().all(|v| {
+            let s = node_states(v);
+            !s.contains_key(&4) && !s.contains_key(&5)
+        })
     });
     let (ok, _, err) = common::shardlog_try(&["cluster", "decommission", "5", "--http", &http1]);
     assert!(!ok && err.contains("no node 5"), "{err}");
@@ -201,6 +233,6 @@ fn a_broker_only_node_joins_serves_partitions_and_is_decommissioned() {
         assert!(status.contains("404"), "{m} {p}: {status}");
     }
     let v = c.view(0).expect("view");
-    assert_eq!(node_states(&v).len(), 4, "nodes 1-4 remain");
+    assert_eq!(node_states(&v).len(), 3, "nodes 1-3 remain");
     assert!(v["image"]["nodes"]["1"]["draining"] == false);
 }

@@ -128,8 +128,8 @@ fn a_partition_moves_to_other_nodes_and_a_decommissioned_node_is_drained() {
         v.iter()
             .all(|v| replicas(v, "move")[1] == (vec![1, 2, 3], false))
     });
-    // Refusals: two replicas on one node, an unknown node, the internal offsets partitions.
-    for (topic, reps) in [("move", "2,2"), ("move", "9"), ("__consumer_offsets", "1")] {
+    // Refusals: two replicas on one node, an unknown node, an unknown topic.
+    for (topic, reps) in [("move", "2,2"), ("move", "9"), ("nowhere", "1")] {
         let (ok, _, err) = common::shardlog_try(&[
             "topic",
             "reassign",

@@ -55,7 +55,7 @@ pub fn decommission(http: &str, node: u64, cancel: bool) -> Result<()> {
         println!("node {node} is being decommissioned: no new partitions or coordinators go to it");
         if held > 0 {
             println!(
-                "it still holds {held} partition(s); the controller moves them to other nodes (the internal offsets partitions cannot move yet)"
+                "it still holds {held} partition(s); the controller moves them to other nodes: once it holds none, stop it and `shardlog cluster unregister {node}`"
             );
         } else {
             println!("it holds no partitions: stop it, then `shardlog cluster unregister {node}`");

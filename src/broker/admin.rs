@@ -141,7 +141,7 @@ pub async fn controller_create(shard: &Rc<Shard>, req: CreateTopicsRequest) -> V
                 errors::INVALID_TOPIC_EXCEPTION,
                 "invalid topic name",
             )
-        } else if cat.topics.keys().any(|k| *k == t.name) {
+        } else if cat.topics.keys().any(|k| *k == t.name) || internal(&t.name) {
             TopicResult::err(
                 &t.name,
                 errors::TOPIC_ALREADY_EXISTS,
@@ -238,6 +238,14 @@ pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Top
     if shard.proposer.is_some() {
         let mut results = Vec::new();
         for name in names {
+            if internal(&name) {
+                results.push(TopicResult::err(
+                    &name,
+                    errors::INVALID_TOPIC_EXCEPTION,
+                    "the internal offsets topic cannot be deleted",
+                ));
+                continue;
+            }
             results.push(super::cluster_link::delete(shard, &name).await);
         }
         return results;
@@ -273,6 +281,11 @@ pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Top
     results
 }
 
+/// The internal offsets topic: created by the brokers, never by clients, deleted or grown.
+pub fn internal(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC
+}
+
 /// Runs on the controller.
 pub async fn controller_create_partitions(
     shard: &Rc<Shard>,
@@ -289,6 +302,11 @@ pub async fn controller_create_partitions(
             .flatten();
         let r = match cat.topics.get_mut(&name) {
             None => TopicResult::err(&name, errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"),
+            Some(_) if internal(&name) => TopicResult::err(
+                &name,
+                errors::INVALID_TOPIC_EXCEPTION,
+                "the internal offsets topic keeps its partition count (groups hash onto it)",
+            ),
             Some(m) if count <= m.partitions => TopicResult::err(
                 &name,
                 errors::INVALID_PARTITIONS,

@@ -32,14 +32,21 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
         .image
         .topics
         .iter()
-        .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
         .map(|(name, t)| {
+            let mut configs = t.configs.clone();
+            if name == OFFSETS_TOPIC {
+                // Whatever it was created with: committed offsets are kept by compaction,
+                // never expired by time or size.
+                for (k, v) in offsets_topic_configs() {
+                    configs.insert(k, v);
+                }
+            }
             (
                 name.clone(),
                 TopicMeta {
                     id: t.id,
                     partitions: t.partitions.len() as i32,
-                    configs: t.configs.clone(),
+                    configs,
                     placement: t.partitions.iter().map(PartitionPlace::from).collect(),
                 },
             )
@@ -81,16 +88,24 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                     t.partitions
                         .iter()
                         .map(|p| {
-                            // Node 0 is never registered: no coordinator until one leads.
-                            p.leader_replica()
-                                .or(p.replicas.first().copied())
-                                .map_or((0, 0), |r| (r.node, r.shard))
+                            // Node 0 is never registered: no coordinator while none leads.
+                            p.leader_replica().map_or((0, 0), |r| (r.node, r.shard))
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
         }),
     }
+}
+
+/// The configs the internal offsets topic always has (Kafka's `offsets.topic.segment.bytes`
+/// and compaction).
+pub fn offsets_topic_configs() -> [(String, String); 3] {
+    [
+        ("cleanup.policy".into(), "compact".into()),
+        ("segment.bytes".into(), (100u64 << 20).to_string()),
+        ("retention.ms".into(), "-1".into()),
+    ]
 }
 
 /// On shard 0 of a clustered node: installs the catalog of every newer view on all shards,
@@ -400,12 +415,23 @@ pub fn request_group_placement(shard: &Rc<Shard>) {
     }
     let shard = shard.clone();
     crate::runtime::spawn_local(async move {
+        // `offsets.topic.replication.factor`, as far as the live nodes allow.
+        let live = shard
+            .cluster
+            .get()
+            .image
+            .nodes
+            .values()
+            .filter(|n| !n.fenced && !n.draining)
+            .count()
+            .max(1);
+        let rf = shard.cfg.offsets_replication_factor.min(live);
         let r = create(
             &shard,
             OFFSETS_TOPIC,
             OFFSETS_PARTITIONS,
-            1,
-            Default::default(),
+            rf,
+            offsets_topic_configs().into_iter().collect(),
         )
         .await;
         if r.error != errors::NONE && r.error != errors::TOPIC_ALREADY_EXISTS {

@@ -83,6 +83,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
             }
             Some(meta) => {
                 t.topic_id = uuid::Uuid::from_bytes(meta.id);
+                t.is_internal = super::admin::internal(&name);
                 for p in 0..meta.partitions {
                     let mut pm = MetadataResponsePartition::default();
                     pm.partition_index = p;

@@ -392,6 +392,9 @@ async fn shard_main(start: ShardStart) -> bool {
     let clustered = proposer.is_some();
     shard.proposer = proposer;
     let shard = Rc::new(shard);
+    shard.groups.set_replicator(Rc::new(
+        crate::replication::coordinator_log::ShardReplicator(Rc::downgrade(&shard)),
+    ));
     shard.disk.measure(&cfg.data_dir);
     shard.clean_start.set(clean);
     if clustered {

@@ -234,6 +234,9 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
                 Some(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             } else if !known {
                 Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
+            } else if super::admin::internal(&t.name) {
+                // Only the group coordinators append to it (as Kafka refuses clients).
+                Some(errors::INVALID_TOPIC_EXCEPTION)
             } else if owner.is_none() {
                 // Led by another node: the client refreshes Metadata and goes there.
                 Some(errors::NOT_LEADER_OR_FOLLOWER)

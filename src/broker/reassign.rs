@@ -78,12 +78,6 @@ async fn alter_one(
     if !known {
         return (errors::UNKNOWN_TOPIC_OR_PARTITION, None);
     }
-    if topic == crate::group::OFFSETS_TOPIC {
-        return (
-            errors::INVALID_REPLICA_ASSIGNMENT,
-            Some("the internal offsets partitions cannot move yet".into()),
-        );
-    }
     let target = replicas.map(|ids| {
         ids.into_iter()
             .map(|id| {

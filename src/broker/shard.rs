@@ -259,19 +259,31 @@ impl Shard {
             }
         }
         crate::replication::on_catalog(self);
-        // In a cluster, the group coordinators the quorum placed on this shard.
-        let cat = self.catalog();
-        if let Some(cm) = &cat.cluster {
-            let mine: Vec<i32> = cm
-                .groups
-                .iter()
-                .enumerate()
-                .filter(|(_, (node, shard))| *node == cm.local && usize::from(*shard) == self.id)
-                .map(|(p, _)| p as i32)
-                .collect();
-            self.groups.adopt(&self.cfg.data_dir, &mine, clean).await;
+        // In a cluster, the group coordinators of the offsets partitions this shard leads.
+        if catalog.cluster.is_some() {
+            self.lead_groups(&catalog, clean);
         }
         failed
+    }
+
+    /// Hands the coordinator the offsets partitions this shard leads now; those it did not
+    /// lead at this epoch are loaded in tasks of their own.
+    fn lead_groups(self: &Rc<Self>, catalog: &Catalog, clean: bool) {
+        use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+        let led: Vec<(i32, i32, Log)> = (0..OFFSETS_PARTITIONS)
+            .filter(|p| catalog.locate(OFFSETS_TOPIC, *p, self.nshards) == Some(self.id))
+            .filter_map(|p| {
+                let epoch = catalog.place(OFFSETS_TOPIC, p)?.leader_epoch;
+                Some((p, epoch, self.log(OFFSETS_TOPIC, p)?))
+            })
+            .collect();
+        for (p, epoch, log) in self.groups.lead(&led) {
+            let shard = self.clone();
+            crate::runtime::spawn_local(async move {
+                let dir = shard.cfg.data_dir.clone();
+                shard.groups.load(&dir, p, epoch, log, clean).await;
+            });
+        }
     }
 
     /// Flushes logs whose `flush.ms` has passed with data unflushed.

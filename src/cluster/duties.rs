@@ -96,9 +96,7 @@ impl Node {
                 return;
             }
         }
-        // The internal offsets partitions are not replicated yet, so they cannot move.
-        let pinned = ["__consumer_offsets"];
-        for (topic, partition, target) in image.drain_moves(PREFERRED_LEADER_BATCH, &pinned) {
+        for (topic, partition, target) in image.drain_moves(PREFERRED_LEADER_BATCH) {
             info!(%topic, partition, ?target, "moving a replica off a draining node");
             let cmd = Command::Reassign {
                 topic,

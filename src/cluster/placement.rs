@@ -163,8 +163,7 @@ impl Image {
     /// Moves that take replicas off draining nodes: for a partition with a replica on one
     /// and no reassignment running, its replicas with that one replaced by the least
     /// loaded shard of a live, non-draining node it is not on yet.
-    /// Topics named in `pinned` are left where they are (partitions that cannot move yet).
-    pub fn drain_moves(&self, max: usize, pinned: &[&str]) -> Vec<(String, u32, Vec<Replica>)> {
+    pub fn drain_moves(&self, max: usize) -> Vec<(String, u32, Vec<Replica>)> {
         let draining: Vec<NodeId> = self
             .nodes
             .values()
@@ -176,11 +175,7 @@ impl Image {
         }
         let mut load = self.partitions_per_shard();
         let mut out = Vec::new();
-        for (name, t) in self
-            .topics
-            .iter()
-            .filter(|(n, _)| !pinned.contains(&n.as_str()))
-        {
+        for (name, t) in self.topics.iter() {
             for (i, p) in t.partitions.iter().enumerate() {
                 if out.len() >= max {
                     return out;

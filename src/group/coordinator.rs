@@ -1,18 +1,17 @@
-//! The group coordinator of one shard: the groups whose offsets partitions this shard owns,
-//! their offsets logs, and the request handlers of the classic group protocol.
+//! The group coordinator of one shard: the groups whose offsets partitions this shard
+//! holds, and the membership handlers of the classic group protocol (the offset handlers
+//! are in [`super::commits`], the partitions it holds in [`super::partitions`]).
 //!
 //! Invariant: group state is borrowed only between awaits; every commit is appended to the
 //! group's offsets log before the in-memory map changes and before the client hears back.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::delete_groups_response::{
-    DeletableGroupResult, DeleteGroupsResponse,
-};
 use kafka_protocol::messages::describe_groups_response::{
     DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
 };
@@ -20,29 +19,19 @@ use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kafka_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
 use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
-    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
-};
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
-use kafka_protocol::messages::{GroupId, TopicName};
+use kafka_protocol::messages::GroupId;
 use kafka_protocol::protocol::StrBytes;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::offsets::{self, encode_key, encode_value};
+use super::offsets::OffsetKey;
+use super::partitions::{Held, Replicator};
 use super::state::{self, Committed, Group, GroupState, JoinArgs, Step};
-use super::{offsets_partition, GroupConfig, OFFSETS_TOPIC};
-use crate::log::records::{build_batch, Record};
-use crate::log::{now_ms, Log, LogConfig};
+use super::GroupConfig;
+use crate::log::now_ms;
 use crate::protocol::{
     GroupsRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+    SyncGroupRequest,
 };
 
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
@@ -53,7 +42,7 @@ pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
-fn s(v: &str) -> StrBytes {
+pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
@@ -61,17 +50,25 @@ fn s(v: &str) -> StrBytes {
 pub type CommittedList = Vec<(String, String, i32, i64)>;
 
 /// A topic's partitions with their committed offsets, if any.
-type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+pub(super) type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
 
 pub struct Coordinator {
-    cfg: GroupConfig,
-    logs: RefCell<HashMap<i32, Log>>,
-    groups: RefCell<HashMap<String, Group>>,
+    pub(super) cfg: GroupConfig,
+    /// The offsets partitions served now.
+    pub(super) logs: RefCell<HashMap<i32, Held>>,
+    /// Replicated offsets partitions being loaded, with the leader epoch of the load.
+    pub(super) loading: RefCell<HashMap<i32, i32>>,
+    pub(super) groups: RefCell<HashMap<String, Group>>,
+    /// The log offset of the append each key's in-memory value came from (commits since
+    /// the partition was loaded).
+    pub(super) applied: RefCell<HashMap<OffsetKey, i64>>,
+    pub(super) replicator: RefCell<Option<Rc<dyn Replicator>>>,
 }
 
 impl Coordinator {
-    /// Opens this shard's offsets partitions under `<data-dir>/groups/` and rebuilds the
-    /// committed offsets of their groups.
+    /// Single node: opens this shard's offsets partitions under `<data-dir>/groups/` and
+    /// rebuilds the committed offsets of their groups (in a cluster `owned` is empty and the
+    /// shard hands over the partitions it leads through [`Coordinator::lead`]).
     pub async fn open(
         data_dir: &Path,
         owned: &[i32],
@@ -81,71 +78,18 @@ impl Coordinator {
         let c = Coordinator {
             cfg,
             logs: RefCell::new(HashMap::new()),
+            loading: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
+            applied: RefCell::new(HashMap::new()),
+            replicator: RefCell::new(None),
         };
         c.adopt(data_dir, owned, clean).await;
         c
     }
 
-    /// Takes over the offsets partitions in `parts` this shard does not hold yet (in a
-    /// cluster, as the metadata quorum places them here): opens each log and rebuilds its
-    /// groups' committed offsets.
-    pub async fn adopt(&self, data_dir: &Path, parts: &[i32], clean: bool) {
-        let now = now_ms();
-        for &p in parts {
-            if self.logs.borrow().contains_key(&p) {
-                continue;
-            }
-            let dir = data_dir.join("groups").join(format!("{OFFSETS_TOPIC}-{p}"));
-            let lc = LogConfig {
-                segment_bytes: 100 << 20,
-                ..LogConfig::default()
-            };
-            let log = match Log::open_with(&dir, lc, clean).await {
-                Ok((log, report)) => {
-                    for line in report {
-                        info!(partition = p, "offsets log recovery: {line}");
-                    }
-                    log
-                }
-                Err(e) => {
-                    error!(partition = p, dir = %dir.display(), "cannot open offsets log: {e}");
-                    continue;
-                }
-            };
-            match offsets::recover(&log).await {
-                Ok(map) => {
-                    let mut groups = self.groups.borrow_mut();
-                    for ((g, t, part), c) in map {
-                        groups
-                            .entry(g.clone())
-                            .or_insert_with(|| Group::new(&g, now))
-                            .offsets
-                            .insert((t, part), c);
-                    }
-                }
-                Err(e) => error!(partition = p, "cannot replay offsets log: {e}"),
-            }
-            self.logs.borrow_mut().insert(p, log);
-        }
-    }
-
-    /// The offsets logs this shard holds.
-    fn all_logs(&self) -> Vec<(i32, Log)> {
-        self.logs
-            .borrow()
-            .iter()
-            .map(|(p, l)| (*p, l.clone()))
-            .collect()
-    }
-
-    /// Whether this shard coordinates `group`.
-    pub fn owns(&self, group: &str) -> bool {
-        self.logs.borrow().contains_key(&offsets_partition(group))
-    }
-
-    fn log_of(&self, group: &str) -> Option<Log> {
-        self.logs.borrow().get(&offsets_partition(group)).cloned()
+    /// Installs how appends to replicated offsets partitions wait for their replicas.
+    pub fn set_replicator(&self, r: Rc<dyn Replicator>) {
+        *self.replicator.borrow_mut() = Some(r);
     }
 
     pub async fn join(
@@ -165,8 +109,9 @@ impl Coordinator {
         if req.group_id.is_empty() {
             return fail(resp, INVALID_GROUP_ID);
         }
-        if !self.owns(&req.group_id) {
-            return fail(resp, NOT_COORDINATOR);
+        let serves = self.serves(&req.group_id);
+        if serves != state::NONE {
+            return fail(resp, serves);
         }
         let step = {
             let mut groups = self.groups.borrow_mut();
@@ -228,8 +173,8 @@ impl Coordinator {
 
     pub async fn sync(&self, req: SyncGroupRequest) -> SyncGroupResponse {
         let mut resp = SyncGroupResponse::default();
-        if !self.owns(&req.group_id) {
-            resp.error_code = NOT_COORDINATOR;
+        resp.error_code = self.serves(&req.group_id);
+        if resp.error_code != state::NONE {
             return resp;
         }
         let step = {
@@ -267,8 +212,9 @@ impl Coordinator {
 
     pub fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
         let mut resp = HeartbeatResponse::default();
-        resp.error_code = if !self.owns(&req.group_id) {
-            NOT_COORDINATOR
+        let serves = self.serves(&req.group_id);
+        resp.error_code = if serves != state::NONE {
+            serves
         } else {
             match self.groups.borrow_mut().get_mut(&req.group_id) {
                 None => state::UNKNOWN_MEMBER_ID,
@@ -285,8 +231,8 @@ impl Coordinator {
 
     pub fn leave(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
         let mut resp = LeaveGroupResponse::default();
-        if !self.owns(&req.group_id) {
-            resp.error_code = NOT_COORDINATOR;
+        resp.error_code = self.serves(&req.group_id);
+        if resp.error_code != state::NONE {
             return resp;
         }
         let mut groups = self.groups.borrow_mut();
@@ -310,216 +256,6 @@ impl Coordinator {
         }
         if version < 3 {
             resp.members.clear();
-        }
-        resp
-    }
-
-    pub async fn commit(&self, req: OffsetCommitRequest) -> OffsetCommitResponse {
-        let group_code = if !self.owns(&req.group_id) {
-            NOT_COORDINATOR
-        } else if req.group_id.is_empty() {
-            INVALID_GROUP_ID
-        } else {
-            let mut groups = self.groups.borrow_mut();
-            let g = groups
-                .entry(req.group_id.clone())
-                .or_insert_with(|| Group::new(&req.group_id, now_ms()));
-            g.check_commit(
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                req.generation_id,
-            )
-        };
-        let now = now_ms();
-        let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
-        let mut writes: Vec<(String, i32, Committed)> = Vec::new();
-        for (topic, parts) in &req.topics {
-            let mut tc = Vec::new();
-            for p in parts {
-                let too_big = p
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > self.cfg.max_metadata_bytes);
-                let code = if group_code != state::NONE {
-                    group_code
-                } else if too_big {
-                    OFFSET_METADATA_TOO_LARGE
-                } else {
-                    writes.push((
-                        topic.clone(),
-                        p.partition,
-                        Committed {
-                            offset: p.offset,
-                            leader_epoch: p.leader_epoch,
-                            metadata: p.metadata.clone(),
-                            commit_ms: now,
-                        },
-                    ));
-                    state::NONE
-                };
-                tc.push((p.partition, code));
-            }
-            codes.push((topic.clone(), tc));
-        }
-        if !writes.is_empty() {
-            let result = self.append_offsets(&req.group_id, &writes).await;
-            match result {
-                Ok(()) => {
-                    let mut groups = self.groups.borrow_mut();
-                    if let Some(g) = groups.get_mut(&req.group_id) {
-                        for (t, p, c) in writes {
-                            g.offsets.insert((t, p), c);
-                        }
-                    }
-                }
-                Err(code) => {
-                    for (_, tc) in codes.iter_mut() {
-                        for (_, c) in tc.iter_mut().filter(|(_, c)| *c == state::NONE) {
-                            *c = code;
-                        }
-                    }
-                }
-            }
-        }
-        let mut resp = OffsetCommitResponse::default();
-        for (topic, tc) in codes {
-            let mut t = OffsetCommitResponseTopic::default();
-            t.name = TopicName(s(&topic));
-            for (p, code) in tc {
-                let mut pr = OffsetCommitResponsePartition::default();
-                pr.partition_index = p;
-                pr.error_code = code;
-                t.partitions.push(pr);
-            }
-            resp.topics.push(t);
-        }
-        resp
-    }
-
-    /// Appends commit records (`None` value: tombstone) for a group; Kafka error on failure.
-    async fn append_records(
-        &self,
-        group: &str,
-        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ) -> Result<(), i16> {
-        let Some(log) = self.log_of(group) else {
-            return Err(NOT_COORDINATOR);
-        };
-        let refs: Vec<Record<'_>> = records
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
-            .collect();
-        let batch = build_batch(&refs, now_ms());
-        log.append_with(&batch, true)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                error!(group, "offset commit not written: {e}");
-                KAFKA_STORAGE_ERROR
-            })
-    }
-
-    async fn append_offsets(
-        &self,
-        group: &str,
-        writes: &[(String, i32, Committed)],
-    ) -> Result<(), i16> {
-        let records = writes
-            .iter()
-            .map(|(t, p, c)| (encode_key(group, t, *p), Some(encode_value(c))))
-            .collect();
-        self.append_records(group, records).await
-    }
-
-    fn fetch_group(
-        &self,
-        group: &str,
-        topics: &Option<Vec<(String, Vec<i32>)>>,
-    ) -> (i16, Vec<TopicOffsets>) {
-        if !self.owns(group) {
-            return (NOT_COORDINATOR, Vec::new());
-        }
-        let groups = self.groups.borrow();
-        let offsets = groups.get(group).map(|g| &g.offsets);
-        let out = match topics {
-            Some(ts) => ts
-                .iter()
-                .map(|(t, ps)| {
-                    let parts = ps
-                        .iter()
-                        .map(|p| (*p, offsets.and_then(|o| o.get(&(t.clone(), *p))).cloned()))
-                        .collect();
-                    (t.clone(), parts)
-                })
-                .collect(),
-            None => {
-                let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
-                for ((t, p), c) in offsets.into_iter().flatten() {
-                    by_topic
-                        .entry(t.clone())
-                        .or_default()
-                        .push((*p, Some(c.clone())));
-                }
-                for v in by_topic.values_mut() {
-                    v.sort_by_key(|x| x.0);
-                }
-                by_topic.into_iter().collect()
-            }
-        };
-        (state::NONE, out)
-    }
-
-    pub fn fetch_offsets(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-        // The per-group (v8+) and single-group (v0-7) layouts use differently named types
-        // with the same fields.
-        macro_rules! topics {
-            ($topic:ty, $part:ty, $found:expr, $code:expr) => {
-                $found
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        let mut tr = <$topic>::default();
-                        tr.name = TopicName(s(&t));
-                        for (p, c) in parts {
-                            let c: Option<Committed> = c;
-                            let mut pr = <$part>::default();
-                            pr.partition_index = p;
-                            pr.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
-                            pr.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
-                            pr.metadata = Some(s(c
-                                .as_ref()
-                                .and_then(|c| c.metadata.as_deref())
-                                .unwrap_or("")));
-                            pr.error_code = $code;
-                            tr.partitions.push(pr);
-                        }
-                        tr
-                    })
-                    .collect()
-            };
-        }
-        let mut resp = OffsetFetchResponse::default();
-        for (group, topics) in &req.groups {
-            let (code, found) = self.fetch_group(group, topics);
-            if version >= 8 {
-                let mut gr = OffsetFetchResponseGroup::default();
-                gr.group_id = GroupId(s(group));
-                gr.error_code = code;
-                gr.topics = topics!(
-                    OffsetFetchResponseTopics,
-                    OffsetFetchResponsePartitions,
-                    found,
-                    code
-                );
-                resp.groups.push(gr);
-            } else {
-                resp.error_code = code;
-                resp.topics = topics!(
-                    OffsetFetchResponseTopic,
-                    OffsetFetchResponsePartition,
-                    found,
-                    code
-                );
-            }
         }
         resp
     }
@@ -551,8 +287,9 @@ impl Coordinator {
         for id in &req.groups {
             let mut d = DescribedGroup::default();
             d.group_id = GroupId(s(id));
-            if !self.owns(id) {
-                d.error_code = NOT_COORDINATOR;
+            let serves = self.serves(id);
+            if serves != state::NONE {
+                d.error_code = serves;
             } else {
                 match groups.get(id) {
                     None => d.group_state = s("Dead"),
@@ -579,98 +316,6 @@ impl Coordinator {
                 }
             }
             resp.groups.push(d);
-        }
-        resp
-    }
-
-    /// Removes a group and its offsets (tombstones written first).
-    async fn remove_group(&self, id: &str) -> Result<(), i16> {
-        let keys: Vec<(String, i32)> = match self.groups.borrow().get(id) {
-            None => return Err(GROUP_ID_NOT_FOUND),
-            Some(g) if g.state != GroupState::Empty || !g.members.is_empty() => {
-                return Err(NON_EMPTY_GROUP)
-            }
-            Some(g) => g.offsets.keys().cloned().collect(),
-        };
-        if !keys.is_empty() {
-            let records = keys
-                .iter()
-                .map(|(t, p)| (encode_key(id, t, *p), None))
-                .collect();
-            self.append_records(id, records).await?;
-        }
-        self.groups.borrow_mut().remove(id);
-        Ok(())
-    }
-
-    pub async fn delete(&self, req: GroupsRequest) -> DeleteGroupsResponse {
-        let mut resp = DeleteGroupsResponse::default();
-        for id in &req.groups {
-            let code = if !self.owns(id) {
-                NOT_COORDINATOR
-            } else {
-                match self.remove_group(id).await {
-                    Ok(()) => {
-                        info!(group = %id, "group deleted");
-                        state::NONE
-                    }
-                    Err(c) => c,
-                }
-            };
-            let mut r = DeletableGroupResult::default();
-            r.group_id = GroupId(s(id));
-            r.error_code = code;
-            resp.results.push(r);
-        }
-        resp
-    }
-
-    pub async fn delete_offsets(&self, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
-        let mut resp = OffsetDeleteResponse::default();
-        let check = if !self.owns(&req.group_id) {
-            NOT_COORDINATOR
-        } else {
-            match self.groups.borrow().get(&req.group_id) {
-                None => GROUP_ID_NOT_FOUND,
-                Some(g) if !g.members.is_empty() => GROUP_SUBSCRIBED_TO_TOPIC,
-                Some(_) => state::NONE,
-            }
-        };
-        if check != state::NONE && check != GROUP_SUBSCRIBED_TO_TOPIC {
-            resp.error_code = check;
-            return resp;
-        }
-        let mut records = Vec::new();
-        for (t, ps) in &req.topics {
-            let mut tr = OffsetDeleteResponseTopic::default();
-            tr.name = TopicName(s(t));
-            for p in ps {
-                let mut pr = OffsetDeleteResponsePartition::default();
-                pr.partition_index = *p;
-                pr.error_code = check;
-                if check == state::NONE {
-                    records.push((encode_key(&req.group_id, t, *p), None));
-                }
-                tr.partitions.push(pr);
-            }
-            resp.topics.push(tr);
-        }
-        if !records.is_empty() {
-            let keys: Vec<(String, i32)> = req
-                .topics
-                .iter()
-                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
-                .collect();
-            match self.append_records(&req.group_id, records).await {
-                Ok(()) => {
-                    if let Some(g) = self.groups.borrow_mut().get_mut(&req.group_id) {
-                        for k in keys {
-                            g.offsets.remove(&k);
-                        }
-                    }
-                }
-                Err(code) => resp.error_code = code,
-            }
         }
         resp
     }
@@ -719,39 +364,12 @@ impl Coordinator {
         }
         (committed, states)
     }
-
-    /// Compacts offsets partitions whose log has rolled since their last snapshot.
-    pub async fn compact(&self) {
-        for (p, log) in self.all_logs() {
-            match offsets::compact(&log).await {
-                Ok(Some(at)) => info!(
-                    partition = p,
-                    offset = at,
-                    "compacted offsets log into a snapshot"
-                ),
-                Ok(None) => {}
-                Err(e) => warn!(partition = p, "offsets compaction failed: {e}"),
-            }
-        }
-    }
-
-    /// Flushes the offsets logs (clean shutdown); whether all succeeded.
-    pub async fn sync_logs(&self) -> bool {
-        let mut ok = true;
-        for (p, log) in self.all_logs() {
-            if let Err(e) = log.sync().await {
-                error!(partition = p, "offsets log sync failed: {e}");
-                ok = false;
-            }
-        }
-        ok
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::CommitPartition;
+    use crate::protocol::{CommitPartition, OffsetCommitRequest};
 
     #[test]
     fn offsets_of_groups_empty_past_retention_expire_durably() {

@@ -10,8 +10,10 @@
 //! - `group/` knows the group protocol, not connections or the shard runtime: time is passed
 //!   in, waiting is done on oneshot channels.
 
+mod commits;
 pub mod coordinator;
 pub mod offsets;
+pub mod partitions;
 pub mod state;
 
 use std::time::Duration;

@@ -110,7 +110,9 @@ pub async fn replay_into(
 ) -> Result<(), LogError> {
     let mut next = from.max(log.log_start_offset());
     while next < until {
-        let r = log.read(next, 8 << 20, true).await?;
+        // Up to the written end: a new leader's log beyond its high watermark is the
+        // partition's history from now on.
+        let r = log.read_as(next, 8 << 20, true, true).await?;
         let mut advanced = false;
         for (at, h) in crate::log::batch::BatchScan::new(&r.records, false) {
             if h.base_offset >= until {

@@ -14,6 +14,7 @@
 //!   rebuilt from the followers' next fetches.
 
 pub mod checkpoint;
+pub mod coordinator_log;
 pub mod follower;
 pub mod leader;
 

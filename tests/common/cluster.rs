@@ -115,6 +115,20 @@ pub fn read_all(b: &Broker, topic: &str, partitions: i32, want: usize) -> BTreeM
     got
 }
 
+/// Polls `m` until `want` records arrived (bounded): their values, in arrival order.
+pub fn poll_values(m: &rdkafka::consumer::BaseConsumer, want: usize) -> Vec<String> {
+    use rdkafka::Message;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Bounded by the deadline.
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(Ok(msg)) = m.poll(Duration::from_millis(200)) {
+            got.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).to_string());
+        }
+    }
+    got
+}
+
 /// Creates `topic` through `node` with `partitions` partitions of three replicas and
 /// `min.insync.replicas` = `min_isr`.
 pub fn create_replicated(node: &Broker, topic: &str, partitions: u32, min_isr: u32) {
