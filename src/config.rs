@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     pub rack: String,
     /// `broker.session.timeout.ms`
     pub session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`
+    pub election_timeout_ms: u64,
     /// `default.replication.factor`
     pub default_replication_factor: i16,
     /// `offsets.topic.replication.factor` (capped by the live nodes when the offsets topic
@@ -128,6 +130,7 @@ impl BrokerConfig {
             },
             session_timeout: std::time::Duration::from_millis(self.session_timeout_ms),
             heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval_ms),
+            election_timeout: std::time::Duration::from_millis(self.election_timeout_ms),
         }))
     }
 }
@@ -176,6 +179,7 @@ impl Default for BrokerConfig {
             controller_listener: String::new(),
             rack: String::new(),
             session_timeout_ms: 9000,
+            election_timeout_ms: 1000,
             default_replication_factor: 1,
             offsets_replication_factor: 3,
             replica_lag_time_max_ms: 30_000,

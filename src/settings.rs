@@ -441,6 +441,18 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.rack.clone(),
     ),
     (
+        "controller.quorum.election.timeout.ms",
+        "voters that hear nothing from the metadata quorum's leader for about this long elect another",
+        |s, v| {
+            s.broker.election_timeout_ms = match positive(v)? {
+                n @ 200..=60_000 => n,
+                _ => return Err("must be in [200, 60000]".to_string()),
+            };
+            Ok(())
+        },
+        |s| s.broker.election_timeout_ms.to_string(),
+    ),
+    (
         "broker.session.timeout.ms",
         "a node whose heartbeats stop for this long is fenced by the controller",
         |s, v| {

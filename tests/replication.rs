@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::cluster::{create_replicated, partition_meta, read_all, Cluster};
+use common::cluster::{
+    create_replicated, partition_meta, read_all, wait_replicas_identical, Cluster,
+};
 
 /// (replica nodes, ISR, leader) of each partition of `topic` in a node's view.
 fn placement(v: &Value, topic: &str) -> Vec<(Vec<u64>, Vec<u64>, Option<u64>)> {
@@ -154,7 +156,7 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
     }
 
     // Every replica holds the same bytes: each node's partition directories match.
-    wait_replicas_equal(&c, "safe", 3, "replicas differ");
+    wait_replicas_identical(&c, "safe", 3, "replicas differ");
 
     // kill -9 the leader of partition 0: its partitions move to an in-sync replica.
     let dead = placed[0].2.expect("leader");
@@ -232,7 +234,7 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
 
     // The killed node returns as a follower and catches up with the new leaders.
     c.nodes[dead_i].start_again();
-    wait_replicas_equal(&c, "safe", 3, "the returned replica did not catch up");
+    wait_replicas_identical(&c, "safe", 3, "the returned replica did not catch up");
 
     // In sync again: the returned replica rejoined every ISR, and the partitions it is the
     // preferred replica of are led by it again.
@@ -397,7 +399,7 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         v.iter().all(|v| placement(v, "lag")[0].1.len() == 3)
     });
     eprintln!("ISR grew back {grown:?} after the follower resumed");
-    wait_replicas_equal(&c, "lag", 1, "the follower did not catch up");
+    wait_replicas_identical(&c, "lag", 1, "the follower did not catch up");
     let m = metrics();
     for counter in [
         "shardlog_shard_isr_shrinks_total",
@@ -454,40 +456,4 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Waits (bounded) until every node's directories of `topic`'s partitions hold as many log
-/// bytes as each other's, and some.
-fn wait_replicas_equal(c: &Cluster, topic: &str, partitions: i32, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Bounded by the deadline: followers fetch within a few hundred milliseconds.
-    loop {
-        let sizes: Vec<Vec<u64>> = c
-            .nodes
-            .iter()
-            .map(|n| {
-                (0..partitions)
-                    .map(|p| dir_bytes(&n.data_dir().join("topics").join(format!("{topic}-{p}"))))
-                    .collect()
-            })
-            .collect();
-        if sizes.iter().all(|s| *s == sizes[0]) && sizes[0].iter().all(|b| *b > 0) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {sizes:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Bytes of `.log` files in a partition directory.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|es| {
-            es.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }

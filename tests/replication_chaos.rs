@@ -1,12 +1,15 @@
-//! Faults under load, checked like Jepsen checks a log: while an idempotent acks=all
-//! producer writes a numbered stream to a three-replica topic, nodes are killed (`kill -9`)
-//! or paused (SIGSTOP) and brought back, one at a time. Afterwards every acknowledged
-//! record must be in the topic, none twice. `SHARDLOG_CHAOS_ROUNDS` sets the rounds
-//! (default 3; a soak runs many more).
+//! Faults under load, checked like Jepsen checks a log. While two acks=all producers (one
+//! idempotent, one not) write numbered streams to a three-replica topic
+//! (`min.insync.replicas=2`) and a consumer group reads it and commits, the node leading a
+//! partition is killed (`kill -9`) or paused (SIGSTOP) and brought back, one round at a
+//! time. Afterwards: every acknowledged record is at the offset it was acknowledged at,
+//! with its content; no offset ever held two records; the idempotent stream holds nothing
+//! twice; the group's committed offsets are at least what it last committed; the replicas'
+//! logs are identical byte for byte. `SHARDLOG_CHAOS_ROUNDS` sets the rounds (default 20).
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,13 +18,23 @@ use serde_json::Value;
 
 use common::cluster::Cluster;
 
-/// ISR sizes of every partition of `topic` in a node's view.
-fn isr_sizes(v: &Value, topic: &str) -> Vec<usize> {
-    v["image"]["topics"][topic]["partitions"]
+const TOPIC: &str = "chaos";
+const GROUP: &str = "chaos-readers";
+/// Acknowledgements this soon after a fault were answered before it.
+const IN_FLIGHT: Duration = Duration::from_millis(50);
+
+/// (ISR size, leader) of every partition of the topic in a node's view.
+fn partitions(v: &Value) -> Vec<(usize, Option<u64>)> {
+    v["image"]["topics"][TOPIC]["partitions"]
         .as_array()
         .map(|ps| {
             ps.iter()
-                .map(|p| p["isr"].as_array().map_or(0, Vec::len))
+                .map(|p| {
+                    (
+                        p["isr"].as_array().map_or(0, Vec::len),
+                        p["leader"].as_u64(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -40,66 +53,167 @@ impl Pick {
     }
 }
 
+/// An acknowledged record: its value, where the broker said it is, and when it said so.
+#[derive(Clone)]
+struct Ack {
+    value: String,
+    partition: i32,
+    offset: i64,
+    at: Instant,
+}
+
+/// Notes every acknowledgement when librdkafka delivers it (its own thread, so the time is
+/// when the answer arrived).
+struct Noted(Arc<Mutex<Vec<Ack>>>);
+
+impl rdkafka::ClientContext for Noted {}
+
+impl rdkafka::producer::ProducerContext for Noted {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message;
+        if let Ok(m) = r {
+            let at = Instant::now();
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            self.0.lock().expect("lock").push(Ack {
+                value,
+                partition: m.partition(),
+                offset: m.offset(),
+                at,
+            });
+        }
+    }
+}
+
+/// Writes `prefix`-numbered values with acks=all until `stop`, noting every acknowledgement.
+fn writer(
+    bootstrap: String,
+    prefix: &'static str,
+    idempotent: bool,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    std::thread::spawn(move || {
+        let producer: ThreadedProducer<Noted> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", "all")
+            .set(
+                "enable.idempotence",
+                if idempotent { "true" } else { "false" },
+            )
+            .set("retries", "1000")
+            .set("linger.ms", "2")
+            .set("queue.buffering.max.messages", "2000")
+            .set("message.timeout.ms", "60000")
+            .create_with_context(Noted(acks))
+            .expect("producer");
+        let mut n: u64 = 0;
+        // Bounded by the stop flag; about 2,000 records a second (the check reads them all
+        // back), a full queue waits for acknowledgements.
+        while !stop.load(Ordering::Relaxed) {
+            let v = format!("{prefix}{n:09}");
+            match producer.send(BaseRecord::to(TOPIC).payload(&v).key(&v)) {
+                Ok(()) => {
+                    n += 1;
+                    if n % 10 == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err((e, _)) => panic!("send: {e}"),
+            }
+        }
+        let _ = producer.flush(Duration::from_secs(60));
+    })
+}
+
+/// A group member reading the topic until `stop`, committing after every record it reads:
+/// the offsets of its last successful commit per partition.
+fn group_reader(
+    bootstrap: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<BTreeMap<i32, i64>> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::Message;
+    std::thread::spawn(move || {
+        let m: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", GROUP)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .expect("consumer");
+        m.subscribe(&[TOPIC]).expect("subscribe");
+        let mut committed = BTreeMap::new();
+        // Bounded by the stop flag.
+        while !stop.load(Ordering::Relaxed) {
+            let Some(Ok(msg)) = m.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let (p, next) = (msg.partition(), msg.offset() + 1);
+            if m.commit_message(&msg, CommitMode::Sync).is_ok() {
+                let e = committed.entry(p).or_insert(next);
+                *e = (*e).max(next);
+            }
+        }
+        committed
+    })
+}
+
+/// The group's committed offset per partition, as `group describe` reads it.
+fn committed_offsets(b: &common::Broker) -> BTreeMap<i32, i64> {
+    let out = common::cli(b, &["group", "describe", GROUP]);
+    out.lines()
+        .filter(|l| l.starts_with(TOPIC))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            Some((cols.get(1)?.parse().ok()?, cols.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 #[test]
 fn acknowledged_records_survive_killed_and_paused_nodes() {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let rounds: usize = std::env::var("SHARDLOG_CHAOS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(20);
     let mut c = Cluster::start(3);
-    common::cluster::create_replicated(&c.nodes[0], "chaos", 3, 2);
-    c.wait_for(&[0, 1, 2], "the topic everywhere", |v| {
-        v.iter().all(|v| isr_sizes(v, "chaos") == vec![3, 3, 3])
-    });
+    common::cluster::create_replicated(&c.nodes[0], TOPIC, 3, 2);
+    let whole = |v: &[Value]| {
+        common::cluster::all_live(v, 3)
+            && v.iter()
+                .all(|v| partitions(v).iter().map(|p| p.0).collect::<Vec<_>>() == [3, 3, 3])
+    };
+    c.wait_for(&[0, 1, 2], "the topic everywhere", whole);
 
-    // The producer: numbered values, acks=all, idempotent, bootstrapped at every node.
     let bootstrap = c
         .nodes
         .iter()
         .map(|n| n.bootstrap())
         .collect::<Vec<_>>()
         .join(",");
-    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let acks = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let producer: FutureProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "2")
-                .set("message.timeout.ms", "60000")
-                .create()
-                .expect("producer");
-            let mut i: u64 = 0;
-            // Bounded by the stop flag; each pass sends 50 and waits for their reports.
-            while !stop.load(Ordering::Relaxed) {
-                let sends: Vec<_> = (i..i + 50)
-                    .map(|n| {
-                        let v = format!("{n:09}");
-                        (
-                            n,
-                            producer
-                                .send_result(FutureRecord::to("chaos").payload(&v).key(&v))
-                                .map_err(|(e, _)| e),
-                        )
-                    })
-                    .collect();
-                for (n, s) in sends {
-                    if let Ok(f) = s {
-                        if let Ok(Ok(_)) = futures::executor::block_on(f) {
-                            acked.lock().expect("lock").insert(n);
-                        }
-                    }
-                }
-                i += 50;
-            }
-        })
-    };
+    let writers = [
+        writer(bootstrap.clone(), "i", true, acks.clone(), stop.clone()),
+        writer(bootstrap.clone(), "n", false, acks.clone(), stop.clone()),
+    ];
+    let reader = group_reader(bootstrap, stop.clone());
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,87 +222,187 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         | 1;
     eprintln!("chaos seed {seed}");
     let mut pick = Pick(seed);
+    let mut kills: Vec<(Instant, Vec<i32>)> = Vec::new();
+    let mut pauses: Vec<(Instant, Vec<i32>)> = Vec::new();
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(1500));
-        let victim = pick.next(3) as usize;
-        let pause = pick.next(2) == 0;
-        let before = acked.lock().expect("lock").len();
+        // The victim leads at least one partition.
+        let led = partitions(&c.view(0).expect("view"));
+        let leaders: BTreeSet<u64> = led.iter().filter_map(|p| p.1).collect();
+        let leaders: Vec<u64> = leaders.into_iter().collect();
+        let node = leaders[pick.next(leaders.len() as u64) as usize];
+        let victim = (node - 1) as usize;
+        let its: Vec<i32> = (0..led.len() as i32)
+            .filter(|p| led[*p as usize].1 == Some(node))
+            .collect();
+        let pause = pick.next(3) == 0;
         eprintln!(
-            "round {round}: {} node {} ({before} acknowledged so far)",
+            "round {round}: {} node {node}, leader of {its:?} ({} acknowledged so far)",
             if pause { "pausing" } else { "killing" },
-            victim + 1
+            acks.lock().expect("lock").len()
         );
         let down_for = Duration::from_millis(2000 + pick.next(2000));
         if pause {
             let pid = c.nodes[victim].pid().expect("pid") as i32;
             // SAFETY: signalling a child process this test started.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
+            pauses.push((Instant::now(), its));
             std::thread::sleep(down_for);
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGCONT) };
         } else {
             c.nodes[victim].kill();
+            kills.push((Instant::now(), its));
             std::thread::sleep(down_for);
             c.nodes[victim].start_again();
         }
         // Healed: every node live, every ISR whole again, before the next fault.
-        c.wait_for(&[0, 1, 2], "the cluster whole again", |v| {
-            common::cluster::all_live(v, 3)
-                && v.iter().all(|v| isr_sizes(v, "chaos") == vec![3, 3, 3])
-        });
+        c.wait_for(&[0, 1, 2], "the cluster whole again", whole);
     }
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer");
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let last_commits = reader.join().expect("reader");
+    let acks = acks.lock().expect("lock").clone();
 
-    let acked = acked.lock().expect("lock").clone();
-    assert!(
-        acked.len() >= 500,
-        "the producer made progress: {}",
-        acked.len()
+    // Failover: from the fault to the first acknowledgement on each partition the victim
+    // led (the round's figure is the slowest of them). Answers arriving within 50 ms of
+    // the fault were on their way before it.
+    let failover = |faults: &[(Instant, Vec<i32>)]| -> Vec<Duration> {
+        let mut out: Vec<Duration> = faults
+            .iter()
+            .filter_map(|(at, parts)| {
+                parts
+                    .iter()
+                    .map(|p| {
+                        acks.iter()
+                            .filter(|a| a.partition == *p && a.at > *at + IN_FLIGHT)
+                            .map(|a| a.at - *at)
+                            .min()
+                    })
+                    .collect::<Option<Vec<Duration>>>()?
+                    .into_iter()
+                    .max()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (killed, paused) = (failover(&kills), failover(&pauses));
+    eprintln!(
+        "failover after kill -9: {} rounds, p50 {:?}, max {:?}; after SIGSTOP: {} rounds, p50 {:?}, max {:?}",
+        killed.len(),
+        percentile(&killed, 0.5),
+        killed.last().copied().unwrap_or_default(),
+        paused.len(),
+        percentile(&paused, 0.5),
+        paused.last().copied().unwrap_or_default(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen: BTreeSet<u64> = BTreeSet::new();
-    let mut records = 0usize;
+
+    assert!(
+        acks.len() >= 1000,
+        "the producers made progress: {}",
+        acks.len()
+    );
+    // Read everything back, by offset.
+    let ends: BTreeMap<i32, i64> = acks.iter().fold(BTreeMap::new(), |mut m, a| {
+        let e = m.entry(a.partition).or_insert(0);
+        *e = (*e).max(a.offset + 1);
+        m
+    });
+    let mut stored: BTreeMap<(i32, i64), String> = BTreeMap::new();
     {
         use rdkafka::consumer::BaseConsumer;
         use rdkafka::Message;
-        let consumer: BaseConsumer = common::reader(&c.nodes[0], "chaos", 0..3);
-        // Bounded by the deadline: reads until every acknowledged record is seen and the
-        // stream has been quiet for a while.
+        let consumer: BaseConsumer = common::reader(&c.nodes[0], TOPIC, 0..3);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let done = |s: &BTreeMap<(i32, i64), String>| {
+            ends.iter()
+                .all(|(p, end)| s.range((*p, *end - 1)..(*p, i64::MAX)).next().is_some())
+        };
+        // Bounded by the deadline: reads until every partition is read past its last
+        // acknowledged offset and the stream has been quiet for a while.
         let mut quiet_since = Instant::now();
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                    if let Ok(n) = v.parse::<u64>() {
-                        records += 1;
-                        seen.insert(n);
-                    }
+                    let prev = stored.insert((m.partition(), m.offset()), v.clone());
+                    assert!(
+                        prev.as_ref().is_none_or(|p| *p == v),
+                        "offset {}/{} held {prev:?} and {v}",
+                        m.partition(),
+                        m.offset()
+                    );
                     quiet_since = Instant::now();
                 }
-                _ => {
-                    if acked.is_subset(&seen) && quiet_since.elapsed() > Duration::from_secs(2) {
-                        break;
-                    }
-                }
+                _ if done(&stored) && quiet_since.elapsed() > Duration::from_secs(2) => break,
+                _ => {}
             }
         }
     }
-    let lost: Vec<&u64> = acked.difference(&seen).take(10).collect();
+    // Every acknowledgement names the offset its record is at, with its content; no two
+    // acknowledgements name one offset.
+    let mut at_offset: BTreeMap<(i32, i64), &str> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for a in &acks {
+        if let Some(other) = at_offset.insert((a.partition, a.offset), &a.value) {
+            panic!(
+                "offset {}/{} acknowledged for {other} and {}",
+                a.partition, a.offset, a.value
+            );
+        }
+        if stored.get(&(a.partition, a.offset)) != Some(&a.value) {
+            wrong.push((a.partition, a.offset, a.value.clone()));
+        }
+    }
     assert!(
-        lost.is_empty(),
-        "acknowledged records lost (first 10): {lost:?}"
+        wrong.is_empty(),
+        "{} acknowledged records not at their offsets (first 10): {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
     );
-    assert_eq!(
-        records,
-        seen.len(),
-        "{} duplicate records",
-        records - seen.len()
+    // The idempotent stream holds each value once; the other may hold retried duplicates.
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in stored.values() {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let twice: Vec<&&str> = counts
+        .iter()
+        .filter(|(v, n)| v.starts_with('i') && **n > 1)
+        .map(|(v, _)| v)
+        .take(10)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "idempotent records stored twice: {twice:?}"
     );
+    let dup_plain = counts
+        .iter()
+        .filter(|(v, n)| v.starts_with('n') && **n > 1)
+        .count();
+
+    // The group's offsets survived every fault.
+    let committed = committed_offsets(&c.nodes[1]);
+    for (p, last) in &last_commits {
+        assert!(
+            committed.get(p).is_some_and(|c| c >= last),
+            "partition {p}: committed {:?}, last successful commit {last}",
+            committed.get(p)
+        );
+    }
+    assert!(!last_commits.is_empty(), "the group committed");
+
+    // Healed, the three replicas of each partition are the same bytes.
+    common::cluster::wait_replicas_identical(&c, TOPIC, 3, "replicas differ once healed");
     eprintln!(
-        "{} acknowledged, {} in the topic, none lost, none twice",
-        acked.len(),
-        seen.len()
+        "{rounds} rounds ({} kills, {} pauses): {} acknowledged, {} records stored, none lost, none at a wrong offset, idempotent none twice, non-idempotent {dup_plain} retried duplicates; group committed {:?}",
+        kills.len(),
+        pauses.len(),
+        acks.len(),
+        stored.len(),
+        committed
     );
 }

@@ -6,13 +6,19 @@
 //! it was decided at); each pass is bounded and runs only while this node leads.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, ChangeMembers};
 use tracing::{debug, info, warn};
 
 use super::node::{Node, CALL_DEADLINE, PREFERRED_LEADER_BATCH};
 use super::state::{Command, NodeId};
+
+/// A node silent this long (no heartbeat, or none since this controller took over) whose
+/// controller listener has refused connections for [`REFUSED_FOR`] is fenced before its
+/// session times out: no process listens there.
+const DEAD_AFTER: Duration = Duration::from_millis(300);
+const REFUSED_FOR: Duration = Duration::from_millis(200);
 
 impl Node {
     /// On the controller: fences nodes silent for a session timeout. Returns since when this
@@ -26,7 +32,12 @@ impl Node {
         }
         let since = led_since.unwrap_or_else(Instant::now);
         let timeout = self.ctl.cfg.session_timeout;
-        let silent: Vec<(NodeId, u64)> = {
+        // A node that has not heartbeated for a while and whose controller listener
+        // refuses every connection meanwhile has no process running: fenced without
+        // waiting out the session (a node cut off by the network still gets the whole
+        // session timeout).
+        let dead_after = DEAD_AFTER.min(timeout);
+        let silent: Vec<(NodeId, u64, &str)> = {
             let image = self.ctl.view.get();
             let seen = match self.ctl.seen.lock() {
                 Ok(s) => s.clone(),
@@ -37,23 +48,30 @@ impl Node {
                 .nodes
                 .values()
                 .filter(|n| !n.fenced)
-                .filter(|n| {
+                .filter_map(|n| {
+                    let id = n.registration.id;
                     let last = seen
-                        .get(&n.registration.id)
+                        .get(&id)
                         .filter(|(e, _)| *e == n.epoch)
                         .map_or(since, |(_, t)| (*t).max(since));
-                    last.elapsed() > timeout
+                    let silent = last.elapsed();
+                    let refused = self.ctl.refusals.refused_for(id);
+                    if silent > timeout {
+                        Some((id, n.epoch, "no heartbeat within the session timeout"))
+                    } else if silent > dead_after && refused.is_some_and(|r| r > REFUSED_FOR) {
+                        Some((
+                            id,
+                            n.epoch,
+                            "silent and its controller listener refuses connections (no process)",
+                        ))
+                    } else {
+                        None
+                    }
                 })
-                .map(|n| (n.registration.id, n.epoch))
                 .collect()
         };
-        for (id, epoch) in silent {
-            warn!(
-                node = id,
-                epoch,
-                timeout_ms = timeout.as_millis() as u64,
-                "no heartbeat within the session timeout; fencing the node"
-            );
+        for (id, epoch, why) in silent {
+            warn!(node = id, epoch, "{why}; fencing the node");
             if let Err(e) = self.ctl.propose_here(Command::Fence { id, epoch }).await {
                 debug!(node = id, "fence not committed: {e}");
             }

@@ -57,6 +57,9 @@ pub struct ClusterConfig {
     pub session_timeout: Duration,
     /// `broker.heartbeat.interval.ms`
     pub heartbeat_interval: Duration,
+    /// `controller.quorum.election.timeout.ms`: voters that hear nothing from the leader
+    /// for between half of this and all of it (after its lease) elect another.
+    pub election_timeout: Duration,
 }
 
 impl ClusterConfig {

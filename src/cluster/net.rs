@@ -8,6 +8,7 @@
 //! closes one silent for [`IDLE`], so whoever reaches the port cannot pin more than
 //! `MAX_CONNECTIONS × MAX_FRAME` bytes or starve the voters of connections.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,15 +89,45 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io:
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
+/// Since when each node's controller listener has refused every connection (no process
+/// listens there: it died or is restarting), as the Raft leader's replication finds it;
+/// cleared by the next call that is answered.
+#[derive(Default)]
+pub struct Refusals(std::sync::Mutex<HashMap<NodeId, std::time::Instant>>);
+
+impl Refusals {
+    fn note(&self, node: NodeId, refused: bool) {
+        if let Ok(mut m) = self.0.lock() {
+            if refused {
+                m.entry(node).or_insert_with(std::time::Instant::now);
+            } else {
+                m.remove(&node);
+            }
+        }
+    }
+
+    /// How long `node` has refused connections, if it does.
+    pub fn refused_for(&self, node: NodeId) -> Option<Duration> {
+        let m = self.0.lock().ok()?;
+        m.get(&node).map(|t| t.elapsed())
+    }
+}
+
 /// A connection to one peer, dialled on demand.
 pub struct Peer {
     addr: String,
     conn: Option<TcpStream>,
+    /// The node it reaches and where refusals are noted (Raft's peers only).
+    watch: Option<(NodeId, Arc<Refusals>)>,
 }
 
 impl Peer {
     pub fn new(addr: String) -> Peer {
-        Peer { addr, conn: None }
+        Peer {
+            addr,
+            conn: None,
+            watch: None,
+        }
     }
 
     /// One request and its reply within `deadline`; the connection is dropped on failure.
@@ -110,6 +141,12 @@ impl Peer {
         });
         if r.is_err() {
             self.conn = None;
+        }
+        if let Some((node, refusals)) = &self.watch {
+            let refused = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            if refused || r.is_ok() {
+                refusals.note(*node, refused);
+            }
         }
         r
     }
@@ -132,14 +169,16 @@ impl Peer {
     }
 }
 
-/// Hands out a [`Peer`] per voter for openraft.
-pub struct Network;
+/// Hands out a [`Peer`] per voter and learner for openraft, noting refused connections.
+pub struct Network(pub Arc<Refusals>);
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> Peer {
-        Peer::new(node.addr.clone())
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        let mut p = Peer::new(node.addr.clone());
+        p.watch = Some((target, self.0.clone()));
+        p
     }
 }
 

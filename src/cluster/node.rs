@@ -172,6 +172,8 @@ pub(super) struct Ctl {
     pub(super) view: ClusterView,
     /// Last heartbeat per node (node id → (epoch, when)), kept while this node leads.
     pub(super) seen: Mutex<HashMap<NodeId, (u64, Instant)>>,
+    /// Nodes whose controller listener refuses connections, as replication finds them.
+    pub(super) refusals: Arc<net::Refusals>,
     /// Connections to controllers, kept across calls: (voter, 0 proposals / 1 heartbeats).
     /// At most two per voter; a connection that failed is dialled again by its next call.
     pub(super) peers: Mutex<HashMap<(NodeId, usize), SharedPeer>>,
@@ -315,11 +317,12 @@ impl Node {
             }),
         )
         .with_context(|| format!("cannot open the metadata snapshot in {}", dir.display()))?;
+        let election = cfg.election_timeout.as_millis().clamp(200, 60_000) as u64;
         let config = openraft::Config {
             cluster_name: "shardlog".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: (election / 5).min(100),
+            election_timeout_min: election / 2,
+            election_timeout_max: election,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 100,
             snapshot_max_chunk_size: 1 << 20,
@@ -327,9 +330,16 @@ impl Node {
         }
         .validate()
         .context("quorum settings")?;
-        let raft = Raft::new(cfg.node_id, Arc::new(config), Network, log, sm)
-            .await
-            .context("cannot start the metadata quorum")?;
+        let refusals = Arc::new(net::Refusals::default());
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(config),
+            Network(refusals.clone()),
+            log,
+            sm,
+        )
+        .await
+        .context("cannot start the metadata quorum")?;
         let listener = TcpListener::bind(&cfg.listener)
             .await
             .with_context(|| format!("cannot listen on controller.listener {}", cfg.listener))?;
@@ -343,6 +353,7 @@ impl Node {
             cfg,
             view,
             seen: Mutex::new(HashMap::new()),
+            refusals,
             peers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(net::serve(listener, raft.clone(), ctl.clone()));

@@ -184,3 +184,48 @@ pub fn cluster_id(addr: &str) -> String {
     let resp = c.call(&MetadataRequest::default(), 9).expect("metadata");
     resp.cluster_id.map(|s| s.to_string()).unwrap_or_default()
 }
+
+/// The bytes of a partition directory's `.log` segments in offset order (their names).
+pub fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect()
+}
+
+/// Waits (bounded) until every node's replica of each partition of `topic` holds the same
+/// log bytes as the others, and some: followers store the leader's batches unchanged, at
+/// the same offsets.
+pub fn wait_replicas_identical(c: &Cluster, topic: &str, partitions: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline: followers fetch within a few hundred milliseconds.
+    loop {
+        let logs: Vec<Vec<Vec<u8>>> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                (0..partitions)
+                    .map(|p| log_bytes(&n.data_dir().join("topics").join(format!("{topic}-{p}"))))
+                    .collect()
+            })
+            .collect();
+        if logs.iter().all(|l| *l == logs[0]) && logs[0].iter().all(|b| !b.is_empty()) {
+            return;
+        }
+        let sizes: Vec<Vec<usize>> = logs
+            .iter()
+            .map(|l| l.iter().map(Vec::len).collect())
+            .collect();
+        assert!(Instant::now() < deadline, "{what}: sizes {sizes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

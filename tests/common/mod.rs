@@ -303,7 +303,7 @@ pub fn start_cluster(n: usize, cores: usize) -> Vec<Broker> {
 #[allow(dead_code)]
 pub fn node_toml(id: u64, voters: &str) -> String {
     format!(
-        "\"node.id\" = {id}\n\"controller.quorum.voters\" = \"{voters}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n"
+        "\"node.id\" = {id}\n\"controller.quorum.voters\" = \"{voters}\"\n\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 500\n\"controller.quorum.election.timeout.ms\" = 500\n"
     )
 }
 
