@@ -475,6 +475,18 @@ pub fn render(shards: &[Snapshot]) -> String {
             |s| s.replication.max_lag,
         ),
         (
+            "shardlog_shard_replica_max_lag_bytes",
+            "Largest lag, in log bytes, of a follower of a partition this shard leads.",
+            "gauge",
+            |s| s.replication.max_lag_bytes,
+        ),
+        (
+            "shardlog_shard_replica_max_lag_ms",
+            "Longest time since a lagging follower of a partition this shard leads last had everything the leader had (ms).",
+            "gauge",
+            |s| s.replication.max_lag_ms,
+        ),
+        (
             "shardlog_shard_replica_fetched_bytes_total",
             "Bytes this shard's follower replicas fetched from their leaders and appended.",
             "counter",

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use shardlog::admin::client::Client;
@@ -14,36 +13,11 @@ use shardlog::admin::client::Client;
 use common::wire::{create_topic, produce};
 use common::{record_batch, Broker};
 
-fn java_lib() -> PathBuf {
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/java-clients");
-    assert!(
-        lib.join("kafka-clients.jar").exists(),
-        "the Java client is missing from {}: run tests/setup.sh",
-        lib.display()
-    );
-    lib
-}
-
-/// Compiles `tests/java/<name>.java` into a temporary directory; returns the classpath.
-fn compile(name: &str, out: &std::path::Path) -> String {
-    let lib = java_lib();
-    let cp = format!("{}/*", lib.display());
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/java/{name}.java"));
-    let st = Command::new("javac")
-        .args(["-cp", &cp, "-d"])
-        .arg(out)
-        .arg(&src)
-        .status()
-        .expect("run javac (tests/setup.sh installs a JDK)");
-    assert!(st.success(), "javac {name}");
-    format!("{cp}:{}", out.display())
-}
-
 /// Compiles and runs `tests/java/<name>.java` with `args`; asserts it succeeded and returns
 /// its standard output.
 fn run_java(name: &str, args: &[&str]) -> String {
     let classes = tempfile::tempdir().expect("tmp");
-    let cp = compile(name, classes.path());
+    let cp = common::java::compile(name, classes.path());
     let out = Command::new("java")
         .args(["-cp", &cp, name])
         .args(args)

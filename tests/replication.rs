@@ -391,6 +391,19 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         produce_all(&c.nodes[others[0]].bootstrap(), "lag", &more).len(),
         50
     );
+    // The leader reports how far behind the stopped follower is, in bytes and in time.
+    let m = metrics();
+    for gauge in [
+        "shardlog_shard_replica_max_lag_bytes",
+        "shardlog_shard_replica_max_lag_ms",
+    ] {
+        let n = m
+            .lines()
+            .filter(|l| l.starts_with(gauge))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, f64::max);
+        assert!(n > 0.0, "{gauge}: {m}");
+    }
 
     // Resumed, it catches up and is back in the ISR.
     // SAFETY: as above.

@@ -1,5 +1,6 @@
-//! Faults under load, checked like Jepsen checks a log. While two acks=all producers (one
-//! idempotent, one not) write numbered streams to a three-replica topic
+//! Faults under load, checked like Jepsen checks a log. While three acks=all producers
+//! (librdkafka idempotent and not, the Java client idempotent) write numbered streams to a
+//! three-replica topic
 //! (`min.insync.replicas=2`) and a consumer group reads it and commits, the node leading a
 //! partition is killed (`kill -9`) or paused (SIGSTOP) and brought back, one round at a
 //! time. Afterwards: every acknowledged record is at the offset it was acknowledged at,
@@ -133,6 +134,69 @@ fn writer(
     })
 }
 
+/// The Java client's idempotent producer (tests/java/ChaosProducer.java) writing
+/// `j`-numbered values until its standard input closes; its acknowledgements are noted as
+/// its lines arrive.
+struct JavaWriter {
+    child: std::process::Child,
+    lines: std::thread::JoinHandle<Option<u64>>,
+    _classes: tempfile::TempDir,
+}
+
+impl JavaWriter {
+    fn start(bootstrap: &str, acks: Arc<Mutex<Vec<Ack>>>) -> JavaWriter {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let classes = tempfile::tempdir().expect("tmp");
+        let cp = common::java::compile("ChaosProducer", classes.path());
+        let mut child = Command::new("java")
+            .args(["-cp", &cp, "ChaosProducer", bootstrap, TOPIC, "j"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run java");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::thread::spawn(move || {
+            // Bounded by the program's output, which ends when it exits.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let f: Vec<&str> = line.split(' ').collect();
+                match f.as_slice() {
+                    ["ack", p, o, v] => {
+                        if let (Ok(partition), Ok(offset)) = (p.parse(), o.parse()) {
+                            acks.lock().expect("lock").push(Ack {
+                                value: v.to_string(),
+                                partition,
+                                offset,
+                                at: Instant::now(),
+                            });
+                        }
+                    }
+                    ["done", n] => return n.parse().ok(),
+                    _ => {}
+                }
+            }
+            None
+        });
+        JavaWriter {
+            child,
+            lines,
+            _classes: classes,
+        }
+    }
+
+    /// Closes its input (it flushes and exits): how many values it sent.
+    fn finish(mut self) -> u64 {
+        drop(self.child.stdin.take());
+        let sent = self.lines.join().expect("java output");
+        let _ = self.child.wait();
+        sent.expect("the Java producer finished")
+    }
+}
+
 /// A group member reading the topic until `stop`, committing after every record it reads:
 /// the offsets of its last successful commit per partition.
 fn group_reader(
@@ -192,7 +256,8 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let mut c = Cluster::start(3);
+    // Pauses of 2-4 s outlast the lag timeout: a paused follower leaves the ISR by lag.
+    let mut c = Cluster::start_with(3, "\"replica.lag.time.max.ms\" = 1000\n");
     common::cluster::create_replicated(&c.nodes[0], TOPIC, 3, 2);
     let whole = |v: &[Value]| {
         common::cluster::all_live(v, 3)
@@ -213,6 +278,7 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         writer(bootstrap.clone(), "i", true, acks.clone(), stop.clone()),
         writer(bootstrap.clone(), "n", false, acks.clone(), stop.clone()),
     ];
+    let java = JavaWriter::start(&bootstrap, acks.clone());
     let reader = group_reader(bootstrap, stop.clone());
 
     let seed = std::time::SystemTime::now()
@@ -222,12 +288,14 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         | 1;
     eprintln!("chaos seed {seed}");
     let mut pick = Pick(seed);
-    let mut kills: Vec<(Instant, Vec<i32>)> = Vec::new();
-    let mut pauses: Vec<(Instant, Vec<i32>)> = Vec::new();
+    // (when, partitions the victim led, whether it was the controller)
+    let mut kills: Vec<(Instant, Vec<i32>, bool)> = Vec::new();
+    let mut pauses: Vec<(Instant, Vec<i32>, bool)> = Vec::new();
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(1500));
         // The victim leads at least one partition.
-        let led = partitions(&c.view(0).expect("view"));
+        let view = c.view(0).expect("view");
+        let led = partitions(&view);
         let leaders: BTreeSet<u64> = led.iter().filter_map(|p| p.1).collect();
         let leaders: Vec<u64> = leaders.into_iter().collect();
         let node = leaders[pick.next(leaders.len() as u64) as usize];
@@ -235,6 +303,7 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         let its: Vec<i32> = (0..led.len() as i32)
             .filter(|p| led[*p as usize].1 == Some(node))
             .collect();
+        let controller = view["controller"].as_u64() == Some(node);
         let pause = pick.next(3) == 0;
         eprintln!(
             "round {round}: {} node {node}, leader of {its:?} ({} acknowledged so far)",
@@ -246,13 +315,13 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
             let pid = c.nodes[victim].pid().expect("pid") as i32;
             // SAFETY: signalling a child process this test started.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
-            pauses.push((Instant::now(), its));
+            pauses.push((Instant::now(), its, controller));
             std::thread::sleep(down_for);
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGCONT) };
         } else {
             c.nodes[victim].kill();
-            kills.push((Instant::now(), its));
+            kills.push((Instant::now(), its, controller));
             std::thread::sleep(down_for);
             c.nodes[victim].start_again();
         }
@@ -264,33 +333,38 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
     for w in writers {
         w.join().expect("writer");
     }
+    let java_sent = java.finish();
     let last_commits = reader.join().expect("reader");
     let acks = acks.lock().expect("lock").clone();
 
     // Failover: from the fault to the first acknowledgement on each partition the victim
     // led (the round's figure is the slowest of them). Answers arriving within 50 ms of
     // the fault were on their way before it.
-    let failover = |faults: &[(Instant, Vec<i32>)]| -> Vec<Duration> {
+    let failover = |faults: &[(Instant, Vec<i32>, bool)], what: &str| -> Vec<Duration> {
         let mut out: Vec<Duration> = faults
             .iter()
-            .filter_map(|(at, parts)| {
-                parts
+            .filter_map(|(at, parts, controller)| {
+                let took = parts
                     .iter()
                     .map(|p| {
                         acks.iter()
+                            .filter(|a| !a.value.starts_with('j'))
                             .filter(|a| a.partition == *p && a.at > *at + IN_FLIGHT)
                             .map(|a| a.at - *at)
                             .min()
                     })
                     .collect::<Option<Vec<Duration>>>()?
                     .into_iter()
-                    .max()
+                    .max()?;
+                let role = if *controller { " (the controller)" } else { "" };
+                eprintln!("{what}{role}: first acknowledgement after {took:?}");
+                Some(took)
             })
             .collect();
         out.sort();
         out
     };
-    let (killed, paused) = (failover(&kills), failover(&pauses));
+    let (killed, paused) = (failover(&kills, "kill -9"), failover(&pauses, "SIGSTOP"));
     eprintln!(
         "failover after kill -9: {} rounds, p50 {:?}, max {:?}; after SIGSTOP: {} rounds, p50 {:?}, max {:?}",
         killed.len(),
@@ -305,6 +379,11 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         acks.len() >= 1000,
         "the producers made progress: {}",
         acks.len()
+    );
+    let java_acked = acks.iter().filter(|a| a.value.starts_with('j')).count();
+    assert!(
+        java_acked > 100,
+        "the Java producer made progress: {java_acked}"
     );
     // Read everything back, by offset.
     let ends: BTreeMap<i32, i64> = acks.iter().fold(BTreeMap::new(), |mut m, a| {
@@ -364,14 +443,14 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         wrong.len(),
         &wrong[..wrong.len().min(10)]
     );
-    // The idempotent stream holds each value once; the other may hold retried duplicates.
+    // The idempotent streams hold each value once; the other may hold retried duplicates.
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for v in stored.values() {
         *counts.entry(v.as_str()).or_default() += 1;
     }
     let twice: Vec<&&str> = counts
         .iter()
-        .filter(|(v, n)| v.starts_with('i') && **n > 1)
+        .filter(|(v, n)| (v.starts_with('i') || v.starts_with('j')) && **n > 1)
         .map(|(v, _)| v)
         .take(10)
         .collect();
@@ -398,7 +477,7 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
     // Healed, the three replicas of each partition are the same bytes.
     common::cluster::wait_replicas_identical(&c, TOPIC, 3, "replicas differ once healed");
     eprintln!(
-        "{rounds} rounds ({} kills, {} pauses): {} acknowledged, {} records stored, none lost, none at a wrong offset, idempotent none twice, non-idempotent {dup_plain} retried duplicates; group committed {:?}",
+        "{rounds} rounds ({} kills, {} pauses): {} acknowledged ({java_acked} of {java_sent} sent by the Java client), {} records stored, none lost, none at a wrong offset, idempotent none twice, non-idempotent {dup_plain} retried duplicates; group committed {:?}",
         kills.len(),
         pauses.len(),
         acks.len(),

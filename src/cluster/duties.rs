@@ -21,8 +21,10 @@ const DEAD_AFTER: Duration = Duration::from_millis(300);
 const REFUSED_FOR: Duration = Duration::from_millis(200);
 
 impl Node {
-    /// On the controller: fences nodes silent for a session timeout. Returns since when this
-    /// node has led (every node gets a full session timeout after a leadership change).
+    /// On the controller: fences nodes silent for a session timeout, or silent briefly while
+    /// their listener refuses connections. Returns since when this node has led (every
+    /// node, and every new incarnation from when it is first seen, gets a full session
+    /// timeout of grace).
     pub(super) async fn fence_silent_nodes(&self, led_since: Option<Instant>) -> Option<Instant> {
         if !self.ctl.leads() {
             if let Ok(mut seen) = self.ctl.seen.lock() {
@@ -40,7 +42,16 @@ impl Node {
         let silent: Vec<(NodeId, u64, &str)> = {
             let image = self.ctl.view.get();
             let seen = match self.ctl.seen.lock() {
-                Ok(s) => s.clone(),
+                Ok(mut s) => {
+                    // An incarnation not heard from yet is timed from now.
+                    for n in image.image.nodes.values() {
+                        let id = n.registration.id;
+                        if s.get(&id).is_none_or(|(e, _)| *e != n.epoch) {
+                            s.insert(id, (n.epoch, Instant::now().max(since)));
+                        }
+                    }
+                    s.clone()
+                }
                 Err(_) => return Some(since),
             };
             image
@@ -50,10 +61,7 @@ impl Node {
                 .filter(|n| !n.fenced)
                 .filter_map(|n| {
                     let id = n.registration.id;
-                    let last = seen
-                        .get(&id)
-                        .filter(|(e, _)| *e == n.epoch)
-                        .map_or(since, |(_, t)| (*t).max(since));
+                    let last = seen.get(&id).map_or(since, |(_, t)| (*t).max(since));
                     let silent = last.elapsed();
                     let refused = self.ctl.refusals.refused_for(id);
                     if silent > timeout {

@@ -106,6 +106,11 @@ impl Refusals {
         }
     }
 
+    /// Forgets `node`'s refusals: it showed signs of life (registered, heartbeated).
+    pub fn forget(&self, node: NodeId) {
+        self.note(node, false);
+    }
+
     /// How long `node` has refused connections, if it does.
     pub fn refused_for(&self, node: NodeId) -> Option<Duration> {
         let m = self.0.lock().ok()?;

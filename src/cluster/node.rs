@@ -184,6 +184,10 @@ type SharedPeer = Arc<tokio::sync::Mutex<Peer>>;
 
 impl net::Controller for Ctl {
     async fn propose(&self, cmd: Command, forward: bool) -> Result<(Outcome, u64), String> {
+        if let Command::Register(reg) = &cmd {
+            // A new incarnation: refusals its previous process left are stale.
+            self.refusals.forget(reg.id);
+        }
         match self.raft.client_write(cmd.clone()).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_id {
@@ -207,6 +211,7 @@ impl net::Controller for Ctl {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(id, (epoch, Instant::now()));
         }
+        self.refusals.forget(id);
         let fenced = self
             .view
             .get()

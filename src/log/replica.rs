@@ -59,6 +59,24 @@ impl Log {
             .map(|e| e.start_offset)
     }
 
+    /// Bytes of the log from `offset` to its written end (a follower's lag in bytes), from
+    /// the in-memory indexes: exact to within one index interval, no I/O.
+    pub fn bytes_from(&self, offset: i64) -> u64 {
+        let st = self.inner.state.borrow();
+        st.segments
+            .iter()
+            .filter(|s| s.next_offset > offset)
+            .map(|s| {
+                if offset <= s.base_offset {
+                    s.size
+                } else {
+                    let rel = (offset - s.base_offset).min(i64::from(u32::MAX)) as u32;
+                    s.size.saturating_sub(u64::from(s.index.lookup(rel)))
+                }
+            })
+            .sum()
+    }
+
     /// The next offset an append gets (written or queued).
     pub fn log_end_offset(&self) -> i64 {
         self.inner.state.borrow().next_offset

@@ -287,3 +287,33 @@ fn a_reset_replica_starts_empty_at_the_leaders_log_start() {
         assert_eq!(epochs_in(&read_all(&log, 40).await), vec![(40, 5)]);
     });
 }
+
+#[test]
+fn bytes_from_counts_the_log_after_an_offset_across_segments() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(&path, cfg).await.expect("open");
+        let mut sizes = Vec::new();
+        for i in 0..40 {
+            let b = make_batch(0, 1, i, 300);
+            sizes.push(b.len() as u64);
+            log.append(&b).await.expect("append");
+        }
+        assert!(log.segment_count() > 2, "several segments");
+        let total: u64 = sizes.iter().sum();
+        assert_eq!(log.bytes_from(0), total);
+        assert_eq!(log.bytes_from(40), 0);
+        assert_eq!(log.bytes_from(99), 0);
+        // Every batch is indexed here: exact at every batch boundary.
+        for k in [1usize, 13, 25, 39] {
+            let after: u64 = sizes[k..].iter().sum();
+            assert_eq!(log.bytes_from(k as i64), after, "from offset {k}");
+        }
+    });
+}

@@ -41,6 +41,9 @@ pub struct Stats {
     pub isr_shrinks: u64,
     pub isr_expands: u64,
     pub max_lag: u64,
+    /// The largest lag in bytes, and in time since a follower last had everything (ms).
+    pub max_lag_bytes: u64,
+    pub max_lag_ms: u64,
     pub fetched_bytes: u64,
 }
 
@@ -125,12 +128,15 @@ impl ShardReplication {
 /// The shard's replication figures now: its counters and its followers' largest lag.
 pub fn stats(shard: &crate::broker::shard::Shard) -> Stats {
     let mut s = shard.replication.stats.get();
+    let now = crate::log::now_ms();
     let progress = shard.replication.progress.borrow();
     for ((topic, p), followers) in progress.iter() {
         if let Some(log) = shard.log(topic, *p) {
             let end = log.written_end();
-            for f in followers.values() {
-                s.max_lag = s.max_lag.max((end - f.log_end).max(0) as u64);
+            for f in followers.values().filter(|f| f.log_end < end) {
+                s.max_lag = s.max_lag.max((end - f.log_end) as u64);
+                s.max_lag_bytes = s.max_lag_bytes.max(log.bytes_from(f.log_end));
+                s.max_lag_ms = s.max_lag_ms.max((now - f.caught_up_ms).max(0) as u64);
             }
         }
     }

@@ -489,6 +489,7 @@ pub fn producer_batch(
 /// Wire-level helpers: raw requests through the admin client.
 #[allow(dead_code)]
 pub mod cluster;
+pub mod java;
 
 pub mod wire {
     use bytes::Bytes;
