@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: kcat (Debian) and
+# Installs what the test suite needs beyond the Rust toolchain: kcat and iproute2 (Debian),
 # confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
 # (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
 # shigawire-apache-flink-libraries into target/java-clients), cargo-nextest as the test
@@ -12,6 +12,12 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 if ! command -v kcat >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+# iproute2 (`ip`): the network-partition test cuts a node off with a network namespace.
+if ! command -v ip >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iproute2 >/dev/null
 fi
 
 if ! command -v javac >/dev/null 2>&1; then

@@ -17,6 +17,10 @@ pub struct Broker {
     extra: Vec<String>,
     /// `ulimit -n` for the broker process.
     pub nofile: Option<u64>,
+    /// The address it listens on (127.0.0.1 unless started in a network namespace).
+    pub host: String,
+    /// A command the broker is started through (e.g. `ip netns exec NAME`).
+    wrap: Vec<String>,
 }
 
 fn ports_free(base: u16, n: usize) -> bool {
@@ -82,12 +86,42 @@ impl Broker {
         }
         let mut b = Broker {
             port: 0,
+            host: "127.0.0.1".to_string(),
+            wrap: Vec::new(),
             cores,
             dir,
             child: None,
             log,
             extra,
             nofile,
+        };
+        b.launch();
+        b
+    }
+
+    /// Starts a broker listening on `host` (its Kafka, metrics and, in `toml`, controller
+    /// listeners), started through `wrap` (e.g. `ip netns exec NAME`) if not empty.
+    pub fn start_at(host: &str, wrap: &[&str], cores: usize, toml: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("broker.log");
+        let path = dir.path().join("shardlog.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let metrics = format!("{host}:0");
+        let mut b = Broker {
+            port: 0,
+            cores,
+            dir,
+            child: None,
+            log,
+            extra: vec![
+                "--config".to_string(),
+                path.display().to_string(),
+                "--metrics-listen".to_string(),
+                metrics,
+            ],
+            nofile: None,
+            host: host.to_string(),
+            wrap: wrap.iter().map(|s| s.to_string()).collect(),
         };
         b.launch();
         b
@@ -108,13 +142,20 @@ impl Broker {
             if self.port == 0 || !ports_free(self.port, self.cores) {
                 self.port = pick_port(self.cores);
             }
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+            let mut cmd = match self.wrap.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(env!("CARGO_BIN_EXE_shardlog"));
+                    c
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
+            };
             if let Some(n) = self.nofile {
                 limit_nofile(&mut cmd, n);
             }
             let mut child = cmd
                 .args(["serve", "--listen"])
-                .arg(format!("127.0.0.1:{}", self.port))
+                .arg(format!("{}:{}", self.host, self.port))
                 .args(if self.extra.iter().any(|a| a == "--data-dir") {
                     Vec::new()
                 } else {
@@ -169,7 +210,7 @@ impl Broker {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The broker's log so far. Lines reach the file through a copying thread, after the
