@@ -1,12 +1,13 @@
 //! Faults under load, checked like Jepsen checks a log. While three acks=all producers
 //! (librdkafka idempotent and not, the Java client idempotent) write numbered streams to a
-//! three-replica topic
-//! (`min.insync.replicas=2`) and a consumer group reads it and commits, the node leading a
+//! three-replica topic (`min.insync.replicas=2`) and a consumer group reads it and
+//! commits, the node leading a
 //! partition is killed (`kill -9`) or paused (SIGSTOP) and brought back, one round at a
 //! time. Afterwards: every acknowledged record is at the offset it was acknowledged at,
 //! with its content; no offset ever held two records; the idempotent stream holds nothing
 //! twice; the group's committed offsets are at least what it last committed; the replicas'
-//! logs are identical byte for byte. `SHARDLOG_CHAOS_ROUNDS` sets the rounds (default 20).
+//! logs are identical byte for byte. `SHARDLOG_CHAOS_ROUNDS` sets the kill rounds (default
+//! 20; a pause round follows every third).
 
 mod common;
 
@@ -252,6 +253,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 #[test]
 fn acknowledged_records_survive_killed_and_paused_nodes() {
+    // Kill rounds (a pause round follows every third).
     let rounds: usize = std::env::var("SHARDLOG_CHAOS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -291,7 +293,17 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
     // (when, partitions the victim led, whether it was the controller)
     let mut kills: Vec<(Instant, Vec<i32>, bool)> = Vec::new();
     let mut pauses: Vec<(Instant, Vec<i32>, bool)> = Vec::new();
-    for round in 0..rounds {
+    // Every third kill is followed by a pause.
+    let faults: Vec<bool> = (0..rounds)
+        .flat_map(|k| {
+            if k % 3 == 2 {
+                vec![false, true]
+            } else {
+                vec![false]
+            }
+        })
+        .collect();
+    for (round, pause) in faults.into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(1500));
         // The victim leads at least one partition.
         let view = c.view(0).expect("view");
@@ -304,7 +316,6 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
             .filter(|p| led[*p as usize].1 == Some(node))
             .collect();
         let controller = view["controller"].as_u64() == Some(node);
-        let pause = pick.next(3) == 0;
         eprintln!(
             "round {round}: {} node {node}, leader of {its:?} ({} acknowledged so far)",
             if pause { "pausing" } else { "killing" },
@@ -477,7 +488,8 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
     // Healed, the three replicas of each partition are the same bytes.
     common::cluster::wait_replicas_identical(&c, TOPIC, 3, "replicas differ once healed");
     eprintln!(
-        "{rounds} rounds ({} kills, {} pauses): {} acknowledged ({java_acked} of {java_sent} sent by the Java client), {} records stored, none lost, none at a wrong offset, idempotent none twice, non-idempotent {dup_plain} retried duplicates; group committed {:?}",
+        "{} rounds ({} kills, {} pauses): {} acknowledged ({java_acked} of {java_sent} sent by the Java client), {} records stored, none lost, none at a wrong offset, idempotent none twice, non-idempotent {dup_plain} retried duplicates; group committed {:?}",
+        kills.len() + pauses.len(),
         kills.len(),
         pauses.len(),
         acks.len(),
