@@ -177,6 +177,7 @@ impl JavaWriter {
                         }
                     }
                     ["done", n] => return n.parse().ok(),
+                    ["err", ..] => eprintln!("Java producer: {line}"),
                     _ => {}
                 }
             }

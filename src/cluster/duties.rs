@@ -17,7 +17,7 @@ use super::state::{Command, NodeId};
 /// A node silent this long (no heartbeat, or none since this controller took over) whose
 /// controller listener has refused connections for [`REFUSED_FOR`] is fenced before its
 /// session times out: no process listens there.
-const DEAD_AFTER: Duration = Duration::from_millis(300);
+const DEAD_AFTER: Duration = Duration::from_millis(100);
 const REFUSED_FOR: Duration = Duration::from_millis(200);
 
 impl Node {

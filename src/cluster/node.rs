@@ -26,7 +26,7 @@ use super::{ClusterConfig, ClusterView, Raft};
 /// How long a proposal or heartbeat sent to the controller may take.
 pub(super) const CALL_DEADLINE: Duration = Duration::from_secs(3);
 /// How often the controller checks for silent nodes.
-const FENCE_CHECK: Duration = Duration::from_millis(250);
+const FENCE_CHECK: Duration = Duration::from_millis(100);
 /// How often the controller moves leadership back to preferred replicas that are in sync
 /// (Kafka's `auto.leader.rebalance.enable`, checked every 300 s there; sooner here, as it
 /// is one committed command per partition and the ISR already proved the replica current).

@@ -1,5 +1,6 @@
 // Writes numbered values with the Java client's idempotent acks=all producer until its
-// standard input closes, printing every acknowledgement as "ack PARTITION OFFSET VALUE";
+// standard input closes, printing every acknowledgement as "ack PARTITION OFFSET VALUE" and
+// every failed send as "err VALUE EXCEPTION";
 // then flushes and prints "done SENT". Used by the replication chaos test.
 //
 // java ChaosProducer BOOTSTRAP TOPIC PREFIX
@@ -42,9 +43,11 @@ public class ChaosProducer {
             while (!stop.get()) {
                 String v = String.format("%s%09d", prefix, sent);
                 p.send(new ProducerRecord<>(topic, v, v), (md, e) -> {
-                    if (e == null) {
-                        synchronized (out) {
+                    synchronized (out) {
+                        if (e == null) {
                             out.println("ack " + md.partition() + " " + md.offset() + " " + v);
+                        } else {
+                            out.println("err " + v + " " + e.getClass().getSimpleName() + ": " + e.getMessage());
                         }
                     }
                 });
