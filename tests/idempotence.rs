@@ -127,19 +127,17 @@ fn replayed_batches_are_stored_once_and_sequence_errors_are_reported() {
         45,
         "OUT_OF_ORDER_SEQUENCE_NUMBER"
     );
-    // A producer the partition has never seen, not starting at 0.
+    // A producer the partition keeps no state for is taken at any sequence (as Kafka since
+    // 2.5: its state expired, or a new leader never saw it), and tracked from there.
     let stranger = producer_batch(&[b"x"], 1, pid2 + 1000, 0, 5);
-    assert_eq!(
-        produce(&mut c, "replay", 0, stranger).0,
-        59,
-        "UNKNOWN_PRODUCER_ID"
-    );
+    assert_eq!(produce(&mut c, "replay", 0, stranger.clone()), (0, 3));
+    assert_eq!(produce(&mut c, "replay", 0, stranger), (0, 3), "its retry");
 
     // Epoch bump (KIP-360): same id, epoch 1; epoch 0 is now fenced.
     let (err, same, bumped) = init_producer_id(&mut c, Some((pid, 0)));
     assert_eq!((err, same, bumped), (0, pid, 1));
     let e1 = producer_batch(&[b"d"], 1, pid, 1, 0);
-    assert_eq!(produce(&mut c, "replay", 0, e1.clone()), (0, 3));
+    assert_eq!(produce(&mut c, "replay", 0, e1.clone()), (0, 4));
     let stale = producer_batch(&[b"e"], 1, pid, 0, 3);
     assert_eq!(
         produce(&mut c, "replay", 0, stale).0,
@@ -150,15 +148,15 @@ fn replayed_batches_are_stored_once_and_sequence_errors_are_reported() {
     // After a clean restart the retry is still recognised.
     b.restart();
     let mut c = Client::connect(&b.bootstrap()).expect("connect");
-    assert_eq!(produce(&mut c, "replay", 0, e1.clone()), (0, 3));
+    assert_eq!(produce(&mut c, "replay", 0, e1.clone()), (0, 4));
     let e1b = producer_batch(&[b"f"], 1, pid, 1, 1);
-    assert_eq!(produce(&mut c, "replay", 0, e1b.clone()), (0, 4));
+    assert_eq!(produce(&mut c, "replay", 0, e1b.clone()), (0, 5));
     // And after a crash (no snapshot at shutdown).
     b.kill();
     b.start_again();
     let mut c = Client::connect(&b.bootstrap()).expect("connect");
-    assert_eq!(produce(&mut c, "replay", 0, e1b), (0, 4));
-    assert_eq!(latest(&mut c, "replay", 0), 5);
+    assert_eq!(produce(&mut c, "replay", 0, e1b), (0, 5));
+    assert_eq!(latest(&mut c, "replay", 0), 6);
     // Producer ids stay unique across restarts.
     let (_, pid3, _) = init_producer_id(&mut c, None);
     assert!(pid3 > pid2, "{pid3} after {pid2}");

@@ -45,7 +45,6 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Records(RecordError::Invalid { .. }) => INVALID_RECORD,
         LogError::Sequence(SequenceError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Sequence(SequenceError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
-        LogError::Sequence(SequenceError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
         LogError::TooLarge { .. } => MESSAGE_TOO_LARGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         // A follower's fetch that does not continue its log: it fetches again from its end.

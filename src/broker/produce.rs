@@ -55,6 +55,15 @@ fn failed(slot: usize, error: i16) -> PartProduceResult {
     }
 }
 
+/// A failed append to a partition this shard holds: the error with the log's start offset
+/// (a Java producer retries a sequence error without one until its delivery timeout).
+fn failed_in(slot: usize, error: i16, log: Option<&crate::log::Log>) -> PartProduceResult {
+    PartProduceResult {
+        log_start_offset: log.map_or(-1, |l| l.log_start_offset()),
+        ..failed(slot, error)
+    }
+}
+
 /// A partition's append on this shard after its first half ([`enqueue_local`]).
 pub struct LocalPending {
     slot: usize,
@@ -118,7 +127,9 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
         async move {
             let (log, queued) = match p.state {
                 Ok(x) => x,
-                Err(code) => return failed(p.slot, code),
+                Err(code) => {
+                    return failed_in(p.slot, code, shard.log(&p.topic, p.partition).as_ref())
+                }
             };
             match log.finish(queued).await {
                 Ok(info) => {
@@ -136,7 +147,7 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
                     )
                     .await;
                     if code != errors::NONE {
-                        return failed(p.slot, code);
+                        return failed_in(p.slot, code, Some(&log));
                     }
                     shard.metrics.record_in(
                         &p.topic,
@@ -152,7 +163,7 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
                 }
                 Err(e) => {
                     warn!(topic = %p.topic, partition = p.partition, "produce failed: {e}");
-                    failed(p.slot, log_error_code(&e))
+                    failed_in(p.slot, log_error_code(&e), Some(&log))
                 }
             }
         }

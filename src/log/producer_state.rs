@@ -24,10 +24,6 @@ pub enum SequenceError {
     InvalidEpoch { pid: i64, got: i16, current: i16 },
     #[error("producer {pid}: sequence {got}, expected {expected}")]
     OutOfOrder { pid: i64, got: i32, expected: i32 },
-    #[error(
-        "producer {pid} is unknown here and its batch does not start at sequence 0 (got {got})"
-    )]
-    UnknownProducer { pid: i64, got: i32 },
 }
 
 /// One remembered batch.
@@ -93,12 +89,12 @@ impl ProducerState {
         let pid = h.producer_id;
         let first = h.base_sequence;
         let last = last_seq_of(h);
+        // A producer with no state here is taken at any sequence, as Kafka (since 2.5,
+        // KIP-360) does: its state went with retention or DeleteRecords, or this replica
+        // became leader without ever seeing it. Refusing it (UNKNOWN_PRODUCER_ID) leaves
+        // clients retrying or bumping their epoch until their delivery timeout.
         let Some(e) = self.producers.get(&pid) else {
-            return if first == 0 {
-                Ok(Verdict::Append)
-            } else {
-                Err(SequenceError::UnknownProducer { pid, got: first })
-            };
+            return Ok(Verdict::Append);
         };
         if h.producer_epoch < e.epoch {
             return Err(SequenceError::InvalidEpoch {
@@ -303,10 +299,7 @@ mod tests {
     #[test]
     fn sequence_rules() {
         let mut s = ProducerState::default();
-        assert_eq!(
-            s.check(&header(7, 0, 3, 1, 0)),
-            Err(SequenceError::UnknownProducer { pid: 7, got: 3 })
-        );
+        assert_eq!(s.check(&header(9, 0, 3, 1, 0)), Ok(Verdict::Append));
         let h0 = header(7, 0, 0, 5, 0);
         assert_eq!(s.check(&h0), Ok(Verdict::Append));
         s.record(&h0, 1);
