@@ -161,6 +161,7 @@ impl JavaWriter {
         let stdout = child.stdout.take().expect("stdout");
         let lines = std::thread::spawn(move || {
             let mut failed = 0;
+            let mut infos = std::collections::VecDeque::new();
             // Bounded by the program's output, which ends when it exits.
             for line in std::io::BufReader::new(stdout)
                 .lines()
@@ -178,7 +179,20 @@ impl JavaWriter {
                             });
                         }
                     }
-                    ["done", n] => return (n.parse().ok(), failed),
+                    ["done", n] => {
+                        if failed > 0 {
+                            for l in &infos {
+                                eprintln!("Java producer: {l}");
+                            }
+                        }
+                        return (n.parse().ok(), failed);
+                    }
+                    ["info", ..] => {
+                        if infos.len() == 40 {
+                            infos.pop_front();
+                        }
+                        infos.push_back(line.clone());
+                    }
                     ["err", ..] => {
                         failed += 1;
                         if failed <= 20 {
@@ -326,7 +340,10 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
             .collect();
         let controller = view["controller"].as_u64() == Some(node);
         eprintln!(
-            "round {round}: {} node {node}, leader of {its:?} ({} acknowledged so far)",
+            "round {round} at {} ms: {} node {node}, leader of {its:?} ({} acknowledged so far)",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
             if pause { "pausing" } else { "killing" },
             acks.lock().expect("lock").len()
         );
@@ -512,6 +529,19 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
         .iter()
         .filter(|(v, n)| v.starts_with('n') && **n > 1)
         .count();
+
+    // For the record: leaders that met a producer they had no state for (taken at its
+    // sequence, as Kafka does; each one is worth explaining).
+    for (i, n) in c.nodes.iter().enumerate() {
+        for l in n
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("has no state for is taken at its sequence"))
+            .take(5)
+        {
+            eprintln!("node {}: {l}", i + 1);
+        }
+    }
 
     // The group's offsets survived every fault.
     let committed = committed_offsets(&c.nodes[1]);

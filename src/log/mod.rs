@@ -511,9 +511,24 @@ impl Log {
             return Err(LogError::MultipleIdempotentBatches);
         }
         if idempotent {
-            let verdict = self.inner.state.borrow().producers.check(&headers[0].1)?;
+            let h = &headers[0].1;
+            let (verdict, known) = {
+                let st = self.inner.state.borrow();
+                (
+                    st.producers.check(h)?,
+                    st.producers.get(h.producer_id).is_some(),
+                )
+            };
             if let Verdict::Duplicate(rec) = verdict {
-                return Ok(Enqueued::Duplicate(headers[0].1.producer_id, rec));
+                return Ok(Enqueued::Duplicate(h.producer_id, rec));
+            }
+            if !known && h.base_sequence != 0 {
+                // Once per producer and partition: tracked from here on.
+                info!(
+                    dir = %self.inner.dir.display(), producer = h.producer_id,
+                    sequence = h.base_sequence,
+                    "a producer this partition has no state for is taken at its sequence"
+                );
             }
         }
         let now = if idempotent { now_ms() } else { 0 };

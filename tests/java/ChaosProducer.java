@@ -27,6 +27,7 @@ public class ChaosProducer {
         pp.put("value.serializer", StringSerializer.class.getName());
         PrintStream out = System.out;
         AtomicBoolean stop = new AtomicBoolean(false);
+
         Thread watcher = new Thread(() -> {
             try {
                 while (System.in.read() >= 0) {
@@ -40,6 +41,24 @@ public class ChaosProducer {
         watcher.start();
         long sent = 0;
         try (KafkaProducer<String, String> p = new KafkaProducer<>(pp)) {
+            final KafkaProducer<String, String> producer = p;
+            Thread leaders = new Thread(() -> {
+                // Every 2 s: where the client thinks each partition's leader is (printed by
+                // the test when sends failed).
+                try {
+                    while (!stop.get()) {
+                        Thread.sleep(2000);
+                        String l = "info " + System.currentTimeMillis() + " leaders " + producer.partitionsFor(topic);
+                        synchronized (out) {
+                            out.println(l.replace('\n', ' '));
+                        }
+                    }
+                } catch (Exception e) {
+                    // stop
+                }
+            });
+            leaders.setDaemon(true);
+            leaders.start();
             while (!stop.get()) {
                 String v = String.format("%s%09d", prefix, sent);
                 p.send(new ProducerRecord<>(topic, v, v), (md, e) -> {
