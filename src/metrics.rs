@@ -45,6 +45,9 @@ pub struct ShardMetrics {
     pub idle_closed: Cell<u64>,
     io_reads: Cell<(u64, u64)>,
     io_writes: Cell<(u64, u64)>,
+    /// Partitions of Produce responses answered with an error, by error code (a few dozen
+    /// codes at most).
+    produce_errors: RefCell<BTreeMap<i16, u64>>,
 }
 
 impl ShardMetrics {
@@ -88,6 +91,11 @@ impl ShardMetrics {
         });
     }
 
+    /// Counts a partition of a Produce response answered with `code` (not NONE).
+    pub fn record_produce_error(&self, code: i16) {
+        *self.produce_errors.borrow_mut().entry(code).or_default() += 1;
+    }
+
     /// Adds the I/O counts the runtime reports since the last call (ops, bytes).
     pub fn add_io(&self, reads: (u64, u64), writes: (u64, u64)) {
         let (r, w) = (self.io_reads.get(), self.io_writes.get());
@@ -115,6 +123,12 @@ impl ShardMetrics {
             idle_closed: self.idle_closed.get(),
             io_reads: self.io_reads.get(),
             io_writes: self.io_writes.get(),
+            produce_errors: self
+                .produce_errors
+                .borrow()
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
             ..Snapshot::default()
         }
     }
@@ -149,6 +163,8 @@ pub struct Snapshot {
     pub storage: (u64, bool),
     pub io_reads: (u64, u64),
     pub io_writes: (u64, u64),
+    /// (error code, partitions answered with it) of Produce responses.
+    pub produce_errors: Vec<(i16, u64)>,
     pub producers_tracked: usize,
     /// (fsyncs, total microseconds)
     pub fsyncs: (u64, u64),
@@ -210,6 +226,19 @@ pub fn render(shards: &[Snapshot]) -> String {
         w(format!(
             "shardlog_request_errors_total{{api=\"{n}\"}} {}",
             a.errors
+        ));
+    }
+    let mut produce_errors: BTreeMap<i16, u64> = BTreeMap::new();
+    for s in shards {
+        for (code, n) in &s.produce_errors {
+            *produce_errors.entry(*code).or_default() += n;
+        }
+    }
+    w("# HELP shardlog_produce_partition_errors_total Partitions of Produce responses answered with an error, by Kafka error code.".into());
+    w("# TYPE shardlog_produce_partition_errors_total counter".into());
+    for (code, n) in &produce_errors {
+        w(format!(
+            "shardlog_produce_partition_errors_total{{error=\"{code}\"}} {n}"
         ));
     }
     w("# HELP shardlog_request_duration_seconds Time from a request's decode to its response, by API (hdrhistogram per shard, merged).".into());

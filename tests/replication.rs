@@ -386,6 +386,15 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_once_caught_up() {
             >= 1.0,
         "{strict_metrics}"
     );
+    assert!(
+        common::metric_sample(
+            &strict_metrics,
+            "shardlog_produce_partition_errors_total{error=\"19\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "the refusal is counted: {strict_metrics}"
+    );
     let more: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(
         produce_all(&c.nodes[others[0]].bootstrap(), "lag", &more).len(),

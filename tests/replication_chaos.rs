@@ -523,6 +523,15 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
             {
                 eprintln!("node {}: {l}", i + 1);
             }
+            if let Some(addr) = n.metrics_addr() {
+                let m = common::http_get(&addr, "/metrics").1;
+                for l in m
+                    .lines()
+                    .filter(|l| l.starts_with("shardlog_produce_partition_errors_total"))
+                {
+                    eprintln!("node {}: {l}", i + 1);
+                }
+            }
         }
     }
     let dup_plain = counts

@@ -341,6 +341,9 @@ pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
             let mut p = PartitionProduceResponse::default();
             p.index = index;
             p.error_code = r.error;
+            if r.error != errors::NONE {
+                shard.metrics.record_produce_error(r.error);
+            }
             p.base_offset = r.base_offset;
             p.log_append_time_ms = -1;
             p.log_start_offset = r.log_start_offset;
