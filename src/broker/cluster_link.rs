@@ -416,15 +416,7 @@ pub fn request_group_placement(shard: &Rc<Shard>) {
     let shard = shard.clone();
     crate::runtime::spawn_local(async move {
         // `offsets.topic.replication.factor`, as far as the live nodes allow.
-        let live = shard
-            .cluster
-            .get()
-            .image
-            .nodes
-            .values()
-            .filter(|n| !n.fenced && !n.draining)
-            .count()
-            .max(1);
+        let live = shard.cluster.get().image.placeable_nodes().count().max(1);
         let rf = shard.cfg.offsets_replication_factor.min(live);
         let r = create(
             &shard,

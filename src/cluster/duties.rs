@@ -41,28 +41,24 @@ impl Node {
         let dead_after = DEAD_AFTER.min(timeout);
         let silent: Vec<(NodeId, u64, &str)> = {
             let image = self.ctl.view.get();
-            let seen = match self.ctl.seen.lock() {
-                Ok(mut s) => {
-                    // An incarnation not heard from yet is timed from now.
-                    for n in image.image.nodes.values() {
-                        let id = n.registration.id;
-                        if s.get(&id).is_none_or(|(e, _)| *e != n.epoch) {
-                            s.insert(id, (n.epoch, Instant::now().max(since)));
-                        }
-                    }
-                    s.clone()
-                }
-                Err(_) => return Some(since),
+            let Ok(mut seen) = self.ctl.seen.lock() else {
+                return Some(since);
             };
             image
                 .image
-                .nodes
-                .values()
-                .filter(|n| !n.fenced)
+                .live_nodes()
                 .filter_map(|n| {
                     let id = n.registration.id;
-                    let last = seen.get(&id).map_or(since, |(_, t)| (*t).max(since));
-                    let silent = last.elapsed();
+                    // An incarnation not heard from yet is timed from now.
+                    let (_, heard) = *seen
+                        .entry(id)
+                        .and_modify(|e| {
+                            if e.0 != n.epoch {
+                                *e = (n.epoch, Instant::now());
+                            }
+                        })
+                        .or_insert_with(|| (n.epoch, Instant::now()));
+                    let silent = heard.max(since).elapsed();
                     let refused = self.ctl.refusals.refused_for(id);
                     if silent > timeout {
                         Some((id, n.epoch, "no heartbeat within the session timeout"))

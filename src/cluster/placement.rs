@@ -71,8 +71,7 @@ impl Image {
         per_shard_limit: usize,
     ) -> Result<Vec<PartitionRecord>, PlaceError> {
         let eligible: Vec<(NodeId, String, u16)> = self
-            .live_nodes()
-            .filter(|n| !n.draining)
+            .placeable_nodes()
             .map(|n| {
                 (
                     n.registration.id,

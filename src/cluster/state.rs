@@ -411,6 +411,11 @@ impl Image {
     pub fn live_nodes(&self) -> impl Iterator<Item = &NodeRecord> {
         self.nodes.values().filter(|n| !n.fenced)
     }
+
+    /// Nodes new replicas may go to: live and not draining.
+    pub fn placeable_nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.live_nodes().filter(|n| !n.draining)
+    }
 }
 
 #[cfg(test)]

@@ -21,18 +21,22 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A shard's side of the seam (weak: the coordinator lives inside the shard).
 pub struct ShardReplicator(pub Weak<Shard>);
 
+/// Whether `shard` leads offsets partition `partition` at `epoch`.
+fn leads(shard: &Shard, partition: i32, epoch: i32) -> bool {
+    let cat = shard.catalog();
+    cat.locate(OFFSETS_TOPIC, partition, shard.nshards) == Some(shard.id)
+        && cat
+            .place(OFFSETS_TOPIC, partition)
+            .is_some_and(|p| p.leader_epoch == epoch)
+}
+
 impl Replicator for ShardReplicator {
     fn check(&self, partition: i32, epoch: i32) -> Result<(), i16> {
         let shard = self.0.upgrade().ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
-        let cat = shard.catalog();
-        let leads = cat.locate(OFFSETS_TOPIC, partition, shard.nshards) == Some(shard.id)
-            && cat
-                .place(OFFSETS_TOPIC, partition)
-                .is_some_and(|p| p.leader_epoch == epoch);
-        if !leads {
+        if !leads(&shard, partition, epoch) {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
-        leader::check_insync(&cat, OFFSETS_TOPIC, partition)
+        leader::check_insync(&shard.catalog(), OFFSETS_TOPIC, partition)
     }
 
     fn wait(
@@ -45,13 +49,11 @@ impl Replicator for ShardReplicator {
             let shard = self.0.upgrade().ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
             // Followers long-polling for this partition take the batch now.
             shard.data_arrived.notify_all();
-            self.check(partition, epoch).or_else(|e| match e {
-                // Appended already: the ISR may still take it.
-                errors::NOT_ENOUGH_REPLICAS => Ok(()),
-                e => Err(e),
-            })?;
+            // Appended already: only leadership matters now (a short ISR may still grow;
+            // the wait below answers NOT_ENOUGH_REPLICAS_AFTER_APPEND if it does not).
             let log = shard
                 .log(OFFSETS_TOPIC, partition)
+                .filter(|_| leads(&shard, partition, epoch))
                 .ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
             let code = leader::await_replicated(
                 &shard,
