@@ -27,6 +27,7 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const POLICY_VIOLATION: i16 = 44;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const UNKNOWN_PRODUCER_ID: i16 = 59;
@@ -44,6 +45,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Records(RecordError::Corrupt(_)) => CORRUPT_MESSAGE,
         LogError::Records(RecordError::Invalid { .. }) => INVALID_RECORD,
         LogError::Sequence(SequenceError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::Sequence(SequenceError::Duplicate { .. }) => DUPLICATE_SEQUENCE_NUMBER,
         LogError::Sequence(SequenceError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         LogError::TooLarge { .. } => MESSAGE_TOO_LARGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,

@@ -17,7 +17,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::catalog;
 use super::errors::{self, log_error_code};
@@ -101,8 +101,14 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
             match log.enqueue(records, p.durable).await {
                 Ok(q) => Ok((log, q)),
                 Err(e) => {
-                    warn!(topic = %p.topic, partition = p.partition, "produce refused: {e}");
-                    Err(log_error_code(&e))
+                    let code = log_error_code(&e);
+                    if code == errors::DUPLICATE_SEQUENCE_NUMBER {
+                        // A late retry of batches already written: normal after a failover.
+                        info!(topic = %p.topic, partition = p.partition, "retry of a written batch: {e}");
+                    } else {
+                        warn!(topic = %p.topic, partition = p.partition, "produce refused: {e}");
+                    }
+                    Err(code)
                 }
             }
         }

@@ -1,6 +1,9 @@
-//! Idempotent-producer state of one partition (KIP-98): for each producer id, its epoch and
-//! the sequence and offset ranges of its last five batches, so a retried batch is answered
-//! with its first offsets instead of being written twice.
+//! Idempotent-producer state of one partition (KIP-98): for each producer id, its epoch, the
+//! first sequence of that epoch this log holds, and the sequence and offset ranges of its
+//! last [`BATCHES_KEPT`] batches, so a retried batch is answered with its first offsets
+//! instead of being written twice. A retry older than those (possible after a leader change:
+//! a client may send new batches to the new leader while older ones still wait on the old
+//! one's connection) is answered DUPLICATE_SEQUENCE_NUMBER, which clients take as written.
 //!
 //! Invariants: updated only by the owning shard, in offset order, as batches are queued for
 //! writing; rebuilt on startup from the latest snapshot plus the batches after it; entries of
@@ -12,11 +15,14 @@ use thiserror::Error;
 
 use super::batch::BatchHeader;
 
-/// Batches remembered per producer (Kafka's `max.in.flight.requests.per.connection` bound).
-pub const BATCHES_KEPT: usize = 5;
+/// Batches remembered per producer: Kafka keeps 5 (`max.in.flight.requests.per.connection`),
+/// but a client's in-flight batches of one partition can exceed that across a leader change.
+pub const BATCHES_KEPT: usize = 16;
 /// Default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
-const SNAPSHOT_MAGIC: &[u8; 5] = b"SLPS1";
+const SNAPSHOT_MAGIC: &[u8; 5] = b"SLPS2";
+/// Snapshots from before `since_seq` was kept.
+const SNAPSHOT_MAGIC_V1: &[u8; 5] = b"SLPS1";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SequenceError {
@@ -24,6 +30,9 @@ pub enum SequenceError {
     InvalidEpoch { pid: i64, got: i16, current: i16 },
     #[error("producer {pid}: sequence {got}, expected {expected}")]
     OutOfOrder { pid: i64, got: i32, expected: i32 },
+    /// A retry of batches this log holds but no longer remembers the offsets of.
+    #[error("producer {pid}: sequences {first}..={last} were written already")]
+    Duplicate { pid: i64, first: i32, last: i32 },
 }
 
 /// One remembered batch.
@@ -38,6 +47,9 @@ pub struct BatchRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
+    /// First sequence of this epoch the log holds: every sequence from here to the last
+    /// batch's was written (checked in order as they came).
+    pub since_seq: i32,
     pub batches: VecDeque<BatchRecord>,
     /// Broker wall-clock ms of the last append (for expiration).
     pub last_append_ms: i64,
@@ -123,6 +135,13 @@ impl ProducerState {
             return Ok(Verdict::Duplicate(*dup));
         }
         let expected = e.batches.back().map(|b| next_seq(b.last_seq)).unwrap_or(0);
+        let last_written = e.batches.back().map(|b| b.last_seq);
+        if let Some(lw) = last_written {
+            // Without a wrap in between, a range inside [since, last written] is in the log.
+            if e.since_seq <= first && first <= last && last <= lw {
+                return Err(SequenceError::Duplicate { pid, first, last });
+            }
+        }
         if first != expected {
             return Err(SequenceError::OutOfOrder {
                 pid,
@@ -143,6 +162,7 @@ impl ProducerState {
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
+                since_seq: h.base_sequence,
                 batches: VecDeque::with_capacity(BATCHES_KEPT),
                 last_append_ms: now_ms,
             });
@@ -152,6 +172,7 @@ impl ProducerState {
         }
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
+            e.since_seq = h.base_sequence;
             e.batches.clear();
         }
         if e.batches.len() == BATCHES_KEPT {
@@ -195,6 +216,7 @@ impl ProducerState {
             let e = &self.producers[pid];
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.since_seq.to_be_bytes());
             out.extend_from_slice(&e.last_append_ms.to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
@@ -210,13 +232,17 @@ impl ProducerState {
 
     /// Parses a snapshot; `None` if it is damaged in any way.
     pub fn decode(buf: &[u8]) -> Option<ProducerState> {
-        let body = super::checksum::open(buf, SNAPSHOT_MAGIC)?;
+        let (body, v2) = match super::checksum::open(buf, SNAPSHOT_MAGIC) {
+            Some(b) => (b, true),
+            None => (super::checksum::open(buf, SNAPSHOT_MAGIC_V1)?, false),
+        };
         let mut r = Cursor { buf: body, pos: 0 };
         let n = r.u32()? as usize;
         let mut producers = HashMap::with_capacity(n.min(body.len() / 19));
         for _ in 0..n {
             let pid = r.i64()?;
             let epoch = r.i16()?;
+            let since_seq = if v2 { Some(r.i32()?) } else { None };
             let last_append_ms = r.i64()?;
             let k = r.u8()? as usize;
             if k > BATCHES_KEPT {
@@ -231,10 +257,13 @@ impl ProducerState {
                     last_offset: r.i64()?,
                 });
             }
+            // A version-1 snapshot: the oldest remembered batch is the earliest known.
+            let since_seq = since_seq.or_else(|| batches.front().map(|b| b.first_seq))?;
             producers.insert(
                 pid,
                 ProducerEntry {
                     epoch,
+                    since_seq,
                     batches,
                     last_append_ms,
                 },
@@ -321,22 +350,40 @@ mod tests {
             s.check(&header(7, 0, 10, 1, 11)),
             Err(SequenceError::InvalidEpoch { .. })
         ));
-        // Only five batches are remembered.
-        for i in 1..=6 {
+        // Only BATCHES_KEPT batches are remembered; older retries are duplicates.
+        let kept = BATCHES_KEPT as i32;
+        for i in 1..=kept + 1 {
             s.record(&header(7, 1, i, 1, 10 + i64::from(i)), 3);
         }
         assert_eq!(s.get(7).map(|e| e.batches.len()), Some(BATCHES_KEPT));
+        assert!(matches!(
+            s.check(&header(7, 1, 1, 1, 99)),
+            Err(SequenceError::Duplicate {
+                first: 1,
+                last: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.check(&header(7, 1, kept + 1, 1, 99)),
+            Ok(Verdict::Duplicate(_))
+        ));
+        // Beyond the last written: a gap, not a duplicate.
+        assert!(matches!(
+            s.check(&header(7, 1, kept + 3, 1, 99)),
+            Err(SequenceError::OutOfOrder { .. })
+        ));
         let round = ProducerState::decode(&s.encode()).expect("snapshot");
         assert_eq!(round, s);
         let mut bad = s.encode();
         bad[7] ^= 1;
         assert!(ProducerState::decode(&bad).is_none());
-        s.forget_from(15);
+        s.forget_from(15 + i64::from(kept) - 5);
         assert_eq!(
             s.get(7)
                 .and_then(|e| e.batches.back())
                 .map(|b| b.first_offset),
-            Some(14)
+            Some(14 + i64::from(kept) - 5)
         );
         assert_eq!(
             s.expire(3 + DEFAULT_EXPIRATION_MS, DEFAULT_EXPIRATION_MS),
