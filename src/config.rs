@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: u64,
     /// `broker.heartbeat.interval.ms`
     pub heartbeat_interval_ms: u64,
+    /// Listeners, TLS and SASL.
+    pub security: crate::security::settings::SecurityConfig,
 }
 
 impl BrokerConfig {
@@ -184,6 +186,7 @@ impl Default for BrokerConfig {
             offsets_replication_factor: 3,
             replica_lag_time_max_ms: 30_000,
             heartbeat_interval_ms: 1000,
+            security: Default::default(),
         }
     }
 }

@@ -7,12 +7,15 @@
 //! - [`group`]: consumer-group coordinator and committed offsets.
 //! - [`metrics`]: per-shard counters and their Prometheus rendering.
 //! - [`settings`]: layered configuration (defaults, TOML, environment, flags).
+//! - [`security`]: listeners, TLS, SASL and the stored credentials; knows nothing of logs.
+//! - [`cluster`]: the metadata quorum (control plane); [`replication`]: copies of partitions.
 //! - [`admin`]: a small blocking Kafka client used by the `topic` and `group` commands.
 
 pub mod admin;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod durable;
 pub mod group;
 pub mod log;
 pub mod metrics;
@@ -20,4 +23,5 @@ pub mod notify;
 pub mod protocol;
 pub mod replication;
 pub mod runtime;
+pub mod security;
 pub mod settings;

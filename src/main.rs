@@ -53,6 +53,46 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// Create, delete or list SASL/SCRAM users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user or set its password (salted and iterated here; the broker stores only
+    /// SCRAM credentials, which also check PLAIN logins).
+    Create {
+        name: String,
+        /// The password; read from the first line of stdin when not given (so it stays out
+        /// of the process list and shell history).
+        #[arg(long)]
+        password: Option<String>,
+        /// SCRAM mechanisms to store a credential for.
+        #[arg(long = "mechanism", default_values = ["SCRAM-SHA-256", "SCRAM-SHA-512"])]
+        mechanisms: Vec<String>,
+        /// PBKDF2 iterations (4096 to 16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Delete a user's credentials.
+    Delete {
+        name: String,
+        #[arg(long = "mechanism", default_values = ["SCRAM-SHA-256", "SCRAM-SHA-512"])]
+        mechanisms: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// List users and their mechanisms (all, or the ones named).
+    List {
+        names: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +451,37 @@ fn run(cli: Cli) -> Result<()> {
                 shardlog::admin::cluster::unregister(&http, node)
             }
         },
+        Cmd::User { cmd } => {
+            init_logging("warn", LogFormat::Text);
+            use shardlog::admin::users;
+            match cmd {
+                UserCmd::Create {
+                    name,
+                    password,
+                    mechanisms,
+                    iterations,
+                    bootstrap,
+                } => {
+                    let password = match password {
+                        Some(p) => p,
+                        None => {
+                            let mut line = String::new();
+                            std::io::stdin()
+                                .read_line(&mut line)
+                                .context("cannot read the password from stdin")?;
+                            line.trim_end_matches(['\r', '\n']).to_string()
+                        }
+                    };
+                    users::create(&bootstrap, &name, &password, &mechanisms, iterations)
+                }
+                UserCmd::Delete {
+                    name,
+                    mechanisms,
+                    bootstrap,
+                } => users::delete(&bootstrap, &name, &mechanisms),
+                UserCmd::List { names, bootstrap } => users::list(&bootstrap, &names),
+            }
+        }
         Cmd::Group { cmd } => {
             init_logging("warn", LogFormat::Text);
             use shardlog::admin::group;

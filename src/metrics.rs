@@ -43,6 +43,10 @@ pub struct ShardMetrics {
     pub request_budget_waits: Cell<u64>,
     /// Connections closed after `connections.max.idle.ms` without a byte.
     pub idle_closed: Cell<u64>,
+    /// SASL authentications refused (wrong password, unknown user, rate limit).
+    pub auth_failures: Cell<u64>,
+    /// TLS handshakes that failed (not TLS, bad certificate, timeout).
+    pub tls_failures: Cell<u64>,
     io_reads: Cell<(u64, u64)>,
     io_writes: Cell<(u64, u64)>,
     /// Partitions of Produce responses answered with an error, by error code (a few dozen
@@ -121,6 +125,8 @@ impl ShardMetrics {
             router_calls: self.router_calls.get(),
             request_budget_waits: self.request_budget_waits.get(),
             idle_closed: self.idle_closed.get(),
+            auth_failures: self.auth_failures.get(),
+            tls_failures: self.tls_failures.get(),
             io_reads: self.io_reads.get(),
             io_writes: self.io_writes.get(),
             produce_errors: self
@@ -150,6 +156,8 @@ pub struct Snapshot {
     pub router_calls: u64,
     pub request_budget_waits: u64,
     pub idle_closed: u64,
+    pub auth_failures: u64,
+    pub tls_failures: u64,
     /// Bytes of the request budget reserved at the scrape.
     pub request_bytes_reserved: u64,
     /// Connections refused by `max.connections`/`max.connections.per.ip`, by port kind
@@ -460,6 +468,18 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Connections closed after connections.max.idle.ms without a byte.",
             "counter",
             |s| s.idle_closed,
+        ),
+        (
+            "shardlog_shard_authentication_failures_total",
+            "SASL authentications refused (bad credentials, unknown user, too many failures from the address).",
+            "counter",
+            |s| s.auth_failures,
+        ),
+        (
+            "shardlog_shard_tls_handshake_failures_total",
+            "TLS handshakes that failed (not TLS, certificate refused, timeout).",
+            "counter",
+            |s| s.tls_failures,
         ),
         (
             "shardlog_shard_open_log_files",

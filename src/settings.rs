@@ -71,8 +71,13 @@ pub struct Settings {
     pub log_level: String,
 }
 
-type Apply = fn(&mut Settings, &str) -> Result<(), String>;
-type Show = fn(&Settings) -> String;
+pub type Apply = fn(&mut Settings, &str) -> Result<(), String>;
+pub type Show = fn(&Settings) -> String;
+
+/// Every setting: the broker's ([`KEYS`]) and the security ones.
+pub fn keys() -> impl Iterator<Item = &'static (&'static str, &'static str, Apply, Show)> {
+    KEYS.iter().chain(crate::security::settings::KEYS.iter())
+}
 
 fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.trim()
@@ -645,7 +650,7 @@ impl Resolved {
     /// `key = value  # source`, one line per setting.
     pub fn print(&self) -> String {
         let mut out = String::new();
-        for (key, help, _, show) in KEYS {
+        for (key, help, _, show) in keys() {
             let src = self.sources.get(key).cloned().unwrap_or(Source::Default);
             out.push_str(&format!(
                 "{key} = {:?}  # {src}; {help}\n",
@@ -672,7 +677,7 @@ pub fn resolve(
         warnings: Vec::new(),
     };
     let set = |r: &mut Resolved, key: &str, value: &str, source: Source| {
-        let Some((k, _, apply, _)) = KEYS.iter().find(|(k, ..)| *k == key) else {
+        let Some((k, _, apply, _)) = keys().find(|(k, ..)| *k == key) else {
             return Err(SettingsError::Unknown {
                 key: key.to_string(),
                 origin: source,
@@ -706,7 +711,7 @@ pub fn resolve(
         if !name.starts_with("SHARDLOG_") {
             continue;
         }
-        let Some(key) = KEYS.iter().map(|(k, ..)| *k).find(|k| env_name(k) == *name) else {
+        let Some(key) = keys().map(|(k, ..)| *k).find(|k| env_name(k) == *name) else {
             r.warnings.push(format!(
                 "ignoring environment variable {name}: not a shardlog setting"
             ));
@@ -757,7 +762,7 @@ mod tests {
     fn every_flag_sets_a_known_key() {
         for (flag, key) in FLAG_KEYS {
             assert!(
-                KEYS.iter().any(|(k, ..)| k == key),
+                keys().any(|(k, ..)| k == key),
                 "{flag} maps to unknown {key}"
             );
         }

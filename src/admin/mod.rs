@@ -9,3 +9,4 @@ pub mod log_check;
 pub mod reassign;
 pub mod records;
 pub mod topic;
+pub mod users;

@@ -6,8 +6,8 @@
 //! immutable copy to every shard. Shards read their own copy and never lock.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -96,6 +96,8 @@ pub struct NodeAddr {
     pub rack: String,
     /// Not fenced.
     pub live: bool,
+    /// (listener name, host, port of shard 0) clients reach the node on.
+    pub endpoints: Vec<(String, String, u16)>,
 }
 
 /// The cluster around this node, when it is part of one.
@@ -110,6 +112,17 @@ pub struct ClusterMap {
 }
 
 impl ClusterMap {
+    /// The broker id and address of shard `shard` of live node `node` on `listener`.
+    pub fn broker_on(&self, node: u64, shard: u16, listener: &str) -> Option<(i32, &str, u16)> {
+        let n = self.nodes.get(&node).filter(|n| n.live)?;
+        let (_, host, port) = n.endpoints.iter().find(|(l, ..)| l == listener)?;
+        Some((
+            broker_id(node, shard),
+            host.as_str(),
+            port.saturating_add(shard),
+        ))
+    }
+
     /// The broker id and address of shard `shard` of live node `node`.
     pub fn broker(&self, node: u64, shard: u16) -> Option<(i32, &str, u16)> {
         let n = self.nodes.get(&node).filter(|n| n.live)?;
@@ -142,6 +155,9 @@ pub struct Catalog {
     /// Set in a cluster (from the metadata quorum); never persisted.
     #[serde(skip)]
     pub cluster: Option<ClusterMap>,
+    /// SCRAM credentials (from `security.json` on a single node, the quorum in a cluster).
+    #[serde(skip)]
+    pub security: Arc<crate::security::store::SecurityState>,
 }
 
 const FILE: &str = "catalog.json";
@@ -241,6 +257,7 @@ impl Catalog {
                     cluster_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
                     topics: BTreeMap::new(),
                     cluster: None,
+                    security: Default::default(),
                 };
                 c.persist(data_dir)?;
                 Ok(c)
@@ -252,20 +269,12 @@ impl Catalog {
     /// Writes the catalog atomically and durably.
     pub fn persist(&self, data_dir: &Path) -> Result<(), CatalogError> {
         let path = data_dir.join(FILE);
-        let tmp = data_dir.join("catalog.json.tmp");
         let io = |source| CatalogError::Io {
             path: path.clone(),
             source,
         };
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(data_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(())
+        crate::durable::write_atomic(&path, &bytes).map_err(io)
     }
 
     /// The shard that owns `partition` of `topic` among `shards` shards.

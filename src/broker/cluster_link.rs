@@ -24,7 +24,7 @@ use crate::cluster::View;
 use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 
 /// How long a topic change may take to commit and apply.
-const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
+pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The catalog a node's shards use, from the cluster's view.
 pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
@@ -65,6 +65,15 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
                     shards: n.registration.shards,
                     rack: n.registration.rack.clone(),
                     live: !n.fenced,
+                    endpoints: if n.registration.endpoints.is_empty() {
+                        vec![(
+                            "PLAINTEXT".to_string(),
+                            n.registration.host.clone(),
+                            n.registration.kafka_port,
+                        )]
+                    } else {
+                        n.registration.endpoints.clone()
+                    },
                 },
             )
         })
@@ -76,6 +85,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
             view.image.cluster_id.clone()
         },
         topics,
+        security: Arc::new(view.image.security.clone()),
         cluster: Some(ClusterMap {
             local: view.node_id,
             controller: view.controller,

@@ -12,23 +12,29 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, Either, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
-use futures::AsyncReadExt;
+use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::authn::{self, Gate, Session};
 use super::limits::Reservation;
 use super::shard::Shard;
 use super::splice::{self, Piece};
-use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id};
+use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id, users};
 use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
+use crate::security::listeners::Listener;
 
 /// Smallest valid request: api key, version, correlation id, client id length.
 const MIN_FRAME: usize = 10;
+/// Largest frame read before a SASL connection is authenticated (Kafka's
+/// `sasl.server.max.receive.size` default).
+const UNAUTHENTICATED_MAX_FRAME: usize = 512 << 10;
 /// Produce requests of one connection queued and waiting for their writes at once (a
 /// producer's `max.in.flight`, 5 by default, fits).
 const PIPELINE_DEPTH: usize = 8;
@@ -47,9 +53,61 @@ const RETAINED_BUFFER: usize = 1 << 20;
 /// Capacity all connections of a shard keep between requests, together.
 const RETAINED_PER_SHARD: usize = 64 << 20;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// Longest a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>) {
     let mut rbuf = BytesMut::new();
-    serve_with(&shard, stream, peer, &mut rbuf).await;
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_read_timeout(Some(shard.cfg.connections_max_idle)) {
+        warn!(%peer, "cannot set the idle timeout: {e}; closing connection");
+        return;
+    }
+    // Non-blocking, so a splice to a full socket returns instead of stalling the shard (the
+    // runtime's own reads and writes never block either way).
+    let sock = stream.as_raw_fd();
+    if let Err(e) = set_nonblocking(sock) {
+        warn!(%peer, "cannot make the socket non-blocking: {e}; closing connection");
+        return;
+    }
+    match (listener.protocol.tls(), shard.security.tls.as_ref()) {
+        (true, Some(tls)) => {
+            let acceptor = futures_rustls::TlsAcceptor::from(tls.config());
+            let accepted =
+                crate::runtime::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let stream = match accepted {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    let m = &shard.metrics.tls_failures;
+                    m.set(m.get() + 1);
+                    warn!(%peer, listener = %listener.name, "TLS handshake failed: {e}; closing connection");
+                    return;
+                }
+                None => {
+                    let m = &shard.metrics.tls_failures;
+                    m.set(m.get() + 1);
+                    warn!(%peer, listener = %listener.name, "TLS handshake took longer than {TLS_HANDSHAKE_TIMEOUT:?}; closing connection");
+                    return;
+                }
+            };
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(crate::security::tls::principal_of);
+            let session = Session::new(listener, peer, cert);
+            // Record bytes are encrypted in user space: no splice from the log's files.
+            serve_with(&shard, stream, None, session, &mut rbuf).await;
+        }
+        (true, None) => {
+            warn!(%peer, "TLS listener without a TLS configuration; closing connection")
+        }
+        (false, _) => {
+            let session = Session::new(listener, peer, None);
+            serve_with(&shard, stream, Some(sock), session, &mut rbuf).await;
+        }
+    }
     let held = shard.read_buffer_bytes.get();
     shard
         .read_buffer_bytes
@@ -109,6 +167,7 @@ async fn read_request<'a, R: futures::AsyncRead + Unpin>(
     rd: &mut R,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
+    (min, max): (usize, usize),
 ) -> Option<Frame<'a>> {
     let mut len = [0u8; 4];
     if let Err(e) = rd.read_exact(&mut len).await {
@@ -123,9 +182,9 @@ async fn read_request<'a, R: futures::AsyncRead + Unpin>(
         return None;
     }
     let size = i32::from_be_bytes(len);
-    if size < MIN_FRAME as i32 || size as usize > shard.cfg.max_frame_bytes {
+    if size < min as i32 || size as usize > max {
         warn!(
-            %peer, size, max = shard.cfg.max_frame_bytes,
+            %peer, size, max,
             "request frame size out of bounds; closing connection"
         );
         return None;
@@ -193,7 +252,7 @@ struct Done<'a> {
 async fn write_done<W: futures::AsyncWrite + Unpin>(
     shard: &Shard,
     wr: &mut W,
-    sock: RawFd,
+    sock: Option<RawFd>,
     done: Done<'_>,
     peer: SocketAddr,
 ) -> bool {
@@ -223,7 +282,7 @@ async fn write_done<W: futures::AsyncWrite + Unpin>(
 async fn drain<'a, W: futures::AsyncWrite + Unpin>(
     shard: &Shard,
     wr: &mut W,
-    sock: RawFd,
+    sock: Option<RawFd>,
     inflight: &mut FuturesOrdered<LocalBoxFuture<'a, Done<'a>>>,
     keep: usize,
     peer: SocketAddr,
@@ -240,19 +299,14 @@ async fn drain<'a, W: futures::AsyncWrite + Unpin>(
     true
 }
 
-async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf: &mut BytesMut) {
-    let _ = stream.set_nodelay(true);
-    if let Err(e) = stream.set_read_timeout(Some(shard.cfg.connections_max_idle)) {
-        warn!(%peer, "cannot set the idle timeout: {e}; closing connection");
-        return;
-    }
-    // Non-blocking, so a splice to a full socket returns instead of stalling the shard (the
-    // runtime's own reads and writes never block either way).
-    let sock = stream.as_raw_fd();
-    if let Err(e) = set_nonblocking(sock) {
-        warn!(%peer, "cannot make the socket non-blocking: {e}; closing connection");
-        return;
-    }
+async fn serve_with<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
+    shard: &Rc<Shard>,
+    stream: S,
+    sock: Option<RawFd>,
+    mut session: Session,
+    rbuf: &mut BytesMut,
+) {
+    let peer = session.peer;
     let (mut rd, mut wr) = stream.split();
     // Produce requests whose appends are queued, oldest first; their responses are written
     // in this order, before any later request's.
@@ -261,7 +315,13 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
     loop {
         // Read the next request while finishing the ones in flight.
         let frame = {
-            let mut next = std::pin::pin!(read_request(shard, &mut rd, rbuf, peer));
+            // Before authentication a frame is small (Kafka's `sasl.server.max.receive.size`);
+            // a raw SASL token (after a v0 handshake) has no request header.
+            let bounds = match (session.principal.is_some(), session.expects_raw_token()) {
+                (true, _) => (MIN_FRAME, shard.cfg.max_frame_bytes),
+                (false, raw) => (if raw { 0 } else { MIN_FRAME }, UNAUTHENTICATED_MAX_FRAME),
+            };
+            let mut next = std::pin::pin!(read_request(shard, &mut rd, rbuf, peer, bounds));
             // Each iteration writes one finished response or ends with the frame.
             loop {
                 if inflight.is_empty() {
@@ -283,11 +343,31 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
             drain(shard, &mut wr, sock, &mut inflight, 0, peer).await;
             return;
         };
+        if session.expects_raw_token() {
+            // After a v0 SaslHandshake: a bare SASL token, answered bare.
+            let reply = match session.authenticate(shard, &frame) {
+                Ok(r) => r.auth_bytes,
+                Err(_) => {
+                    failed_authentication(shard).await;
+                    return;
+                }
+            };
+            drop(reserved);
+            if wr.write_all(&authn::raw_token(&reply)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let Some((key, version, correlation_id)) = protocol::peek_header(&frame) else {
             warn!(%peer, "request too short for a header; closing connection");
             drain(shard, &mut wr, sock, &mut inflight, 0, peer).await;
             return;
         };
+        if let Gate::Close(why) = session.gate(key) {
+            warn!(%peer, api = %api_name(key), listener = %session.listener.name, "{why}; closing connection");
+            drain(shard, &mut wr, sock, &mut inflight, 0, peer).await;
+            return;
+        }
         let started = Instant::now();
         let counted = InFlight::new(shard);
         let decoded = protocol::decode_request(frame);
@@ -307,9 +387,10 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
                 return;
             }
             let queued = produce::start(shard, req).await;
+            let listener = session.listener.clone();
             let (v, c) = (h.api_version, h.correlation_id);
             inflight.push_back(Box::pin(async move {
-                let response = match produce::finish(shard, queued).await {
+                let response = match produce::finish(shard, queued, &listener.name).await {
                     Some(resp) => {
                         encode_response(key, v, c, &resp).map(|b| Some(vec![Piece::Bytes(b)]))
                     }
@@ -330,8 +411,26 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
         if !drain(shard, &mut wr, sock, &mut inflight, 0, peer).await {
             return;
         }
+        let mut close_after = false;
         let response = match decoded {
-            Ok((header, req)) => dispatch(shard, header, req, peer).await,
+            Ok((h, Request::SaslHandshake(r))) => {
+                let (resp, open) = session.handshake(&shard.security, r, h.api_version);
+                close_after = !open;
+                encode_response(key, h.api_version, h.correlation_id, &resp)
+                    .map(|b| Some(vec![Piece::Bytes(b)]))
+            }
+            Ok((h, Request::SaslAuthenticate(r))) => {
+                let resp = match session.authenticate(shard, &r.auth_bytes) {
+                    Ok(resp) => resp,
+                    Err(f) => {
+                        close_after = true;
+                        f.response
+                    }
+                };
+                encode_response(key, h.api_version, h.correlation_id, &resp)
+                    .map(|b| Some(vec![Piece::Bytes(b)]))
+            }
+            Ok((header, req)) => dispatch(shard, header, req, &session).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 protocol::api_versions_response(version, correlation_id)
                     .map(|b| Some(vec![Piece::Bytes(b)]))
@@ -349,21 +448,35 @@ async fn serve_with(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, rbuf
         if !write_done(shard, &mut wr, sock, done, peer).await {
             return;
         }
+        if close_after {
+            failed_authentication(shard).await;
+            return;
+        }
     }
+}
+
+/// Waits `connection.failed.authentication.delay.ms` before a failed connection closes.
+async fn failed_authentication(shard: &Shard) {
+    let delay = std::time::Duration::from_millis(shard.security.failed_auth_delay_ms);
+    crate::runtime::sleep(delay).await;
 }
 
 async fn dispatch(
     shard: &Rc<Shard>,
     h: RequestHeader,
     req: Request,
-    peer: SocketAddr,
+    session: &Session,
 ) -> Result<Option<Vec<Piece>>, ProtocolError> {
+    let peer = session.peer;
+    let listener = session.listener.name.as_str();
     let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
     let groups = &shard.groups;
     let bytes = match req {
         Request::ApiVersions => protocol::api_versions_response(v, c)?,
-        Request::Metadata(r) => encode_response(k, v, c, &metadata::handle(shard, r).await)?,
-        Request::Produce(r) => match produce::handle(shard, r).await {
+        Request::Metadata(r) => {
+            encode_response(k, v, c, &metadata::handle(shard, r, listener).await)?
+        }
+        Request::Produce(r) => match produce::handle(shard, r, listener).await {
             Some(resp) => encode_response(k, v, c, &resp)?,
             None => return Ok(None),
         },
@@ -427,7 +540,13 @@ async fn dispatch(
         Request::DeleteGroups(r) => encode_response(k, v, c, &groups.delete(r).await)?,
         Request::OffsetDelete(r) => encode_response(k, v, c, &groups.delete_offsets(r).await)?,
         Request::FindCoordinator(r) => {
-            encode_response(k, v, c, &find_coordinator::handle(shard, r, v))?
+            encode_response(k, v, c, &find_coordinator::handle(shard, r, v, listener))?
+        }
+        Request::DescribeScram(r) => encode_response(k, v, c, &users::describe(shard, r))?,
+        Request::AlterScram(r) => encode_response(k, v, c, &users::alter(shard, r).await)?,
+        // Answered by the connection itself (they change its session).
+        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => {
+            return Err(ProtocolError::Unsupported { key: k, version: v })
         }
     };
     Ok(Some(vec![Piece::Bytes(bytes)]))

@@ -34,6 +34,13 @@ pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const INVALID_RECORD: i16 = 87;
+pub const ILLEGAL_SASL_STATE: i16 = 34;
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+pub const RESOURCE_NOT_FOUND: i16 = 91;
+pub const DUPLICATE_RESOURCE: i16 = 92;
+pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+pub const NOT_CONTROLLER: i16 = 41;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// The Kafka error code for a storage error.

@@ -27,6 +27,7 @@ pub fn handle(
     shard: &Rc<Shard>,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let answer = |key: &str| {
         let mut c = Coordinator::default();
@@ -38,7 +39,7 @@ pub fn handle(
                 let (node, s) = *cm
                     .groups
                     .get(crate::group::offsets_partition(key) as usize)?;
-                cm.broker(node, s)
+                cm.broker_on(node, s, listener)
                     .map(|(id, host, port)| (id, host.to_string(), port))
             });
             match at {
@@ -61,10 +62,12 @@ pub fn handle(
             }
         } else if req.key_type == GROUP {
             let node = group_shard(key, shard.nshards);
-            let addr = shard.cfg.shard_addr(node);
-            c.node_id = BrokerId(node as i32);
-            c.host = StrBytes::from_string(addr.ip().to_string());
-            c.port = i32::from(addr.port());
+            let cat = shard.catalog();
+            let (id, host, port) = super::metadata::endpoint(shard, &cat, 0, node as u16, listener)
+                .unwrap_or((node as i32, String::new(), 0));
+            c.node_id = BrokerId(id);
+            c.host = StrBytes::from_string(host);
+            c.port = i32::from(port);
         } else {
             c.error_code = COORDINATOR_NOT_AVAILABLE;
             c.error_message = Some(StrBytes::from_static_str("transactions are not supported"));

@@ -26,7 +26,32 @@ fn broker(id: i32, host: &str, port: u16, rack: Option<&str>) -> MetadataRespons
     b
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse {
+/// The broker id, host and port of shard `s` of `node` (of this node, on a single node) on
+/// the listener a client came in on; `None` if that broker is down or lacks the listener.
+pub fn endpoint(
+    shard: &Shard,
+    cat: &catalog::Catalog,
+    node: u64,
+    s: u16,
+    listener: &str,
+) -> Option<(i32, String, u16)> {
+    match &cat.cluster {
+        Some(cm) => cm
+            .broker_on(node, s, listener)
+            .map(|(id, host, port)| (id, host.to_string(), port)),
+        None => {
+            let l = shard
+                .security
+                .listeners
+                .iter()
+                .find(|l| l.name == listener)?;
+            let (host, port) = l.advertised_for(usize::from(s));
+            Some((i32::from(s), host, port))
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, listener: &str) -> MetadataResponse {
     if let Some(names) = &req.topics {
         if req.allow_auto_topic_creation && shard.cfg.auto_create_topics {
             let cat = shard.catalog();
@@ -43,9 +68,9 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
     match &cat.cluster {
         None => {
             for i in 0..shard.nshards {
-                let addr = shard.cfg.shard_addr(i);
-                resp.brokers
-                    .push(broker(i as i32, &addr.ip().to_string(), addr.port(), None));
+                if let Some((id, host, port)) = endpoint(shard, &cat, 0, i as u16, listener) {
+                    resp.brokers.push(broker(id, &host, port, None));
+                }
             }
             resp.controller_id = BrokerId(admin::CONTROLLER as i32);
         }
@@ -53,13 +78,9 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest) -> MetadataResponse
             // Every live node's shards, each a broker; the controller is its node's shard 0.
             for (id, n) in cm.nodes.iter().filter(|(_, n)| n.live) {
                 for s in 0..n.shards {
-                    let port = n.port.saturating_add(s);
-                    resp.brokers.push(broker(
-                        catalog::broker_id(*id, s),
-                        &n.host,
-                        port,
-                        Some(&n.rack),
-                    ));
+                    if let Some((b, host, port)) = cm.broker_on(*id, s, listener) {
+                        resp.brokers.push(broker(b, host, port, Some(&n.rack)));
+                    }
                 }
             }
             resp.controller_id = BrokerId(cm.controller.map_or(-1, |c| catalog::broker_id(c, 0)));

@@ -7,6 +7,7 @@
 //! or a stop flag.
 
 pub mod admin;
+pub mod authn;
 pub mod catalog;
 pub mod cluster_link;
 pub mod connection;
@@ -26,6 +27,7 @@ pub mod reassign;
 pub mod router;
 pub mod shard;
 pub mod splice;
+pub mod users;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -131,17 +133,14 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     if cfg.cores == 0 {
         bail!("--cores must be at least 1");
     }
-    if usize::from(cfg.listen.port()) + cfg.cores - 1 > usize::from(u16::MAX)
-        || cfg.listen.port() == 0
-    {
-        bail!(
-            "--listen port {} leaves no room for {} shard ports (port + shard index)",
-            cfg.listen.port(),
-            cfg.cores
-        );
-    }
+    let security = cfg
+        .security
+        .resolve(cfg.listen, cfg.cores)
+        .map_err(|e| anyhow::anyhow!("security settings: {e}"))?;
     tune_allocator();
     let mut cfg = cfg;
+    // Other nodes and the tools of the cluster use the inter-broker listener.
+    cfg.listen = security.inter_broker().bind;
     cfg.open_files_per_shard = limits::file_descriptor_budget(cfg.cores, cfg.max_connections)?;
     let _lock = lock_data_dir(&cfg)?;
     let fresh = !cfg.data_dir.join("catalog.json").exists();
@@ -153,7 +152,11 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     } else {
         info!("no clean-shutdown marker: recovering, every active segment is scanned");
     }
-    let catalog = Catalog::load_or_create(&cfg.data_dir)?;
+    let mut catalog = Catalog::load_or_create(&cfg.data_dir)?;
+    if cfg.quorum_voters.trim().is_empty() {
+        // In a cluster the credentials come from the metadata quorum.
+        catalog.security = Arc::new(crate::security::store::SecurityState::load(&cfg.data_dir)?);
+    }
     if cfg.quorum_voters.trim().is_empty() {
         // In a cluster the quorum says which partitions this node holds, not catalog.json.
         remove_orphans(&cfg, &catalog);
@@ -164,13 +167,20 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         None => (None, None),
         Some(cc) => {
             let http_port = cfg.metrics_listen.map(|a| a.port()).filter(|p| *p != 0);
+            let inter = security.inter_broker();
+            let endpoints = security
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.advertised_host.clone(), l.advertised_port))
+                .collect();
             let reg = crate::cluster::registration(
                 &cc,
-                &cfg.listen.ip().to_string(),
-                cfg.listen.port(),
+                &inter.advertised_host,
+                inter.advertised_port,
                 cfg.cores,
                 http_port,
                 &catalog.cluster_id,
+                endpoints,
             );
             let (handle, proposer) = crate::cluster::start(cc, &cfg.data_dir, reg, view.clone())?;
             (Some(handle), Some(proposer))
@@ -178,10 +188,13 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     };
     let catalog = Arc::new(catalog);
     let cfg = Arc::new(cfg);
+    let security = Arc::new(security);
     let stop = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
     if cfg.cores > cpus.len() && !cpus.is_empty() {
@@ -202,7 +215,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             Some(c) => Placement::Fixed(c.id),
             None => Placement::Unbound,
         };
-        let (cfg, catalog, stop, ready, conns, cluster, proposer) = (
+        let (cfg, catalog, stop, ready, conns, cluster, proposer, security) = (
             cfg.clone(),
             catalog.clone(),
             stop.clone(),
@@ -210,6 +223,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             conns.clone(),
             view.clone(),
             proposer.clone(),
+            security.clone(),
         );
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
@@ -226,6 +240,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     conns,
                     cluster,
                     proposer,
+                    security,
                 })
             })
             .map_err(|e| {
@@ -254,9 +269,28 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         }
     }
     if failure.is_none() {
-        info!(shards = cfg.cores, "listening on {}", cfg.listen);
+        for l in &security.listeners {
+            info!(
+                shards = cfg.cores,
+                listener = %l.name,
+                protocol = l.protocol.name(),
+                "listening on {} (advertised {}:{})",
+                l.bind, l.advertised_host, l.advertised_port
+            );
+        }
         while !term.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
+            if hup.swap(false, Ordering::Relaxed) {
+                match &security.tls {
+                    Some(tls) => match tls.reload() {
+                        Ok(()) => info!("SIGHUP: TLS certificate and key reloaded"),
+                        Err(e) => {
+                            error!("SIGHUP: TLS files not reloaded, the old ones stay in use: {e}")
+                        }
+                    },
+                    None => info!("SIGHUP: no TLS listener, nothing to reload"),
+                }
+            }
         }
         info!("shutdown requested; flushing logs");
     }
@@ -333,6 +367,7 @@ struct ShardStart {
     /// The control plane's view of the cluster (empty for a single node).
     cluster: ClusterView,
     proposer: Option<crate::cluster::Proposer>,
+    security: Arc<crate::security::settings::Resolved>,
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -349,6 +384,7 @@ async fn shard_main(start: ShardStart) -> bool {
         conns,
         cluster,
         proposer,
+        security,
     } = start;
     // The shard's descriptors: pipes for zero-copy fetches (two each) take an eighth, log
     // and index files the rest.
@@ -387,6 +423,7 @@ async fn shard_main(start: ShardStart) -> bool {
         peers,
         groups,
         conns,
+        security.clone(),
     );
     shard.cluster = cluster;
     let clustered = proposer.is_some();
@@ -420,14 +457,17 @@ async fn shard_main(start: ShardStart) -> bool {
     for rx in inbound.into_iter().flatten() {
         crate::runtime::spawn_local(router::serve_peer(shard.clone(), rx));
     }
-    let addr = cfg.shard_addr(id);
-    let listener = match bind_exclusive(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
-            return false;
+    let mut listeners = Vec::new();
+    for l in &security.listeners {
+        let addr = l.bind_for(id);
+        match bind_exclusive(addr) {
+            Ok(sock) => listeners.push((Arc::new(l.clone()), sock)),
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen on {addr} ({}): {e}", l.name)));
+                return false;
+            }
         }
-    };
+    }
     let metrics_listener = match cfg.metrics_listen.filter(|_| id == 0) {
         None => None,
         Some(addr) => match bind_exclusive(addr) {
@@ -483,43 +523,12 @@ async fn shard_main(start: ShardStart) -> bool {
             }
         });
     }
-    let backoff = limits::AcceptBackoff::default();
-    // Bounded by the stop flag, checked at least every 100 ms (or after a back-off of at
-    // most a second).
-    // One accept stays in flight across the 100 ms checks of the stop flag: dropping an
-    // accept whose connection the kernel already took would leave that client hanging.
-    let mut accepting = None;
-    while !stop.load(Ordering::Relaxed) {
-        let accept = accepting.get_or_insert_with(|| Box::pin(listener.accept()));
-        let done = crate::runtime::timeout(Duration::from_millis(100), accept.as_mut()).await;
-        if done.is_some() {
-            accepting = None;
-        }
-        match done {
-            None => {}
-            Some(Ok(stream)) => {
-                backoff.succeeded();
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
-                // Refused: the stream is dropped here, closing the socket.
-                let Some(slot) = shard.kafka_conns.admit(peer.ip()) else {
-                    continue;
-                };
-                shard.connections.set(shard.connections.get() + 1);
-                let s = shard.clone();
-                crate::runtime::spawn_local(async move {
-                    connection::serve(s.clone(), stream, peer).await;
-                    s.connections.set(s.connections.get().saturating_sub(1));
-                    drop(slot);
-                });
-            }
-            Some(Err(e)) => {
-                crate::runtime::sleep(backoff.failed("kafka", &e)).await;
-            }
-        }
-    }
+    join_all(
+        listeners
+            .into_iter()
+            .map(|(l, sock)| accept_loop(shard.clone(), l, sock, stop.clone())),
+    )
+    .await;
     shard.stopping.set(true);
     shard.data_arrived.notify_all();
     // Let requests already being handled finish (long-polls return at once now), up to 10 s.
@@ -538,4 +547,50 @@ async fn shard_main(start: ShardStart) -> bool {
         );
     }
     shard.sync_all().await && drained
+}
+
+/// Accepts connections on one listener until the stop flag.
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: Arc<crate::security::listeners::Listener>,
+    sock: glommio::net::TcpListener,
+    stop: Arc<AtomicBool>,
+) {
+    let backoff = limits::AcceptBackoff::default();
+    // Bounded by the stop flag, checked at least every 100 ms (or after a back-off of at
+    // most a second).
+    // One accept stays in flight across the 100 ms checks of the stop flag: dropping an
+    // accept whose connection the kernel already took would leave that client hanging.
+    let mut accepting = None;
+    while !stop.load(Ordering::Relaxed) {
+        let accept = accepting.get_or_insert_with(|| Box::pin(sock.accept()));
+        let done = crate::runtime::timeout(Duration::from_millis(100), accept.as_mut()).await;
+        if done.is_some() {
+            accepting = None;
+        }
+        match done {
+            None => {}
+            Some(Ok(stream)) => {
+                backoff.succeeded();
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                // Refused: the stream is dropped here, closing the socket.
+                let Some(slot) = shard.kafka_conns.admit(peer.ip()) else {
+                    continue;
+                };
+                shard.connections.set(shard.connections.get() + 1);
+                let (s, l) = (shard.clone(), listener.clone());
+                crate::runtime::spawn_local(async move {
+                    connection::serve(s.clone(), stream, peer, l).await;
+                    s.connections.set(s.connections.get().saturating_sub(1));
+                    drop(slot);
+                });
+            }
+            Some(Err(e)) => {
+                crate::runtime::sleep(backoff.failed("kafka", &e)).await;
+            }
+        }
+    }
 }

@@ -221,9 +221,13 @@ pub struct Started {
 }
 
 /// Handles a Produce request; `None` for acks=0 (no response is sent).
-pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    listener: &str,
+) -> Option<ProduceResponse> {
     let started = start(shard, req).await;
-    finish(shard, started).await
+    finish(shard, started, listener).await
 }
 
 /// The first half of a Produce: checks, routes and queues every partition's append (on
@@ -301,7 +305,7 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
 
 /// The second half of a Produce: waits for its appends and builds the response (`None`
 /// for acks=0).
-pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
+pub async fn finish(shard: &Rc<Shard>, s: Started, listener: &str) -> Option<ProduceResponse> {
     let Started {
         acks,
         layout,
@@ -371,7 +375,7 @@ pub async fn finish(shard: &Rc<Shard>, s: Started) -> Option<ProduceResponse> {
     if let Some(cm) = &catalog.cluster {
         for id in leaders.into_keys() {
             let (node, shard_index) = catalog::node_and_shard(id);
-            if let Some((_, host, port)) = cm.broker(node, shard_index) {
+            if let Some((_, host, port)) = cm.broker_on(node, shard_index, listener) {
                 let rack = cm.nodes.get(&node).map(|n| n.rack.clone());
                 resp.node_endpoints.push(
                     NodeEndpoint::default()

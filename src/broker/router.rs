@@ -43,6 +43,8 @@ pub enum Call {
     AlterConfigs(crate::protocol::AlterConfigsRequest),
     /// (topic, partition, offset) on partitions the receiver owns.
     DeleteRecords(Vec<(String, i32, i64)>),
+    /// Controller only (single node): one user's SCRAM credential changes.
+    AlterSecurity(Vec<crate::security::store::SecurityChange>),
 }
 
 pub enum Reply {
@@ -55,6 +57,7 @@ pub enum Reply {
     Metrics(Box<crate::metrics::Snapshot>),
     /// The catalog was applied; partitions that could not be opened, as (topic, reason).
     Applied(Vec<(String, String)>),
+    Security(Result<(), crate::security::store::Refused>),
 }
 
 pub struct Envelope {
@@ -94,5 +97,6 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
         Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
         Call::Apply(cat) => Reply::Applied(shard.apply_catalog(cat).await),
+        Call::AlterSecurity(c) => Reply::Security(super::users::controller_apply(shard, c).await),
     }
 }

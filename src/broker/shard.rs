@@ -71,6 +71,8 @@ pub struct Shard {
     /// Connection limits of the Kafka port and the HTTP port (shared by all shards).
     pub kafka_conns: Arc<super::limits::ConnLimits>,
     pub http_conns: Arc<super::limits::ConnLimits>,
+    /// Listeners, TLS and SASL settings (shared by all shards).
+    pub security: Arc<crate::security::settings::Resolved>,
     /// The compaction task is running.
     cleaning: Cell<bool>,
     /// A background flush pass is running.
@@ -85,6 +87,7 @@ impl Shard {
         peers: Vec<Option<ConnectedSender<Envelope>>>,
         groups: crate::group::coordinator::Coordinator,
         conns: [Arc<super::limits::ConnLimits>; 2],
+        security: Arc<crate::security::settings::Resolved>,
     ) -> Shard {
         let [kafka_conns, http_conns] = conns;
         Shard {
@@ -112,6 +115,7 @@ impl Shard {
             clean_start: Cell::new(false),
             in_flight: Cell::new(0),
             read_buffer_bytes: Cell::new(0),
+            security,
             cleaning: Cell::new(false),
             flushing: Cell::new(false),
         }

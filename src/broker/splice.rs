@@ -155,9 +155,10 @@ impl Drop for Lease {
 }
 
 /// Writes `pieces` to the connection's socket `sock` (whose writing half is `wr`) in order.
+/// `sock`: the socket to splice file ranges into; `None` (a TLS connection) reads them.
 pub async fn write_pieces<W: futures::AsyncWrite + Unpin>(
     wr: &mut W,
-    sock: RawFd,
+    sock: Option<RawFd>,
     pieces: Vec<Piece>,
 ) -> io::Result<()> {
     for piece in pieces {
@@ -171,10 +172,14 @@ pub async fn write_pieces<W: futures::AsyncWrite + Unpin>(
 
 async fn send_range<W: futures::AsyncWrite + Unpin>(
     wr: &mut W,
-    sock: RawFd,
+    sock: Option<RawFd>,
     range: FileRange,
 ) -> io::Result<()> {
-    let Some(mut lease) = Lease::take() else {
+    let lease = match sock {
+        Some(sock) => Lease::take().map(|l| (l, sock)),
+        None => None,
+    };
+    let Some((mut lease, sock)) = lease else {
         let buf = range.file.read_at(range.pos, range.len).await?;
         if buf.len() != range.len {
             return Err(shorter(&range, buf.len()));

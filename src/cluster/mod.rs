@@ -153,6 +153,7 @@ pub fn registration(
     shards: usize,
     http_port: Option<u16>,
     cluster_id: &str,
+    endpoints: Vec<(String, String, u16)>,
 ) -> NodeRegistration {
     NodeRegistration {
         id: cfg.node_id,
@@ -164,6 +165,7 @@ pub fn registration(
         http_port,
         cluster_id: cluster_id.to_string(),
         controller: cfg.listener.clone(),
+        endpoints,
     }
 }
 

@@ -237,6 +237,7 @@ mod tests {
                 http_port: None,
                 cluster_id: String::new(),
                 controller: String::new(),
+                endpoints: Vec::new(),
             };
             img.apply(&Command::Register(reg), i as u64 + 1);
         }

@@ -37,6 +37,10 @@ pub struct NodeRegistration {
     /// voter is added to the quorum as a learner at this address, to receive the log.
     #[serde(default)]
     pub controller: String,
+    /// (listener name, host, port of shard 0) clients reach the node on; empty in records
+    /// from before listeners: one PLAINTEXT listener at `host:kafka_port`.
+    #[serde(default)]
+    pub endpoints: Vec<(String, String, u16)>,
 }
 
 /// A node as the image holds it.
@@ -95,6 +99,8 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// A change of the SCRAM credentials.
+    Security(crate::security::store::SecurityChange),
     /// Reserves `count` idempotent-producer ids for one node, starting no lower than
     /// `at_least` (ids a node handed out before it joined the cluster are never reused).
     AllocateProducerIds {
@@ -159,6 +165,8 @@ pub enum Outcome {
     ProducerIds { start: i64 },
     /// The command is not allowed in this state; why.
     Refused(String),
+    /// A security change refused, with Kafka's error code.
+    Denied { code: i16, message: String },
     /// No node of that id is registered.
     NoSuchNode,
 }
@@ -183,6 +191,9 @@ pub struct Image {
     /// Kafka's cluster id, the same on every node (set by the first registration).
     #[serde(default)]
     pub cluster_id: String,
+    /// SCRAM credentials.
+    #[serde(default)]
+    pub security: crate::security::store::SecurityState,
 }
 
 impl Image {
@@ -340,6 +351,13 @@ impl Image {
             } => self.with_partition(topic, *partition, |p, live| {
                 done_or_stale(p.prefer_leader(*leader_epoch, live))
             }),
+            Command::Security(change) => match self.security.apply(change) {
+                Ok(()) => Outcome::Done,
+                Err(r) => Outcome::Denied {
+                    code: r.code,
+                    message: r.message,
+                },
+            },
             Command::AllocateProducerIds { count, at_least } => {
                 let start = self.next_producer_id.max(*at_least);
                 self.next_producer_id = start.saturating_add((*count).max(1));
@@ -433,6 +451,7 @@ mod tests {
             http_port: None,
             cluster_id: format!("c{id}"),
             controller: String::new(),
+            endpoints: Vec::new(),
         }
     }
 

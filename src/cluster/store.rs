@@ -52,19 +52,6 @@ fn store_err(e: &io::Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(e).into()
 }
 
-/// Writes `bytes` to `path` durably: temporary file, fsync, rename, directory fsync.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 fn frame(rec: &Record) -> io::Result<Vec<u8>> {
     let body = serde_json::to_vec(rec).map_err(io_err)?;
     let mut out = Vec::with_capacity(body.len() + 8);
@@ -109,7 +96,7 @@ impl LogInner {
         for r in &recs {
             buf.extend_from_slice(&frame(r)?);
         }
-        write_atomic(&self.path, &buf)?;
+        crate::durable::write_atomic(&self.path, &buf)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.size = buf.len() as u64;
         Ok(())
@@ -247,7 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock();
         let bytes = serde_json::to_vec(vote).map_err(|e| store_err(&io_err(e)))?;
-        write_atomic(&inner.vote_path, &bytes).map_err(|e| store_err(&e))?;
+        crate::durable::write_atomic(&inner.vote_path, &bytes).map_err(|e| store_err(&e))?;
         inner.vote = Some(*vote);
         Ok(())
     }
@@ -386,7 +373,7 @@ impl MachineInner {
             image: self.image.clone(),
         })
         .map_err(io_err)?;
-        write_atomic(&self.dir.join("snapshot.json"), &bytes)?;
+        crate::durable::write_atomic(&self.dir.join("snapshot.json"), &bytes)?;
         self.snapshot = Some((meta.clone(), bytes.clone()));
         Ok((meta, bytes))
     }
@@ -468,7 +455,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ))
         })?;
         let mut inner = self.lock();
-        write_atomic(&inner.dir.join("snapshot.json"), &bytes).map_err(|e| {
+        crate::durable::write_atomic(&inner.dir.join("snapshot.json"), &bytes).map_err(|e| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         })?;
         inner.image = file.image;

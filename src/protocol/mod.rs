@@ -9,6 +9,7 @@ pub mod fetch_response;
 pub mod group_requests;
 pub mod reassign_requests;
 pub mod requests;
+pub mod security_requests;
 pub mod wire;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,6 +20,7 @@ use thiserror::Error;
 pub use group_requests::*;
 pub use reassign_requests::*;
 pub use requests::*;
+pub use security_requests::*;
 use wire::{DecodeError, Reader};
 
 /// One API shardlog serves: key, advertised version range, first flexible version.
@@ -57,6 +59,10 @@ pub const OFFSET_DELETE: i16 = 47;
 pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
 pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
+pub const SASL_HANDSHAKE: i16 = 17;
+pub const SASL_AUTHENTICATE: i16 = 36;
+pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
+pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
@@ -89,6 +95,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(OFFSET_FOR_LEADER_EPOCH, 0, 4, 4),
     api(ALTER_PARTITION_REASSIGNMENTS, 0, 0, 0),
     api(LIST_PARTITION_REASSIGNMENTS, 0, 0, 0),
+    api(SASL_HANDSHAKE, 0, 1, 99),
+    api(SASL_AUTHENTICATE, 0, 2, 2),
+    api(DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, 0),
+    api(ALTER_USER_SCRAM_CREDENTIALS, 0, 0, 0),
 ];
 
 const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
@@ -227,6 +237,16 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         }
         OFFSET_FOR_LEADER_EPOCH => {
             Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(&mut r, v, flex)?)
+        }
+        SASL_HANDSHAKE => Request::SaslHandshake(SaslHandshakeRequest::decode(&mut r, v, flex)?),
+        SASL_AUTHENTICATE => {
+            Request::SaslAuthenticate(SaslAuthenticateRequest::decode(&mut r, v, flex)?)
+        }
+        DESCRIBE_USER_SCRAM_CREDENTIALS => {
+            Request::DescribeScram(DescribeScramRequest::decode(&mut r, v, flex)?)
+        }
+        ALTER_USER_SCRAM_CREDENTIALS => {
+            Request::AlterScram(AlterScramRequest::decode(&mut r, v, flex)?)
         }
         _ => {
             return Err(ProtocolError::Unsupported {

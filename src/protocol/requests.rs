@@ -33,6 +33,10 @@ pub enum Request {
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     AlterReassignments(super::AlterReassignmentsRequest),
     ListReassignments(super::ListReassignmentsRequest),
+    SaslHandshake(super::SaslHandshakeRequest),
+    SaslAuthenticate(super::SaslAuthenticateRequest),
+    DescribeScram(super::DescribeScramRequest),
+    AlterScram(super::AlterScramRequest),
 }
 
 #[derive(Debug, Clone)]

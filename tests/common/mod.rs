@@ -529,6 +529,7 @@ pub fn producer_batch(
 
 /// Wire-level helpers: raw requests through the admin client.
 #[allow(dead_code)]
+pub mod certs;
 pub mod cluster;
 pub mod java;
 
