@@ -58,6 +58,87 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Add, list or remove ACLs (with `authorizer.class.name` set on the broker).
+    Acl {
+        #[command(subcommand)]
+        cmd: AclCmd,
+    },
+}
+
+/// The resource an ACL command names.
+#[derive(clap::Args)]
+struct AclResource {
+    /// A topic (or, with --resource-pattern-type prefixed, a topic name prefix).
+    #[arg(long)]
+    topic: Option<String>,
+    /// A consumer group (or prefix).
+    #[arg(long)]
+    group: Option<String>,
+    /// A transactional id (or prefix).
+    #[arg(long)]
+    transactional_id: Option<String>,
+    /// The cluster itself (admin operations).
+    #[arg(long)]
+    cluster: bool,
+    /// literal or prefixed (list and remove also take any and match).
+    #[arg(long, default_value = "")]
+    resource_pattern_type: String,
+}
+
+impl AclResource {
+    fn resource(&self) -> shardlog::admin::acls::Resource {
+        shardlog::admin::acls::Resource {
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            transactional_id: self.transactional_id.clone(),
+            cluster: self.cluster,
+            pattern: self.resource_pattern_type.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AclCmd {
+    /// Allow or deny principals operations on a resource.
+    Add {
+        /// Principal to allow (User:alice, User:* for everyone); repeatable.
+        #[arg(long)]
+        allow_principal: Vec<String>,
+        /// Principal to deny (a deny wins over any allow); repeatable.
+        #[arg(long)]
+        deny_principal: Vec<String>,
+        /// Operations: read, write, create, delete, alter, describe, cluster_action,
+        /// describe_configs, alter_configs, idempotent_write, all (repeatable or comma-separated).
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        /// Client address the ACL applies to (* for any).
+        #[arg(long, default_value = "*")]
+        host: String,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// List ACLs (all, or those of a resource or principal).
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
+    /// Remove the ACLs of a resource and/or principal (optionally only some operations).
+    Remove {
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        #[command(flatten)]
+        resource: AclResource,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -451,6 +532,43 @@ fn run(cli: Cli) -> Result<()> {
                 shardlog::admin::cluster::unregister(&http, node)
             }
         },
+        Cmd::Acl { cmd } => {
+            init_logging("warn", LogFormat::Text);
+            use shardlog::admin::acls;
+            match cmd {
+                AclCmd::Add {
+                    allow_principal,
+                    deny_principal,
+                    operations,
+                    host,
+                    resource,
+                    bootstrap,
+                } => acls::add(
+                    &bootstrap,
+                    &allow_principal,
+                    &deny_principal,
+                    &operations,
+                    &host,
+                    &resource.resource(),
+                ),
+                AclCmd::List {
+                    principal,
+                    resource,
+                    bootstrap,
+                } => acls::list(&bootstrap, principal.as_deref(), &resource.resource()),
+                AclCmd::Remove {
+                    principal,
+                    operations,
+                    resource,
+                    bootstrap,
+                } => acls::remove(
+                    &bootstrap,
+                    principal.as_deref(),
+                    &operations,
+                    &resource.resource(),
+                ),
+            }
+        }
         Cmd::User { cmd } => {
             init_logging("warn", LogFormat::Text);
             use shardlog::admin::users;

@@ -2,6 +2,7 @@
 //! talks to a running broker over the wire, like any other client; and `shardlog log check`,
 //! which reads a data directory offline.
 
+pub mod acls;
 pub mod client;
 pub mod cluster;
 pub mod group;

@@ -3,6 +3,8 @@
 //! exchange that must complete before anything but ApiVersions and the SASL requests is
 //! served (KIP-43, KIP-152), and re-authentication before the session expires (KIP-368).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +18,11 @@ use tracing::{info, warn};
 use super::errors;
 use super::shard::Shard;
 use crate::protocol::{self, SaslHandshakeRequest};
+use crate::security::acl::{self, Operation, ResourceType};
 use crate::security::listeners::Listener;
 use crate::security::sasl::{Sasl, Step};
 use crate::security::settings::Resolved;
+use crate::security::store::SecurityState;
 use crate::security::Principal;
 
 /// What a connection may do with its next request.
@@ -31,6 +35,10 @@ pub enum Gate {
 pub struct Session {
     pub listener: Arc<Listener>,
     pub peer: SocketAddr,
+    /// The client's address as ACLs name hosts.
+    host: String,
+    /// Authorization decisions of this connection, until the ACLs change.
+    decisions: RefCell<Decisions>,
     /// `None` until a SASL exchange completes.
     pub principal: Option<Principal>,
     /// When a SASL session must have re-authenticated (`connections.max.reauth.ms`).
@@ -52,7 +60,9 @@ impl Session {
         };
         Session {
             listener,
+            host: peer.ip().to_string(),
             peer,
+            decisions: RefCell::new(Decisions::default()),
             principal,
             expires: None,
             sasl: Sasl::default(),
@@ -174,6 +184,98 @@ impl Session {
                 Err(fail("Authentication failed: invalid credentials"))
             }
         }
+    }
+}
+
+/// Decisions cached per connection: resource type → name → (operations decided, allowed),
+/// bit `code` per operation; dropped when the security state changes or it grows large.
+#[derive(Default)]
+struct Decisions {
+    state: Option<Arc<SecurityState>>,
+    by_type: [HashMap<String, (u16, u16)>; 4],
+    entries: usize,
+}
+
+/// Names one connection remembers decisions for before starting over.
+const MAX_DECISIONS: usize = 4096;
+
+fn type_index(rt: ResourceType) -> usize {
+    match rt {
+        ResourceType::Topic => 0,
+        ResourceType::Group => 1,
+        ResourceType::Cluster => 2,
+        ResourceType::TransactionalId => 3,
+    }
+}
+
+impl Session {
+    /// Whether this connection's principal may do `op` on the resource (always, without an
+    /// authorizer). Cached per connection: the produce and fetch path costs a hash lookup.
+    pub fn may(&self, shard: &Shard, op: Operation, rt: ResourceType, name: &str) -> bool {
+        let cfg = &shard.security.authz;
+        if !cfg.enabled {
+            return true;
+        }
+        let Some(principal) = &self.principal else {
+            return false;
+        };
+        let cat = shard.catalog();
+        let mut d = self.decisions.borrow_mut();
+        if !d
+            .state
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &cat.security))
+            || d.entries > MAX_DECISIONS
+        {
+            *d = Decisions {
+                state: Some(cat.security.clone()),
+                ..Default::default()
+            };
+        }
+        let bit = 1u16 << op.code();
+        if let Some((decided, allowed)) = d.by_type[type_index(rt)].get(name) {
+            if decided & bit != 0 {
+                return allowed & bit != 0;
+            }
+        }
+        let ok = acl::authorize(
+            cfg,
+            &cat.security.acls,
+            &principal.to_string(),
+            &self.host,
+            op,
+            rt,
+            name,
+        );
+        d.entries += 1;
+        let e = d.by_type[type_index(rt)]
+            .entry(name.to_string())
+            .or_insert((0, 0));
+        e.0 |= bit;
+        if ok {
+            e.1 |= bit;
+        }
+        ok
+    }
+
+    /// Whether the principal may do `op` on some resource of type `rt` (not cached).
+    pub fn may_any(&self, shard: &Shard, op: Operation, rt: ResourceType) -> bool {
+        let cfg = &shard.security.authz;
+        if !cfg.enabled {
+            return true;
+        }
+        let Some(principal) = &self.principal else {
+            return false;
+        };
+        let cat = shard.catalog();
+        acl::allows_any(
+            cfg,
+            &cat.security.acls,
+            &principal.to_string(),
+            &self.host,
+            op,
+            rt,
+        )
     }
 }
 

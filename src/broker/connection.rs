@@ -26,8 +26,8 @@ use super::authn::{self, Gate, Session};
 use super::limits::Reservation;
 use super::shard::Shard;
 use super::splice::{self, Piece};
-use super::{admin, fetch, find_coordinator, list_offsets, metadata, produce, producer_id, users};
-use crate::protocol::{self, encode_response, ProtocolError, Request, RequestHeader};
+use super::{dispatch, produce};
+use crate::protocol::{self, encode_response, ProtocolError, Request};
 use crate::security::listeners::Listener;
 
 /// Smallest valid request: api key, version, correlation id, client id length.
@@ -386,12 +386,14 @@ async fn serve_with<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
             {
                 return;
             }
+            let (req, denied) = dispatch::authorize_produce(shard, &session, req);
             let queued = produce::start(shard, req).await;
             let listener = session.listener.clone();
             let (v, c) = (h.api_version, h.correlation_id);
             inflight.push_back(Box::pin(async move {
                 let response = match produce::finish(shard, queued, &listener.name).await {
-                    Some(resp) => {
+                    Some(mut resp) => {
+                        dispatch::deny_produce(&mut resp, denied);
                         encode_response(key, v, c, &resp).map(|b| Some(vec![Piece::Bytes(b)]))
                     }
                     None => Ok(None),
@@ -430,7 +432,7 @@ async fn serve_with<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
                 encode_response(key, h.api_version, h.correlation_id, &resp)
                     .map(|b| Some(vec![Piece::Bytes(b)]))
             }
-            Ok((header, req)) => dispatch(shard, header, req, &session).await,
+            Ok((header, req)) => dispatch::dispatch(shard, header, req, &session).await,
             Err(ProtocolError::Unsupported { .. }) if key == protocol::API_VERSIONS => {
                 protocol::api_versions_response(version, correlation_id)
                     .map(|b| Some(vec![Piece::Bytes(b)]))
@@ -459,97 +461,6 @@ async fn serve_with<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
 async fn failed_authentication(shard: &Shard) {
     let delay = std::time::Duration::from_millis(shard.security.failed_auth_delay_ms);
     crate::runtime::sleep(delay).await;
-}
-
-async fn dispatch(
-    shard: &Rc<Shard>,
-    h: RequestHeader,
-    req: Request,
-    session: &Session,
-) -> Result<Option<Vec<Piece>>, ProtocolError> {
-    let peer = session.peer;
-    let listener = session.listener.name.as_str();
-    let (k, v, c) = (h.api_key, h.api_version, h.correlation_id);
-    let groups = &shard.groups;
-    let bytes = match req {
-        Request::ApiVersions => protocol::api_versions_response(v, c)?,
-        Request::Metadata(r) => {
-            encode_response(k, v, c, &metadata::handle(shard, r, listener).await)?
-        }
-        Request::Produce(r) => match produce::handle(shard, r, listener).await {
-            Some(resp) => encode_response(k, v, c, &resp)?,
-            None => return Ok(None),
-        },
-        Request::Fetch(r) => {
-            return Ok(Some(protocol::fetch_response::encode(
-                v,
-                c,
-                fetch::handle(shard, r).await,
-            )))
-        }
-        Request::ListOffsets(r) => encode_response(k, v, c, &list_offsets::handle(shard, r).await)?,
-        Request::CreateTopics(r) => {
-            encode_response(k, v, c, &admin::create_topics(shard, r).await)?
-        }
-        Request::DeleteTopics(r) => {
-            encode_response(k, v, c, &admin::delete_topics(shard, r).await)?
-        }
-        Request::CreatePartitions(r) => {
-            encode_response(k, v, c, &admin::create_partitions(shard, r).await)?
-        }
-        Request::DescribeConfigs(r) => {
-            encode_response(k, v, c, &admin::describe_configs(shard, r))?
-        }
-        Request::DeleteRecords(r) => {
-            encode_response(k, v, c, &list_offsets::delete_records(shard, r).await)?
-        }
-        Request::AlterReassignments(r) => {
-            encode_response(k, v, c, &super::reassign::alter(shard, r).await)?
-        }
-        Request::ListReassignments(r) => {
-            encode_response(k, v, c, &super::reassign::list(shard, r))?
-        }
-        Request::OffsetForLeaderEpoch(r) => encode_response(
-            k,
-            v,
-            c,
-            &crate::replication::leader::offsets_for_leader_epoch(shard, r),
-        )?,
-        Request::AlterConfigs(r) => {
-            if r.incremental {
-                encode_response(k, v, c, &admin::incremental_alter_configs(shard, r).await)?
-            } else {
-                encode_response(k, v, c, &admin::alter_configs_classic(shard, r).await)?
-            }
-        }
-        Request::InitProducerId(r) => {
-            encode_response(k, v, c, &producer_id::handle(shard, r).await)?
-        }
-        Request::JoinGroup(r) => {
-            let client = h.client_id.as_deref().unwrap_or("");
-            let host = format!("/{}", peer.ip());
-            encode_response(k, v, c, &groups.join(r, client, &host, v).await)?
-        }
-        Request::SyncGroup(r) => encode_response(k, v, c, &groups.sync(r).await)?,
-        Request::Heartbeat(r) => encode_response(k, v, c, &groups.heartbeat(r))?,
-        Request::LeaveGroup(r) => encode_response(k, v, c, &groups.leave(r, v))?,
-        Request::OffsetCommit(r) => encode_response(k, v, c, &groups.commit(r).await)?,
-        Request::OffsetFetch(r) => encode_response(k, v, c, &groups.fetch_offsets(r, v))?,
-        Request::ListGroups(r) => encode_response(k, v, c, &groups.list(r))?,
-        Request::DescribeGroups(r) => encode_response(k, v, c, &groups.describe(r))?,
-        Request::DeleteGroups(r) => encode_response(k, v, c, &groups.delete(r).await)?,
-        Request::OffsetDelete(r) => encode_response(k, v, c, &groups.delete_offsets(r).await)?,
-        Request::FindCoordinator(r) => {
-            encode_response(k, v, c, &find_coordinator::handle(shard, r, v, listener))?
-        }
-        Request::DescribeScram(r) => encode_response(k, v, c, &users::describe(shard, r))?,
-        Request::AlterScram(r) => encode_response(k, v, c, &users::alter(shard, r).await)?,
-        // Answered by the connection itself (they change its session).
-        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => {
-            return Err(ProtocolError::Unsupported { key: k, version: v })
-        }
-    };
-    Ok(Some(vec![Piece::Bytes(bytes)]))
 }
 
 fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {

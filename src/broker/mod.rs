@@ -6,12 +6,15 @@
 //! only state shared between threads is immutable (`Arc<BrokerConfig>`, catalog snapshots)
 //! or a stop flag.
 
+pub mod acls;
 pub mod admin;
 pub mod authn;
 pub mod catalog;
 pub mod cluster_link;
 pub mod connection;
 pub mod disk_space;
+pub mod dispatch;
+pub mod dispatch_groups;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;

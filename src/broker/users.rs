@@ -167,8 +167,8 @@ pub async fn alter(shard: &Rc<Shard>, req: AlterScramRequest) -> AlterUserScramC
     resp
 }
 
-/// Applies one user's changes, all or none.
-async fn apply(shard: &Rc<Shard>, changes: Vec<SecurityChange>) -> Result<(), Refused> {
+/// Applies security changes, all or none (one user's credentials, a request's ACLs).
+pub async fn apply(shard: &Rc<Shard>, changes: Vec<SecurityChange>) -> Result<(), Refused> {
     // Checked together first: a later change may depend on an earlier one.
     let mut trial = (*shard.catalog().security).clone();
     for c in &changes {

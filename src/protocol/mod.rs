@@ -60,6 +60,9 @@ pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
 pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
 pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
 pub const SASL_HANDSHAKE: i16 = 17;
+pub const DESCRIBE_ACLS: i16 = 29;
+pub const CREATE_ACLS: i16 = 30;
+pub const DELETE_ACLS: i16 = 31;
 pub const SASL_AUTHENTICATE: i16 = 36;
 pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
 pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
@@ -96,6 +99,9 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ALTER_PARTITION_REASSIGNMENTS, 0, 0, 0),
     api(LIST_PARTITION_REASSIGNMENTS, 0, 0, 0),
     api(SASL_HANDSHAKE, 0, 1, 99),
+    api(DESCRIBE_ACLS, 0, 3, 2),
+    api(CREATE_ACLS, 0, 3, 2),
+    api(DELETE_ACLS, 0, 3, 2),
     api(SASL_AUTHENTICATE, 0, 2, 2),
     api(DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, 0),
     api(ALTER_USER_SCRAM_CREDENTIALS, 0, 0, 0),
@@ -245,6 +251,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         DESCRIBE_USER_SCRAM_CREDENTIALS => {
             Request::DescribeScram(DescribeScramRequest::decode(&mut r, v, flex)?)
         }
+        DESCRIBE_ACLS => Request::DescribeAcls(DescribeAclsRequest::decode(&mut r, v, flex)?),
+        CREATE_ACLS => Request::CreateAcls(CreateAclsRequest::decode(&mut r, v, flex)?),
+        DELETE_ACLS => Request::DeleteAcls(DeleteAclsRequest::decode(&mut r, v, flex)?),
         ALTER_USER_SCRAM_CREDENTIALS => {
             Request::AlterScram(AlterScramRequest::decode(&mut r, v, flex)?)
         }

@@ -37,6 +37,9 @@ pub enum Request {
     SaslAuthenticate(super::SaslAuthenticateRequest),
     DescribeScram(super::DescribeScramRequest),
     AlterScram(super::AlterScramRequest),
+    DescribeAcls(super::DescribeAclsRequest),
+    CreateAcls(super::CreateAclsRequest),
+    DeleteAcls(super::DeleteAclsRequest),
 }
 
 #[derive(Debug, Clone)]

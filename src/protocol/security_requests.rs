@@ -94,3 +94,87 @@ impl AlterScramRequest {
         })
     }
 }
+
+/// One binding as CreateAcls carries it, or a filter as DescribeAcls and DeleteAcls do
+/// (codes as sent; pattern 3 LITERAL before v1).
+#[derive(Debug, Clone)]
+pub struct AclSpec {
+    pub resource_type: i8,
+    pub name: Option<String>,
+    pub pattern_type: i8,
+    pub principal: Option<String>,
+    pub host: Option<String>,
+    pub operation: i8,
+    pub permission: i8,
+}
+
+impl AclSpec {
+    fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let resource_type = r.i8()?;
+        let name = r.nullable_string(flex)?;
+        let pattern_type = if v >= 1 { r.i8()? } else { 3 };
+        let principal = r.nullable_string(flex)?;
+        let host = r.nullable_string(flex)?;
+        let operation = r.i8()?;
+        let permission = r.i8()?;
+        Ok(AclSpec {
+            resource_type,
+            name,
+            pattern_type,
+            principal,
+            host,
+            operation,
+            permission,
+        })
+    }
+}
+
+/// DescribeAcls (29) v0–3.
+#[derive(Debug, Clone)]
+pub struct DescribeAclsRequest {
+    pub filter: AclSpec,
+}
+
+impl DescribeAclsRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let filter = AclSpec::decode(r, v, flex)?;
+        r.tagged_fields(flex)?;
+        Ok(DescribeAclsRequest { filter })
+    }
+}
+
+/// CreateAcls (30) v0–3.
+#[derive(Debug, Clone)]
+pub struct CreateAclsRequest {
+    pub creations: Vec<AclSpec>,
+}
+
+impl CreateAclsRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let creations = r.array(flex, |r| {
+            let s = AclSpec::decode(r, v, flex)?;
+            r.tagged_fields(flex)?;
+            Ok(s)
+        })?;
+        r.tagged_fields(flex)?;
+        Ok(CreateAclsRequest { creations })
+    }
+}
+
+/// DeleteAcls (31) v0–3.
+#[derive(Debug, Clone)]
+pub struct DeleteAclsRequest {
+    pub filters: Vec<AclSpec>,
+}
+
+impl DeleteAclsRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let filters = r.array(flex, |r| {
+            let s = AclSpec::decode(r, v, flex)?;
+            r.tagged_fields(flex)?;
+            Ok(s)
+        })?;
+        r.tagged_fields(flex)?;
+        Ok(DeleteAclsRequest { filters })
+    }
+}

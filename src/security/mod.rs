@@ -1,5 +1,5 @@
-//! Security: who a connection is (TLS, SASL) and what the cluster stores to decide it (SCRAM
-//! credentials).
+//! Security: who a connection is (TLS, SASL), what it may do (ACLs), and what the cluster
+//! stores to decide both (SCRAM credentials, ACL bindings).
 //!
 //! Invariant: a connection's principal is decided here and only here — by its listener's
 //! protocol, its client certificate or its SASL exchange — before any request other than
@@ -10,6 +10,7 @@
 //! plane hands it bytes (handshakes, SASL tokens) and gets a principal or an error back; the
 //! control plane stores its [`store::SecurityState`] like any other metadata.
 
+pub mod acl;
 pub mod listeners;
 pub mod plain;
 pub mod sasl;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::acl::AuthorizerConfig;
 use super::listeners::{self, Listener, Protocol};
 use super::sasl::{FailureLimiter, MECHANISMS};
 use super::tls::{ClientAuth, Tls, TlsFiles};
@@ -32,6 +33,12 @@ pub struct SecurityConfig {
     pub failed_auth_delay_ms: u64,
     /// `authentication.failures.per.ip.per.minute` (0: no limit).
     pub failures_per_ip_per_minute: u32,
+    /// `authorizer.class.name` (empty: no authorization).
+    pub authorizer: String,
+    /// `super.users`: `User:a;User:b`.
+    pub super_users: String,
+    /// `allow.everyone.if.no.acl.found`
+    pub allow_if_no_acl: bool,
 }
 
 impl Default for SecurityConfig {
@@ -48,6 +55,9 @@ impl Default for SecurityConfig {
             max_reauth_ms: 0,
             failed_auth_delay_ms: 100,
             failures_per_ip_per_minute: 20,
+            authorizer: String::new(),
+            super_users: String::new(),
+            allow_if_no_acl: false,
         }
     }
 }
@@ -62,6 +72,7 @@ pub struct Resolved {
     pub max_reauth_ms: u64,
     pub failed_auth_delay_ms: u64,
     pub limiter: FailureLimiter,
+    pub authz: AuthorizerConfig,
 }
 
 impl SecurityConfig {
@@ -115,6 +126,17 @@ impl SecurityConfig {
             max_reauth_ms: self.max_reauth_ms,
             failed_auth_delay_ms: self.failed_auth_delay_ms,
             limiter: FailureLimiter::new(self.failures_per_ip_per_minute),
+            authz: AuthorizerConfig {
+                enabled: !self.authorizer.trim().is_empty(),
+                super_users: self
+                    .super_users
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                allow_if_no_acl: self.allow_if_no_acl,
+            },
         })
     }
 }
@@ -131,6 +153,13 @@ impl Resolved {
             .map(|l| l.protocol)
     }
 }
+
+/// Authorizer class names accepted (Kafka's; shardlog's ACLs serve them all).
+const AUTHORIZERS: [&str; 3] = [
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+    "shardlog",
+];
 
 fn u64_of(v: &str) -> Result<u64, String> {
     v.trim()
@@ -255,6 +284,46 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
             Ok(())
         },
         |s| s.broker.security.failed_auth_delay_ms.to_string(),
+    ),
+    (
+        "authorizer.class.name",
+        "turns ACL authorization on: Kafka's StandardAuthorizer or AclAuthorizer class name (shardlog's own ACLs either way); empty: off",
+        |s, v| {
+            let v = v.trim();
+            if !v.is_empty() && !AUTHORIZERS.contains(&v) {
+                return Err(format!("unknown authorizer {v:?} (known: {AUTHORIZERS:?})"));
+            }
+            s.broker.security.authorizer = v.to_string();
+            Ok(())
+        },
+        |s| s.broker.security.authorizer.clone(),
+    ),
+    (
+        "super.users",
+        "principals allowed everything, separated by ; (User:admin;User:CN=ops)",
+        |s, v| {
+            for p in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                if !p.contains(':') {
+                    return Err(format!("{p:?} is not TYPE:NAME (User:admin)"));
+                }
+            }
+            s.broker.security.super_users = v.trim().to_string();
+            Ok(())
+        },
+        |s| s.broker.security.super_users.clone(),
+    ),
+    (
+        "allow.everyone.if.no.acl.found",
+        "with an authorizer: a resource no ACL names is open to everyone (default false)",
+        |s, v| {
+            s.broker.security.allow_if_no_acl = match v.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err("expected true or false".into()),
+            };
+            Ok(())
+        },
+        |s| s.broker.security.allow_if_no_acl.to_string(),
     ),
     (
         "authentication.failures.per.ip.per.minute",

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::acl::AclBinding;
 use super::scram::{Credential, Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 const FILE: &str = "security.json";
@@ -16,6 +17,8 @@ const FILE: &str = "security.json";
 pub const MAX_USERS: usize = 100_000;
 /// Longest user name.
 pub const MAX_USER_NAME: usize = 256;
+/// ACLs one cluster keeps.
+pub const MAX_ACLS: usize = 100_000;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -36,6 +39,9 @@ pub struct SecurityState {
     /// user → mechanism → credential.
     #[serde(default)]
     pub users: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
+    /// ACLs, in the order they were created.
+    #[serde(default)]
+    pub acls: Vec<AclBinding>,
 }
 
 /// One change, as AlterUserScramCredentials asks for it.
@@ -50,6 +56,10 @@ pub enum SecurityChange {
         user: String,
         mechanism: Mechanism,
     },
+    /// New ACLs (one already there is not added twice).
+    CreateAcls(Vec<AclBinding>),
+    /// These exact ACLs go (the proposer chose them with a filter).
+    DeleteAcls(Vec<AclBinding>),
 }
 
 /// Why a change was refused: Kafka's error code and message.
@@ -62,6 +72,7 @@ pub struct Refused {
 pub const RESOURCE_NOT_FOUND: i16 = 91;
 pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+pub const INVALID_REQUEST: i16 = 42;
 
 fn refused(code: i16, message: impl Into<String>) -> Refused {
     Refused {
@@ -76,6 +87,7 @@ impl SecurityChange {
             SecurityChange::UpsertScram { user, .. } | SecurityChange::DeleteScram { user, .. } => {
                 user
             }
+            SecurityChange::CreateAcls(_) | SecurityChange::DeleteAcls(_) => "",
         }
     }
 }
@@ -95,6 +107,19 @@ impl SecurityState {
 
     /// Checks a change against this state without applying it.
     pub fn check(&self, change: &SecurityChange) -> Result<(), Refused> {
+        match change {
+            SecurityChange::CreateAcls(new) => {
+                for b in new {
+                    b.validate().map_err(|m| refused(INVALID_REQUEST, m))?;
+                }
+                if self.acls.len() + new.len() > MAX_ACLS {
+                    return Err(refused(INVALID_REQUEST, format!("at most {MAX_ACLS} ACLs")));
+                }
+                return Ok(());
+            }
+            SecurityChange::DeleteAcls(_) => return Ok(()),
+            _ => {}
+        }
         let user = change.user();
         if user.is_empty() || user.len() > MAX_USER_NAME || user.chars().any(char::is_control) {
             return Err(refused(
@@ -124,6 +149,7 @@ impl SecurityState {
                 }
                 Ok(())
             }
+            SecurityChange::CreateAcls(_) | SecurityChange::DeleteAcls(_) => Ok(()),
             SecurityChange::DeleteScram { mechanism, .. } => {
                 if self.credential(user, *mechanism).is_none() {
                     return Err(refused(
@@ -158,6 +184,14 @@ impl SecurityState {
                     }
                 }
             }
+            SecurityChange::CreateAcls(new) => {
+                for b in new {
+                    if !self.acls.contains(b) {
+                        self.acls.push(b.clone());
+                    }
+                }
+            }
+            SecurityChange::DeleteAcls(gone) => self.acls.retain(|b| !gone.contains(b)),
         }
         Ok(())
     }
