@@ -167,7 +167,9 @@ pub async fn write_pieces<W: futures::AsyncWrite + Unpin>(
             Piece::Records(Records::File(range)) => send_range(wr, sock, range).await?,
         }
     }
-    Ok(())
+    // A TLS stream keeps the last record's bytes until flushed: without this a response's
+    // tail waits for the next response (a fetch long-poll later).
+    wr.flush().await
 }
 
 async fn send_range<W: futures::AsyncWrite + Unpin>(
