@@ -15,6 +15,11 @@ use shardlog::settings::{self, LogFormat};
     about = "A Kafka-compatible, thread-per-core log broker"
 )]
 struct Cli {
+    /// Kafka client properties for the admin commands (security.protocol, sasl.mechanism,
+    /// sasl.jaas.config or sasl.username/sasl.password, ssl.truststore.location as PEM, ...),
+    /// as Kafka's tools take them.
+    #[arg(long, global = true)]
+    command_config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -482,6 +487,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(path) = &cli.command_config {
+        shardlog::admin::client::configure(path)?;
+    }
     match cli.cmd {
         Cmd::Serve(a) => {
             let resolved = a.resolve()?;

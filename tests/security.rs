@@ -229,6 +229,67 @@ print(len(seen))
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The admin CLI with Kafka's client properties (--command-config): SASL_SSL, the
+    // credentials in a JAAS line as the Java tools take them; and mTLS with a PEM keystore.
+    let props = s.dir.path().join("client.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\nssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            s.ca.display()
+        ),
+    )
+    .expect("props");
+    let sasl_ssl_addr = format!("127.0.0.1:{}", s.sasl_ssl);
+    let listed = common::shardlog(&[
+        "--command-config",
+        &props.display().to_string(),
+        "topic",
+        "describe",
+        "secure",
+        "--bootstrap",
+        &sasl_ssl_addr,
+    ]);
+    assert!(listed.contains("secure"), "{listed}");
+    let mtls_props = s.dir.path().join("mtls.properties");
+    std::fs::write(
+        &mtls_props,
+        format!(
+            "security.protocol=SSL\nssl.ca.location={}\nssl.certificate.location={}\nssl.key.location={}\n",
+            s.ca.display(),
+            s.client_cert.0.display(),
+            s.client_cert.1.display()
+        ),
+    )
+    .expect("props");
+    let users = common::shardlog(&[
+        "--command-config",
+        &mtls_props.display().to_string(),
+        "user",
+        "list",
+        "--bootstrap",
+        &format!("127.0.0.1:{}", s.ssl),
+    ]);
+    assert!(users.contains("alice"), "{users}");
+    let bad = s.dir.path().join("bad.properties");
+    std::fs::write(
+        &bad,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=alice\nsasl.password=nope\nssl.ca.location={}\n",
+            s.ca.display()
+        ),
+    )
+    .expect("props");
+    let (ok, _, err) = common::shardlog_try(&[
+        "--command-config",
+        &bad.display().to_string(),
+        "topic",
+        "list",
+        "--bootstrap",
+        &sasl_ssl_addr,
+    ]);
+    assert!(!ok && err.contains("Authentication failed"), "{err}");
+
     // Mutual TLS: a client certificate on the SSL listener.
     let mtls: Vec<String> = [
         "-b",
@@ -505,4 +566,125 @@ fn the_certificate_is_reloaded_on_sighup() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(subject().contains("renewed.example"));
     assert!(s.broker.log_text().contains("TLS files not reloaded"));
+}
+
+/// The Java client (SASL_SSL with SCRAM-SHA-512, and mTLS with a PEM keystore) and kafkajs
+/// (SASL_SSL with SCRAM-SHA-512) produce and read back through their consumer groups.
+#[test]
+fn java_and_kafkajs_connect_with_sasl_ssl_and_mtls() {
+    let s = start("");
+    let b = s.broker.bootstrap();
+    common::shardlog(&[
+        "user",
+        "create",
+        "dave",
+        "--password",
+        "dave-secret",
+        "--bootstrap",
+        &b,
+    ]);
+    common::shardlog(&[
+        "topic",
+        "create",
+        "clients",
+        "--partitions",
+        "2",
+        "--bootstrap",
+        &b,
+    ]);
+    let classes = tempfile::tempdir().expect("tmp");
+    let cp = common::java::compile("SecureClient", classes.path());
+    let keystore = s.dir.path().join("bob-java-keystore.pem");
+    // PEM keystore for Java: the private key, then the certificate.
+    std::fs::write(
+        &keystore,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&s.client_cert.1).expect("key"),
+            std::fs::read_to_string(&s.client_cert.0).expect("cert")
+        ),
+    )
+    .expect("keystore");
+    let ca = s.ca.display().to_string();
+    let sasl_ssl = format!("127.0.0.1:{}", s.sasl_ssl);
+    let ssl = format!("127.0.0.1:{}", s.ssl);
+    let ks = keystore.display().to_string();
+    for args in [
+        vec![
+            sasl_ssl.as_str(),
+            "clients",
+            "20",
+            ca.as_str(),
+            "scram",
+            "dave",
+            "dave-secret",
+        ],
+        vec![
+            ssl.as_str(),
+            "clients",
+            "20",
+            ca.as_str(),
+            "mtls",
+            ks.as_str(),
+        ],
+    ] {
+        let out = Command::new("java")
+            .args(["-cp", &cp, "SecureClient"])
+            .args(&args)
+            .output()
+            .expect("java");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok 20",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let js =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/js-clients/node_modules");
+    assert!(
+        js.join("kafkajs").exists(),
+        "kafkajs missing: run tests/setup.sh"
+    );
+    let out = Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/secure_client.js"))
+        .args([
+            sasl_ssl.as_str(),
+            "clients",
+            "20",
+            ca.as_str(),
+            "dave",
+            "dave-secret",
+        ])
+        .env("NODE_PATH", &js)
+        .output()
+        .expect("node");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok 20",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong password is refused for the Java client too.
+    let out = Command::new("java")
+        .args([
+            "-cp",
+            &cp,
+            "SecureClient",
+            &sasl_ssl,
+            "clients",
+            "1",
+            &ca,
+            "scram",
+            "dave",
+            "wrong",
+        ])
+        .output()
+        .expect("java");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

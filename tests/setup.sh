@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: kcat and iproute2 (Debian),
+# Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2 and openssl (Debian),
+# kafkajs (npm, into target/js-clients),
 # confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
 # (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
 # shigawire-apache-flink-libraries into target/java-clients), cargo-nextest as the test
@@ -29,6 +30,17 @@ fi
 if ! command -v javac >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq default-jdk-headless >/dev/null
+fi
+
+# kafkajs (npm) for the security tests, into target/js-clients.
+JS_LIB="$(cd "$(dirname "$0")/.." && pwd)/target/js-clients"
+if [ ! -f "$JS_LIB/node_modules/kafkajs/package.json" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    mkdir -p "$JS_LIB"
+    npm install --silent --no-audit --no-fund --prefix "$JS_LIB" kafkajs@2.2.4 >/dev/null
 fi
 
 JAVA_LIB="$(cd "$(dirname "$0")/.." && pwd)/target/java-clients"

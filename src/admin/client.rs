@@ -13,26 +13,89 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 const MAX_RESPONSE: usize = 256 << 20;
 
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     correlation_id: i32,
+}
+
+/// A plain or TLS connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// How the admin commands connect (`--command-config`): set once, before any connection.
+static SECURITY: std::sync::OnceLock<super::client_config::ClientSecurity> =
+    std::sync::OnceLock::new();
+
+/// Reads a Kafka client properties file (`--command-config`) for every later connection.
+pub fn configure(path: &std::path::Path) -> Result<()> {
+    let cfg = super::client_config::ClientSecurity::load(path)?;
+    SECURITY
+        .set(cfg)
+        .map_err(|_| anyhow::anyhow!("client settings given twice"))
 }
 
 impl Client {
     pub fn connect(addr: &str) -> Result<Client> {
-        let stream =
-            TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
+        let tcp = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+        tcp.set_nodelay(true)?;
+        let Some(sec) = SECURITY.get() else {
+            return Ok(Client::from_stream(tcp));
+        };
+        let stream = match &sec.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .with_context(|| format!("{host:?} is not a host name or address"))?;
+                let conn =
+                    rustls::ClientConnection::new(tls.clone(), name).context("cannot start TLS")?;
+                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+            }
+        };
+        let mut c = Client {
             stream,
             correlation_id: 0,
-        })
+        };
+        if let Some(login) = &sec.sasl {
+            login
+                .authenticate(&mut c)
+                .with_context(|| format!("SASL authentication with {addr}"))?;
+        }
+        Ok(c)
     }
 
     /// A client on a stream the caller connected (and set up as it wants).
     pub fn from_stream(stream: TcpStream) -> Client {
         Client {
-            stream,
+            stream: Stream::Plain(stream),
             correlation_id: 0,
         }
     }
@@ -49,6 +112,7 @@ impl Client {
         self.correlation_id += 1;
         let frame = encode_request(req, version, self.correlation_id, "shardlog-admin")?;
         self.stream.write_all(&frame)?;
+        self.stream.flush()?;
         Ok(self.correlation_id)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod acls;
 pub mod client;
+pub mod client_config;
 pub mod cluster;
 pub mod group;
 pub mod log_check;

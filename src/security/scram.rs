@@ -356,6 +356,84 @@ impl ScramServer {
     }
 }
 
+/// The client's side of one exchange (for shardlog's own tools).
+pub struct ScramClient {
+    mech: Mechanism,
+    bare: String,
+    cnonce: String,
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// Starts an exchange for `user`; the client-first message.
+    pub fn start(mech: Mechanism, user: &str) -> (ScramClient, Vec<u8>) {
+        let cnonce = B64.encode(random_bytes(18));
+        let name = user.replace('=', "=3D").replace(',', "=2C");
+        let bare = format!("n={name},r={cnonce}");
+        let first = format!("n,,{bare}").into_bytes();
+        (
+            ScramClient {
+                mech,
+                bare,
+                cnonce,
+                server_signature: None,
+            },
+            first,
+        )
+    }
+
+    /// Takes server-first; the client-final message.
+    pub fn finish(&mut self, server_first: &[u8], password: &str) -> Result<Vec<u8>, AuthError> {
+        let text =
+            std::str::from_utf8(server_first).map_err(|_| malformed("server-first not UTF-8"))?;
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for attr in text.split(',') {
+            match attr.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = B64.decode(v).ok(),
+                Some(("i", v)) => iterations = v.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(i)) = (nonce, salt, iterations) else {
+            return Err(malformed("incomplete server-first"));
+        };
+        if !nonce.starts_with(&self.cnonce) || !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&i) {
+            return Err(malformed("server-first nonce or iterations refused"));
+        }
+        let salted = self.mech.salted_password(password.as_bytes(), &salt, i);
+        let client_key = self.mech.hmac(&salted, b"Client Key");
+        let stored = self.mech.hash(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth = format!("{},{text},{without_proof}", self.bare);
+        let signature = self.mech.hmac(&stored, auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let server_key = self.mech.hmac(&salted, b"Server Key");
+        self.server_signature = Some(self.mech.hmac(&server_key, auth.as_bytes()));
+        Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// Checks server-final: the server proved it knows the credential.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), AuthError> {
+        let text =
+            std::str::from_utf8(server_final).map_err(|_| malformed("server-final not UTF-8"))?;
+        let got = text
+            .strip_prefix("v=")
+            .and_then(|v| B64.decode(v).ok())
+            .ok_or_else(|| AuthError::Failed(format!("server refused: {text}")))?;
+        match &self.server_signature {
+            Some(want) if bool::from(want.ct_eq(&got)) => Ok(()),
+            _ => Err(AuthError::Failed(
+                "the server's signature does not match".into(),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +496,22 @@ mod tests {
         let proof = client_proof(mech, password, &salt, 4096, &auth);
         s.client_final(format!("{without},p={proof}").as_bytes())
             .map(|(_, u)| u)
+    }
+
+    #[test]
+    fn client_and_server_agree() {
+        let mech = Mechanism::Sha256;
+        let cred = Credential::from_password(mech, "pw", 4096);
+        let (mut client, first) = ScramClient::start(mech, "a,b");
+        let mut server = ScramServer::new(mech);
+        let sf = server
+            .client_first(&first, |u| (u == "a,b").then(|| cred.clone()))
+            .unwrap();
+        let cf = client.finish(&sf, "pw").unwrap();
+        let (last, user) = server.client_final(&cf).unwrap();
+        assert_eq!(user, "a,b");
+        client.verify(&last).unwrap();
+        assert!(client.verify(b"v=AAAA").is_err());
     }
 
     #[test]
