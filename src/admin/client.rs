@@ -60,6 +60,31 @@ pub fn configure(path: &std::path::Path) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("client settings given twice"))
 }
 
+/// A connection to a node's HTTP port: TLS when `--command-config` sets a TLS protocol (its
+/// trust store checks the node's certificate), else plain.
+pub fn connect_http(addr: &str) -> Result<impl Read + Write> {
+    let tcp = TcpStream::connect(addr)
+        .with_context(|| format!("cannot connect to the node's HTTP port {addr}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    match SECURITY.get().and_then(|s| s.tls.clone()) {
+        None => Ok(Stream::Plain(tcp)),
+        Some(tls) => Ok(Stream::Tls(Box::new(tls_client(tls, addr, tcp)?))),
+    }
+}
+
+fn tls_client(
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    addr: &str,
+    tcp: TcpStream,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .with_context(|| format!("{host:?} is not a host name or address"))?;
+    let conn = rustls::ClientConnection::new(tls, name).context("cannot start TLS")?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
 impl Client {
     pub fn connect(addr: &str) -> Result<Client> {
         let tcp = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
@@ -70,15 +95,7 @@ impl Client {
         };
         let stream = match &sec.tls {
             None => Stream::Plain(tcp),
-            Some(tls) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                    .with_context(|| format!("{host:?} is not a host name or address"))?;
-                let conn =
-                    rustls::ClientConnection::new(tls.clone(), name).context("cannot start TLS")?;
-                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-            }
+            Some(tls) => Stream::Tls(Box::new(tls_client(tls.clone(), addr, tcp)?)),
         };
         let mut c = Client {
             stream,

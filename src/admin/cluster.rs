@@ -4,23 +4,25 @@
 //! HTTP port to propose the change to the quorum.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 /// Sends `METHOD path` to the node's HTTP address: its JSON answer, or the error it names.
 fn call(http: &str, method: &str, path: &str) -> Result<Value> {
-    let mut s = TcpStream::connect(http)
-        .with_context(|| format!("cannot connect to the node's HTTP port {http}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut s = super::client::connect_http(http)?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
+    s.flush()?;
     let mut resp = Vec::new();
-    s.take(16 << 20).read_to_end(&mut resp)?;
+    // A TLS peer closing without close_notify ends the answer too (Connection: close).
+    if let Err(e) = s.take(16 << 20).read_to_end(&mut resp) {
+        if resp.is_empty() {
+            return Err(e.into());
+        }
+    }
     let text = String::from_utf8_lossy(&resp);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         bail!("{http} sent no HTTP response");

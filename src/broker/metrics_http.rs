@@ -1,6 +1,6 @@
 //! The HTTP endpoint on shard 0: `GET /metrics` (Prometheus text, every shard's snapshot
 //! merged), `GET /health`, `GET /v1/cluster` (this node's view of the cluster) and the
-//! node membership operations of [`super::node_admin`].
+//! node membership operations of [`super::node_admin`]; over TLS with `http.ssl.enabled`.
 //!
 //! Invariant: one request per connection, read up to a bounded size; a scrape costs one
 //! message to each other shard, never a lock.
@@ -49,7 +49,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, stop: Arc<AtomicBool
                 };
                 let shard = shard.clone();
                 crate::runtime::spawn_local(async move {
-                    handle(shard, stream).await;
+                    serve_one(shard, stream).await;
                     drop(slot);
                 });
             }
@@ -72,11 +72,29 @@ async fn gather(shard: &Rc<Shard>) -> String {
     out
 }
 
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
+/// One connection: over TLS when `http.ssl.enabled` (the Kafka listeners' certificate).
+async fn serve_one(shard: Rc<Shard>, stream: TcpStream) {
     let timeout = REQUEST_TIMEOUT.min(shard.cfg.connections_max_idle);
     if stream.set_read_timeout(Some(timeout)).is_err() {
         return;
     }
+    match shard.security.http_tls.clone() {
+        None => handle(shard, stream).await,
+        Some(tls) => {
+            let acceptor = futures_rustls::TlsAcceptor::from(tls.config());
+            match crate::runtime::timeout(timeout, acceptor.accept(stream)).await {
+                Some(Ok(s)) => handle(shard, s).await,
+                Some(Err(e)) => debug!("HTTP TLS handshake failed: {e}"),
+                None => debug!("HTTP TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn handle<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+) {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     // Bounded: each read adds at least one byte, up to MAX_REQUEST.
@@ -128,5 +146,6 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
     if let Err(e) = stream.write_all(resp.as_bytes()).await {
         debug!("metrics response not sent: {e}");
     }
+    let _ = stream.flush().await;
     let _ = stream.close().await;
 }

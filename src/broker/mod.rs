@@ -476,7 +476,12 @@ async fn shard_main(start: ShardStart) -> bool {
         Some(addr) => match bind_exclusive(addr) {
             Ok(l) => {
                 let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                info!("metrics on http://{bound}/metrics");
+                let scheme = if security.http_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                info!("metrics on {scheme}://{bound}/metrics");
                 Some(l)
             }
             Err(e) => {

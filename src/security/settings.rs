@@ -39,6 +39,8 @@ pub struct SecurityConfig {
     pub super_users: String,
     /// `allow.everyone.if.no.acl.found`
     pub allow_if_no_acl: bool,
+    /// `http.ssl.enabled`: the HTTP port speaks TLS with the listeners' certificate.
+    pub http_tls: bool,
 }
 
 impl Default for SecurityConfig {
@@ -58,6 +60,7 @@ impl Default for SecurityConfig {
             authorizer: String::new(),
             super_users: String::new(),
             allow_if_no_acl: false,
+            http_tls: false,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Resolved {
     pub failed_auth_delay_ms: u64,
     pub limiter: FailureLimiter,
     pub authz: AuthorizerConfig,
+    /// The TLS configuration of the HTTP port, if it speaks TLS.
+    pub http_tls: Option<Arc<Tls>>,
 }
 
 impl SecurityConfig {
@@ -100,10 +105,13 @@ impl SecurityConfig {
                     format!("inter.broker.listener.name {name} is not among listeners")
                 })?
         };
-        let needs_tls = listeners.iter().any(|l| l.protocol.tls());
+        let needs_tls = listeners.iter().any(|l| l.protocol.tls()) || self.http_tls;
         let tls = if needs_tls {
             if self.keystore.trim().is_empty() {
-                return Err("a TLS listener (SSL, SASL_SSL) needs ssl.keystore.location".into());
+                return Err(
+                    "a TLS listener (SSL, SASL_SSL) or http.ssl.enabled needs ssl.keystore.location"
+                        .into(),
+                );
             }
             let files = TlsFiles {
                 keystore: PathBuf::from(self.keystore.trim()),
@@ -118,6 +126,7 @@ impl SecurityConfig {
         if listeners.iter().any(|l| l.protocol.sasl()) && self.sasl_mechanisms.is_empty() {
             return Err("a SASL listener needs sasl.enabled.mechanisms".into());
         }
+        let http_tls = if self.http_tls { tls.clone() } else { None };
         Ok(Resolved {
             listeners,
             inter_broker,
@@ -126,6 +135,7 @@ impl SecurityConfig {
             max_reauth_ms: self.max_reauth_ms,
             failed_auth_delay_ms: self.failed_auth_delay_ms,
             limiter: FailureLimiter::new(self.failures_per_ip_per_minute),
+            http_tls,
             authz: AuthorizerConfig {
                 enabled: !self.authorizer.trim().is_empty(),
                 super_users: self
@@ -324,6 +334,19 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
             Ok(())
         },
         |s| s.broker.security.allow_if_no_acl.to_string(),
+    ),
+    (
+        "http.ssl.enabled",
+        "the HTTP port (metrics.listen: /metrics, /health, /v1/cluster) speaks TLS with ssl.keystore.location",
+        |s, v| {
+            s.broker.security.http_tls = match v.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err("expected true or false".into()),
+            };
+            Ok(())
+        },
+        |s| s.broker.security.http_tls.to_string(),
     ),
     (
         "authentication.failures.per.ip.per.minute",

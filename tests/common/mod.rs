@@ -269,7 +269,11 @@ impl Broker {
         self.log_text()
             .lines()
             .rev()
-            .find_map(|l| l.split("metrics on http://").nth(1))
+            .find_map(|l| {
+                l.split("metrics on http://")
+                    .nth(1)
+                    .or_else(|| l.split("metrics on https://").nth(1))
+            })
             .map(|rest| rest.trim_end_matches("/metrics").trim().to_string())
     }
 
