@@ -6,6 +6,9 @@
 //! matches every response to its request; a response frame larger than
 //! [`MAX_RESPONSE`] or with a wrong correlation id ends the connection.
 
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::io::{ReadHalf, WriteHalf};
@@ -18,15 +21,62 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 pub const MAX_RESPONSE: usize = 256 << 20;
 
 pub struct Writer {
-    half: WriteHalf<TcpStream>,
+    half: WriteHalf<Conn>,
     correlation_id: i32,
     buf: BytesMut,
 }
 
 pub struct Reader {
-    half: ReadHalf<TcpStream>,
+    half: ReadHalf<Conn>,
 }
 
+/// A plain or TLS stream (`--command-config` with SSL or SASL_SSL).
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl futures::AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl futures::AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_close(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// Connects to `addr` as `--command-config` says (TLS, then SASL), or in plain text.
 pub async fn connect(addr: &str) -> Result<(Writer, Reader)> {
     let stream = TcpStream::connect(addr)
         .await
@@ -34,15 +84,87 @@ pub async fn connect(addr: &str) -> Result<(Writer, Reader)> {
     stream
         .set_nodelay(true)
         .map_err(|e| anyhow!("nodelay: {e}"))?;
-    let (r, w) = stream.split();
-    Ok((
+    let security = shardlog::admin::client::security();
+    let conn = match security.and_then(|s| s.tls.clone()) {
+        None => Conn::Plain(stream),
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .with_context(|| format!("{host:?} is not a host name or address"))?;
+            let s = futures_rustls::TlsConnector::from(tls)
+                .connect(name, stream)
+                .await
+                .with_context(|| format!("TLS with {addr}"))?;
+            Conn::Tls(Box::new(s))
+        }
+    };
+    let (r, w) = conn.split();
+    let (mut w, mut r) = (
         Writer {
             half: w,
             correlation_id: 0,
             buf: BytesMut::new(),
         },
         Reader { half: r },
-    ))
+    );
+    if let Some(login) = security.and_then(|s| s.sasl.as_ref()) {
+        authenticate(&mut w, &mut r, login)
+            .await
+            .with_context(|| format!("SASL authentication with {addr}"))?;
+    }
+    Ok((w, r))
+}
+
+/// SaslHandshake v1, then SaslAuthenticate v2 tokens until the mechanism is done.
+async fn authenticate(
+    w: &mut Writer,
+    r: &mut Reader,
+    login: &shardlog::admin::client_config::Login,
+) -> Result<()> {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    use shardlog::security::scram::{Mechanism, ScramClient};
+    let req = SaslHandshakeRequest::default()
+        .with_mechanism(StrBytes::from_string(login.mechanism.clone()));
+    let c = w.send(&req, 1).await?;
+    let resp = r.recv::<SaslHandshakeRequest>(c, 1).await?;
+    if resp.error_code != 0 {
+        bail!(
+            "the broker does not take {} (error {})",
+            login.mechanism,
+            resp.error_code
+        );
+    }
+    async fn step(w: &mut Writer, r: &mut Reader, token: Vec<u8>) -> Result<Bytes> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let c = w.send(&req, 2).await?;
+        let resp = r.recv::<SaslAuthenticateRequest>(c, 2).await?;
+        if resp.error_code != 0 {
+            bail!(
+                "{} (error {})",
+                resp.error_message.as_deref().unwrap_or("refused"),
+                resp.error_code
+            );
+        }
+        Ok(resp.auth_bytes)
+    }
+    match Mechanism::from_name(&login.mechanism) {
+        None => {
+            step(
+                w,
+                r,
+                format!("\0{}\0{}", login.user, login.password).into_bytes(),
+            )
+            .await?;
+        }
+        Some(m) => {
+            let (mut client, first) = ScramClient::start(m, &login.user);
+            let server_first = step(w, r, first).await?;
+            let last = client.finish(&server_first, &login.password)?;
+            let server_final = step(w, r, last).await?;
+            client.verify(&server_final)?;
+        }
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -70,6 +192,7 @@ impl Writer {
         let len = (self.buf.len() - 4) as i32;
         self.buf[..4].copy_from_slice(&len.to_be_bytes());
         self.half.write_all(&self.buf).await.context("send")?;
+        self.half.flush().await.context("send")?;
         Ok(self.correlation_id)
     }
 }

@@ -43,6 +43,11 @@ struct Args {
     /// Broker to bootstrap from (any Kafka-API broker).
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
+    /// Kafka client properties (security.protocol, sasl.mechanism, sasl.jaas.config or
+    /// sasl.username/sasl.password, ssl.truststore.location as PEM, ...), as Kafka's tools
+    /// take them: every connection (metadata and load) uses them.
+    #[arg(long)]
+    command_config: Option<std::path::PathBuf>,
     /// Topic to write and read; created with --partitions if missing.
     #[arg(long, default_value = "loadgen")]
     topic: String,
@@ -522,6 +527,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.command_config {
+        shardlog::admin::client::configure(path)?;
+    }
     if args.batch_bytes == 0
         || args.connections == 0
         || args.max_in_flight == 0

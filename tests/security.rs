@@ -251,6 +251,34 @@ print(len(seen))
         &sasl_ssl_addr,
     ]);
     assert!(listed.contains("secure"), "{listed}");
+    // The load generator takes the same file: a short run over SASL_SSL.
+    let json = s.dir.path().join("lg.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-loadgen"))
+        .args(["--bootstrap", &sasl_ssl_addr, "--quiet", "--command-config"])
+        .arg(&props)
+        .args([
+            "--topic",
+            "secure",
+            "--duration",
+            "1",
+            "--rate",
+            "2000",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("loadgen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("json");
+    assert!(
+        report["run"]["acked"].as_u64().unwrap_or(0) > 1000,
+        "{report}"
+    );
     let mtls_props = s.dir.path().join("mtls.properties");
     std::fs::write(
         &mtls_props,
@@ -568,10 +596,11 @@ fn the_certificate_is_reloaded_on_sighup() {
     assert!(s.broker.log_text().contains("TLS files not reloaded"));
 }
 
-/// The Java client (SASL_SSL with SCRAM-SHA-512, and mTLS with a PEM keystore) and kafkajs
-/// (SASL_SSL with SCRAM-SHA-512) produce and read back through their consumer groups.
+/// The Java client and kafkajs, each over SASL_SSL with SCRAM-SHA-512 and over SSL with a
+/// client certificate, and confluent-kafka with a client certificate, produce and read back
+/// through their consumer groups (kcat and confluent-kafka over SASL_SSL: the first test).
 #[test]
-fn java_and_kafkajs_connect_with_sasl_ssl_and_mtls() {
+fn java_kafkajs_and_confluent_kafka_connect_with_sasl_ssl_and_mtls() {
     let s = start("");
     let b = s.broker.bootstrap();
     common::shardlog(&[
@@ -646,22 +675,75 @@ fn java_and_kafkajs_connect_with_sasl_ssl_and_mtls() {
         js.join("kafkajs").exists(),
         "kafkajs missing: run tests/setup.sh"
     );
-    let out = Command::new("node")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/secure_client.js"))
-        .args([
+    let (cert, key) = (
+        s.client_cert.0.display().to_string(),
+        s.client_cert.1.display().to_string(),
+    );
+    for args in [
+        [
             sasl_ssl.as_str(),
             "clients",
             "20",
             ca.as_str(),
+            "scram",
             "dave",
             "dave-secret",
-        ])
-        .env("NODE_PATH", &js)
+        ],
+        [
+            ssl.as_str(),
+            "clients",
+            "20",
+            ca.as_str(),
+            "mtls",
+            cert.as_str(),
+            key.as_str(),
+        ],
+    ] {
+        let out = Command::new("node")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/secure_client.js"))
+            .args(args)
+            .env("NODE_PATH", &js)
+            .output()
+            .expect("node");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok 20",
+            "kafkajs {}: {}",
+            args[4],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // confluent-kafka with a client certificate.
+    let script = r#"
+import sys
+from confluent_kafka import Producer, Consumer
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SSL",
+        "ssl.ca.location": sys.argv[2], "ssl.certificate.location": sys.argv[3],
+        "ssl.key.location": sys.argv[4]}
+p = Producer(conf)
+for i in range(10):
+    p.produce("clients", value=b"py-mtls-%d" % i)
+assert p.flush(20) == 0
+c = Consumer(dict(conf, **{"group.id": "py-mtls", "auto.offset.reset": "earliest"}))
+c.subscribe(["clients"])
+seen = set()
+for _ in range(200):
+    m = c.poll(0.5)
+    if m is not None and m.error() is None and m.value().startswith(b"py-mtls-"):
+        seen.add(m.value())
+    if len(seen) == 10:
+        break
+c.close()
+print(len(seen))
+"#;
+    let out = Command::new("python3")
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-c", script, &ssl, &ca, &cert, &key])
         .output()
-        .expect("node");
+        .expect("python3");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "ok 20",
+        "10",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -52,6 +52,11 @@ impl Write for Stream {
 static SECURITY: std::sync::OnceLock<super::client_config::ClientSecurity> =
     std::sync::OnceLock::new();
 
+/// The client settings `--command-config` gave, if any.
+pub fn security() -> Option<&'static super::client_config::ClientSecurity> {
+    SECURITY.get()
+}
+
 /// Reads a Kafka client properties file (`--command-config`) for every later connection.
 pub fn configure(path: &std::path::Path) -> Result<()> {
     let cfg = super::client_config::ClientSecurity::load(path)?;

@@ -25,9 +25,9 @@ pub struct ClientSecurity {
 }
 
 pub struct Login {
-    mechanism: String,
-    user: String,
-    password: String,
+    pub mechanism: String,
+    pub user: String,
+    pub password: String,
 }
 
 /// `key=value` lines; `#` and `!` start comments.
