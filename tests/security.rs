@@ -137,6 +137,42 @@ fn consume_all(args: Vec<String>, topic: &str) -> Vec<String> {
     v
 }
 
+/// confluent-kafka (librdkafka 2.x, with TLS and SASL) produces ten values with `prefix` to
+/// `topic` with the client settings `conf` (JSON), then reads them back in a group; prints
+/// how many it read back.
+fn confluent_round_trip(conf: serde_json::Value, topic: &str, prefix: &str) -> String {
+    let script = r#"
+import json, sys
+from confluent_kafka import Producer, Consumer
+conf, topic, prefix = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+p = Producer(conf)
+for i in range(10):
+    p.produce(topic, value=prefix + b"%d" % i)
+assert p.flush(20) == 0
+c = Consumer(dict(conf, **{"group.id": "py-" + sys.argv[3], "auto.offset.reset": "earliest"}))
+c.subscribe([topic])
+seen = set()
+for _ in range(200):
+    m = c.poll(0.5)
+    if m is not None and m.error() is None and m.value().startswith(prefix):
+        seen.add(m.value())
+    if len(seen) == 10:
+        break
+c.close()
+print(len(seen))
+"#;
+    let out = Command::new("python3")
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-c", script, &conf.to_string(), topic, prefix])
+        .output()
+        .expect("python3");
+    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if got != "10" {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    got
+}
+
 #[test]
 fn clients_authenticate_with_tls_and_sasl_and_bad_ones_are_refused() {
     let mut s = start("");
@@ -193,41 +229,13 @@ fn clients_authenticate_with_tls_and_sasl_and_bad_ones_are_refused() {
     );
 
     // confluent-kafka with SASL_SSL + SCRAM-SHA-512: produce and read back.
-    let script = r#"
-import sys
-from confluent_kafka import Producer, Consumer
-conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "alice",
-        "sasl.password": "alice-secret", "ssl.ca.location": sys.argv[2]}
-p = Producer(conf)
-for i in range(10):
-    p.produce("secure", value=b"py-%d" % i)
-assert p.flush(20) == 0
-c = Consumer(dict(conf, **{"group.id": "py", "auto.offset.reset": "earliest"}))
-c.subscribe(["secure"])
-seen = set()
-for _ in range(200):
-    m = c.poll(0.5)
-    if m is not None and m.error() is None and m.value().startswith(b"py-"):
-        seen.add(m.value())
-    if len(seen) == 10:
-        break
-c.close()
-print(len(seen))
-"#;
-    let out = Command::new("python3")
-        .env_remove("LD_LIBRARY_PATH")
-        .args(["-c", script])
-        .arg(format!("127.0.0.1:{}", s.sasl_ssl))
-        .arg(&s.ca)
-        .output()
-        .expect("python3");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "10",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf = serde_json::json!({
+        "bootstrap.servers": format!("127.0.0.1:{}", s.sasl_ssl),
+        "security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "alice", "sasl.password": "alice-secret",
+        "ssl.ca.location": s.ca.display().to_string(),
+    });
+    assert_eq!(confluent_round_trip(conf, "secure", "py-"), "10");
 
     // The admin CLI with Kafka's client properties (--command-config): SASL_SSL, the
     // credentials in a JAAS line as the Java tools take them; and mTLS with a PEM keystore.
@@ -714,39 +722,11 @@ fn java_kafkajs_and_confluent_kafka_connect_with_sasl_ssl_and_mtls() {
         );
     }
     // confluent-kafka with a client certificate.
-    let script = r#"
-import sys
-from confluent_kafka import Producer, Consumer
-conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SSL",
-        "ssl.ca.location": sys.argv[2], "ssl.certificate.location": sys.argv[3],
-        "ssl.key.location": sys.argv[4]}
-p = Producer(conf)
-for i in range(10):
-    p.produce("clients", value=b"py-mtls-%d" % i)
-assert p.flush(20) == 0
-c = Consumer(dict(conf, **{"group.id": "py-mtls", "auto.offset.reset": "earliest"}))
-c.subscribe(["clients"])
-seen = set()
-for _ in range(200):
-    m = c.poll(0.5)
-    if m is not None and m.error() is None and m.value().startswith(b"py-mtls-"):
-        seen.add(m.value())
-    if len(seen) == 10:
-        break
-c.close()
-print(len(seen))
-"#;
-    let out = Command::new("python3")
-        .env_remove("LD_LIBRARY_PATH")
-        .args(["-c", script, &ssl, &ca, &cert, &key])
-        .output()
-        .expect("python3");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "10",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf = serde_json::json!({
+        "bootstrap.servers": ssl, "security.protocol": "SSL", "ssl.ca.location": ca,
+        "ssl.certificate.location": cert, "ssl.key.location": key,
+    });
+    assert_eq!(confluent_round_trip(conf, "clients", "py-mtls-"), "10");
     // A wrong password is refused for the Java client too.
     let out = Command::new("java")
         .args([
