@@ -548,3 +548,32 @@ fn users_and_acls_hold_on_every_node_of_a_cluster() {
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 30, "{out}");
 }
+
+/// Nodes fetch from each other in PLAINTEXT only: a cluster node whose inter-broker listener
+/// is secured is refused at startup with the reason, instead of failing to replicate.
+#[test]
+fn a_secured_inter_broker_listener_is_refused_in_a_cluster() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = common::pick_port(4);
+    let ctl = common::pick_controller_port();
+    let toml = dir.path().join("node.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "listeners = \"SASL_PLAINTEXT://127.0.0.1:{base},PLAINTEXT://127.0.0.1:{}\"\n\"node.id\" = 1\n\"controller.quorum.voters\" = \"1@127.0.0.1:{ctl}\"\n",
+            base + 2
+        ),
+    )
+    .expect("toml");
+    let data = dir.path().join("data");
+    let (ok, _, err) = common::shardlog_try(&[
+        "serve",
+        "--config",
+        &toml.display().to_string(),
+        "--data-dir",
+        &data.display().to_string(),
+        "--metrics-listen",
+        "off",
+    ]);
+    assert!(!ok && err.contains("PLAINTEXT only"), "{err}");
+}

@@ -140,6 +140,15 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         .security
         .resolve(cfg.listen, cfg.cores)
         .map_err(|e| anyhow::anyhow!("security settings: {e}"))?;
+    if !cfg.quorum_voters.trim().is_empty()
+        && security.inter_broker().protocol != crate::security::listeners::Protocol::Plaintext
+    {
+        bail!(
+            "inter.broker.listener.name {} is {}: nodes replicate and fetch from each other in PLAINTEXT only (TLS and SASL between nodes are not built); name a PLAINTEXT listener on a private network",
+            security.inter_broker().name,
+            security.inter_broker().protocol.name()
+        );
+    }
     tune_allocator();
     let mut cfg = cfg;
     // Other nodes and the tools of the cluster use the inter-broker listener.
