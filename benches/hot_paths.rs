@@ -156,6 +156,7 @@ fn protocol_paths(c: &mut Criterion) {
             log_start_offset: 0,
             records: records.clone(),
             diverging: None,
+            aborted: Vec::new(),
         })
         .collect();
     let topics = vec![("bench".to_string(), parts)];

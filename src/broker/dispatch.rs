@@ -152,6 +152,7 @@ pub async fn dispatch(
                         log_start_offset: -1,
                         records: crate::log::send_range::Records::Bytes(bytes::Bytes::new()),
                         diverging: None,
+                        aborted: Vec::new(),
                     })
                     .collect();
                 out.push((t.name, parts));

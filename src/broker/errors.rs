@@ -29,6 +29,18 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_TXN_STATE: i16 = 48;
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+pub const NOT_COORDINATOR: i16 = 16;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+pub const PRODUCER_FENCED: i16 = 90;
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
@@ -46,7 +58,7 @@ pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 /// The Kafka error code for a storage error.
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
-        LogError::Corrupt(BatchError::Transactional) => INVALID_RECORD,
+        LogError::Corrupt(BatchError::Transactional | BatchError::Control) => INVALID_RECORD,
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
         LogError::MultipleIdempotentBatches => INVALID_RECORD,
         LogError::Records(RecordError::Corrupt(_)) => CORRUPT_MESSAGE,
@@ -54,6 +66,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Sequence(SequenceError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Sequence(SequenceError::Duplicate { .. }) => DUPLICATE_SEQUENCE_NUMBER,
         LogError::Sequence(SequenceError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
+        LogError::Sequence(SequenceError::InvalidTxnState { .. }) => INVALID_TXN_STATE,
         LogError::TooLarge { .. } => MESSAGE_TOO_LARGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         // A follower's fetch that does not continue its log: it fetches again from its end.

@@ -18,6 +18,7 @@ use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
 use crate::log::send_range::Records;
+use crate::log::Isolation;
 use crate::protocol::fetch_response::FetchPartitionOut;
 use crate::protocol::{FetchPartition, FetchRequest, FetchTopic};
 
@@ -35,6 +36,9 @@ pub struct FetchPartResult<R = Bytes> {
     pub records: R,
     /// A follower's log diverged: (epoch, end offset) to truncate to.
     pub diverging: Option<(i32, i64)>,
+    pub last_stable_offset: i64,
+    /// read_committed: the aborted transactions in what was read, (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// One pass over the partitions owned by this shard, without waiting.
@@ -51,18 +55,7 @@ async fn read_once(
             let first = out
                 .iter()
                 .all(|r: &FetchPartResult<Records>| r.records.is_empty());
-            out.push(
-                read_partition(
-                    shard,
-                    &t.name,
-                    p,
-                    req.replica_id,
-                    &mut budget,
-                    first,
-                    zero_copy,
-                )
-                .await,
-            );
+            out.push(read_partition(shard, &t.name, p, req, &mut budget, first, zero_copy).await);
         }
     }
     out
@@ -72,7 +65,7 @@ async fn read_partition(
     shard: &Rc<Shard>,
     topic: &str,
     p: &FetchPartition,
-    replica_id: i32,
+    req: &FetchRequest,
     budget: &mut usize,
     first: bool,
     zero_copy: bool,
@@ -85,6 +78,8 @@ async fn read_partition(
         log_start_offset: -1,
         records: Records::Bytes(Bytes::new()),
         diverging: None,
+        last_stable_offset: -1,
+        aborted: Vec::new(),
     };
     let Some(log) = shard.log(topic, p.partition) else {
         r.error = errors::UNKNOWN_TOPIC_OR_PARTITION;
@@ -92,7 +87,9 @@ async fn read_partition(
     };
     // A follower's fetch: checked against the leader epoch and the log's epoch history,
     // and read up to the log end; its progress moves the high watermark.
-    let replica = replica_id >= 0;
+    let replica_id = req.replica_id;
+    let iso = Isolation::of_fetch(replica_id, req.isolation_level);
+    let replica = iso == Isolation::Replica;
     if replica {
         let cat = shard.catalog();
         match crate::replication::leader::check_fetch(shard, &cat, topic, p, replica_id, &log) {
@@ -111,10 +108,9 @@ async fn read_partition(
     }
     let limit = (p.partition_max_bytes.max(0) as usize).min(*budget);
     let read = if zero_copy {
-        log.read_for_send(p.fetch_offset, limit, first, replica)
-            .await
+        log.read_for_send(p.fetch_offset, limit, first, iso).await
     } else {
-        log.read_as(p.fetch_offset, limit, first, replica)
+        log.read_as(p.fetch_offset, limit, first, iso)
             .await
             .map(Into::into)
     };
@@ -128,11 +124,16 @@ async fn read_partition(
             }
             r.high_watermark = info.high_watermark;
             r.log_start_offset = info.log_start_offset;
+            r.last_stable_offset = log.last_stable_offset();
+            if iso == Isolation::Committed && !info.records.is_empty() {
+                r.aborted = log.aborted_txns(p.fetch_offset, r.last_stable_offset);
+            }
             r.records = info.records;
         }
         Err(e) => {
             r.error = log_error_code(&e);
             r.high_watermark = log.high_watermark();
+            r.last_stable_offset = log.last_stable_offset();
             r.log_start_offset = log.log_start_offset();
             if r.error != errors::OFFSET_OUT_OF_RANGE {
                 warn!(topic, partition = p.partition, "fetch failed: {e}");
@@ -184,6 +185,8 @@ pub async fn fetch_for_peer(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchP
             log_start_offset: r.log_start_offset,
             records,
             diverging: r.diverging,
+            last_stable_offset: r.last_stable_offset,
+            aborted: r.aborted,
         });
     }
     out
@@ -243,6 +246,8 @@ pub async fn handle(
                         log_start_offset: r.log_start_offset,
                         records: Records::Bytes(r.records),
                         diverging: r.diverging,
+                        last_stable_offset: r.last_stable_offset,
+                        aborted: r.aborted,
                     })
                     .collect(),
                 _ => sub
@@ -257,6 +262,8 @@ pub async fn handle(
                             log_start_offset: -1,
                             records: Records::Bytes(Bytes::new()),
                             diverging: None,
+                            last_stable_offset: -1,
+                            aborted: Vec::new(),
                         })
                     })
                     .collect(),
@@ -276,10 +283,11 @@ pub async fn handle(
                     partition: p.partition,
                     error: r.error,
                     high_watermark: r.high_watermark,
-                    last_stable_offset: r.high_watermark,
+                    last_stable_offset: r.last_stable_offset,
                     log_start_offset: r.log_start_offset,
                     records: r.records,
                     diverging: r.diverging,
+                    aborted: r.aborted,
                 },
                 None => FetchPartitionOut {
                     partition: p.partition,
@@ -293,6 +301,7 @@ pub async fn handle(
                     log_start_offset: -1,
                     records: Records::Bytes(Bytes::new()),
                     diverging: None,
+                    aborted: Vec::new(),
                 },
             });
         }

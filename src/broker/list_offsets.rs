@@ -18,6 +18,9 @@ use crate::protocol::ListOffsetsRequest;
 
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
+/// "Latest" for a read_committed client: the last stable offset (not a wire value; the
+/// handler maps LATEST to it before routing).
+const LATEST_STABLE: i64 = i64::MIN;
 
 pub struct OffsetResult {
     pub topic: String,
@@ -49,6 +52,7 @@ pub async fn local(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<O
             None => r.error = errors::UNKNOWN_TOPIC_OR_PARTITION,
             Some(log) => match ts {
                 LATEST => r.offset = log.high_watermark(),
+                LATEST_STABLE => r.offset = log.last_stable_offset(),
                 EARLIEST => r.offset = log.log_start_offset(),
                 ts if ts < 0 => r.error = errors::UNSUPPORTED_VERSION,
                 ts => match log.offset_for_timestamp(ts).await {
@@ -190,10 +194,20 @@ pub async fn delete_records(
 
 /// Handles ListOffsets, routing each partition's query to its owner.
 pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let committed = req.isolation_level == 1;
     let items = req
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|&(p, ts)| (t.name.clone(), p, ts)))
+        .flat_map(|t| {
+            t.partitions.iter().map(move |&(p, ts)| {
+                let ts = if committed && ts == LATEST {
+                    LATEST_STABLE
+                } else {
+                    ts
+                };
+                (t.name.clone(), p, ts)
+            })
+        })
         .collect();
     let mut found = scatter(shard, items, Query::Offsets).await;
     let mut resp = ListOffsetsResponse::default();

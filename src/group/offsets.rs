@@ -112,7 +112,9 @@ pub async fn replay_into(
     while next < until {
         // Up to the written end: a new leader's log beyond its high watermark is the
         // partition's history from now on.
-        let r = log.read_as(next, 8 << 20, true, true).await?;
+        let r = log
+            .read_as(next, 8 << 20, true, crate::log::Isolation::Replica)
+            .await?;
         let mut advanced = false;
         for (at, h) in crate::log::batch::BatchScan::new(&r.records, false) {
             if h.base_offset >= until {

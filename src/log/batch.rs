@@ -29,7 +29,9 @@ pub enum BatchError {
     Crc { expected: u32, actual: u32 },
     #[error("inconsistent header: record count {count}, last offset delta {delta}")]
     BadCounts { count: i32, delta: i32 },
-    #[error("transactional and control batches are not accepted from producers")]
+    #[error("control batches (transaction markers) are written by coordinators, not producers")]
+    Control,
+    #[error("a transactional batch must carry a producer id")]
     Transactional,
 }
 
@@ -145,7 +147,10 @@ pub fn validate_incoming(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             delta: h.last_offset_delta,
         });
     }
-    if h.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+    if h.attributes & ATTR_CONTROL != 0 {
+        return Err(BatchError::Control);
+    }
+    if h.attributes & ATTR_TRANSACTIONAL != 0 && h.producer_id < 0 {
         return Err(BatchError::Transactional);
     }
     Ok(h)

@@ -24,6 +24,8 @@ mod recovery;
 mod replica;
 pub mod segment;
 pub mod send_range;
+mod transactions;
+pub mod txn_index;
 pub mod validate;
 mod writer;
 
@@ -186,7 +188,7 @@ impl Default for LogConfig {
 }
 
 /// Bytes of appends allowed to queue behind the writer before producers wait.
-const MAX_PENDING_BYTES: usize = 64 << 20;
+pub(crate) const MAX_PENDING_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -299,13 +301,38 @@ impl State {
             .map_or(self.high_watermark, |c| c.min(self.high_watermark))
     }
 
-    /// Where a read stops: the written end for a follower (`replica`), else the high
-    /// watermark.
-    fn read_bound(&self, replica: bool) -> i64 {
-        if replica {
-            self.high_watermark
+    /// Where a read stops: the written end for a follower, the high watermark for a
+    /// read_uncommitted consumer, the last stable offset for a read_committed one.
+    fn read_bound(&mut self, iso: Isolation) -> i64 {
+        match iso {
+            Isolation::Replica => self.high_watermark,
+            Isolation::Uncommitted => self.visible_end(),
+            Isolation::Committed => {
+                let hw = self.visible_end();
+                self.producers.txns.lso(hw)
+            }
+        }
+    }
+}
+
+/// Who reads, and so how far: a follower to the written end, consumers to the high
+/// watermark (read_uncommitted) or the last stable offset (read_committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Replica,
+    Uncommitted,
+    Committed,
+}
+
+impl Isolation {
+    /// A fetch's isolation: a follower's (`replica_id >= 0`), else its `isolation_level`.
+    pub fn of_fetch(replica_id: i32, isolation_level: i8) -> Isolation {
+        if replica_id >= 0 {
+            Isolation::Replica
+        } else if isolation_level == 1 {
+            Isolation::Committed
         } else {
-            self.visible_end()
+            Isolation::Uncommitted
         }
     }
 }
@@ -440,6 +467,8 @@ impl Log {
             if let Some(first) = st.segments.first() {
                 st.log_start_offset = st.log_start_offset.max(first.base_offset);
             }
+            let start = st.log_start_offset;
+            st.producers.txns.trim_before(start);
             removed
         };
         for base in &removed {
@@ -568,7 +597,8 @@ impl Log {
                     stored.leader_epoch = st.leader_epoch;
                 }
                 st.epochs.assign(stored.leader_epoch, stored.base_offset);
-                st.producers.record(&stored, now);
+                let marker = txn_index::marker_of(&records[*at..*at + h.size], h);
+                st.producers.record(&stored, marker, now);
                 st.pending.batches.push((start, stored));
                 next = stored.last_offset() + 1;
             }
@@ -745,3 +775,5 @@ mod compaction_tests;
 mod replica_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

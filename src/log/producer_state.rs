@@ -14,13 +14,16 @@ use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
 use super::batch::BatchHeader;
+use super::txn_index::{is_txn_data, AbortedTxn, Marker, TxnIndex};
 
 /// Batches remembered per producer: Kafka keeps 5 (`max.in.flight.requests.per.connection`),
 /// but a client's in-flight batches of one partition can exceed that across a leader change.
 pub const BATCHES_KEPT: usize = 16;
 /// Default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
-const SNAPSHOT_MAGIC: &[u8; 5] = b"SLPS2";
+const SNAPSHOT_MAGIC: &[u8; 5] = b"SLPS3";
+/// Snapshots from before transactions were kept.
+const SNAPSHOT_MAGIC_V2: &[u8; 5] = b"SLPS2";
 /// Snapshots from before `since_seq` was kept.
 const SNAPSHOT_MAGIC_V1: &[u8; 5] = b"SLPS1";
 
@@ -33,6 +36,9 @@ pub enum SequenceError {
     /// A retry of batches this log holds but no longer remembers the offsets of.
     #[error("producer {pid}: sequences {first}..={last} were written already")]
     Duplicate { pid: i64, first: i32, last: i32 },
+    /// A non-transactional batch while the producer has a transaction open here.
+    #[error("producer {pid} has a transaction open on this partition")]
+    InvalidTxnState { pid: i64 },
 }
 
 /// One remembered batch.
@@ -67,6 +73,8 @@ pub enum Verdict {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open and aborted transactions, the last stable offset.
+    pub txns: TxnIndex,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -96,6 +104,11 @@ impl ProducerState {
         self.producers.get(&pid)
     }
 
+    /// Every producer kept, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(p, e)| (*p, e))
+    }
+
     /// Checks an incoming batch of an idempotent producer (`producer_id >= 0`).
     pub fn check(&self, h: &BatchHeader) -> Result<Verdict, SequenceError> {
         let pid = h.producer_id;
@@ -105,6 +118,9 @@ impl ProducerState {
         // KIP-360) does: its state went with retention or DeleteRecords, or this replica
         // became leader without ever seeing it. Refusing it (UNKNOWN_PRODUCER_ID) leaves
         // clients retrying or bumping their epoch until their delivery timeout.
+        if !is_txn_data(h) && self.txns.open_of(pid).is_some() {
+            return Err(SequenceError::InvalidTxnState { pid });
+        }
         let Some(e) = self.producers.get(&pid) else {
             return Ok(Verdict::Append);
         };
@@ -152,10 +168,31 @@ impl ProducerState {
         Ok(Verdict::Append)
     }
 
-    /// Records a batch that was (or is being) appended at its stamped offsets.
-    pub fn record(&mut self, h: &BatchHeader, now_ms: i64) {
+    /// Records a batch that was (or is being) appended at its stamped offsets; `marker`:
+    /// what a control batch carries.
+    pub fn record(&mut self, h: &BatchHeader, marker: Option<Marker>, now_ms: i64) {
         if h.producer_id < 0 {
             return;
+        }
+        if let Some(m) = marker {
+            self.txns.marker(h.producer_id, h.base_offset, m);
+            // A marker carries no sequence; a newer epoch (the coordinator fencing the
+            // producer) restarts its sequences.
+            if let Some(e) = self.producers.get_mut(&h.producer_id) {
+                if h.producer_epoch > e.epoch {
+                    e.epoch = h.producer_epoch;
+                    e.since_seq = 0;
+                    e.batches.clear();
+                }
+                e.last_append_ms = e.last_append_ms.max(now_ms);
+            }
+            return;
+        }
+        if h.attributes & super::batch::ATTR_CONTROL != 0 {
+            return;
+        }
+        if is_txn_data(h) {
+            self.txns.data(h.producer_id, h.base_offset);
         }
         let e = self
             .producers
@@ -189,19 +226,25 @@ impl ProducerState {
 
     /// Forgets batches at or after `offset` (appends that failed to be written).
     pub fn forget_from(&mut self, offset: i64) {
-        self.producers.retain(|_, e| {
+        self.txns.forget_from(offset);
+        let txns = &self.txns;
+        self.producers.retain(|pid, e| {
             while e.batches.back().is_some_and(|b| b.first_offset >= offset) {
                 e.batches.pop_back();
             }
-            !e.batches.is_empty()
+            !e.batches.is_empty() || txns.open_of(*pid).is_some()
         });
     }
 
     /// Drops producers whose last append is older than `expiration_ms`. Returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms - e.last_append_ms < expiration_ms);
+        let txns = &self.txns;
+        // A producer with a transaction open here stays until it ends (its coordinator
+        // aborts it after its timeout).
+        self.producers.retain(|pid, e| {
+            now_ms - e.last_append_ms < expiration_ms || txns.open_of(*pid).is_some()
+        });
         before - self.producers.len()
     }
 
@@ -226,16 +269,21 @@ impl ProducerState {
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
+        self.txns.encode(&mut out);
         super::checksum::seal(&mut out);
         out
     }
 
     /// Parses a snapshot; `None` if it is damaged in any way.
     pub fn decode(buf: &[u8]) -> Option<ProducerState> {
-        let (body, v2) = match super::checksum::open(buf, SNAPSHOT_MAGIC) {
-            Some(b) => (b, true),
-            None => (super::checksum::open(buf, SNAPSHOT_MAGIC_V1)?, false),
+        let (body, version) = match super::checksum::open(buf, SNAPSHOT_MAGIC) {
+            Some(b) => (b, 3),
+            None => match super::checksum::open(buf, SNAPSHOT_MAGIC_V2) {
+                Some(b) => (b, 2),
+                None => (super::checksum::open(buf, SNAPSHOT_MAGIC_V1)?, 1),
+            },
         };
+        let v2 = version >= 2;
         let mut r = Cursor { buf: body, pos: 0 };
         let n = r.u32()? as usize;
         let mut producers = HashMap::with_capacity(n.min(body.len() / 19));
@@ -269,7 +317,26 @@ impl ProducerState {
                 },
             );
         }
-        (r.pos == body.len()).then_some(ProducerState { producers })
+        let mut txns = TxnIndex::default();
+        if version >= 3 {
+            let n = r.u32()? as usize;
+            let mut open = Vec::with_capacity(n.min(body.len() / 16));
+            for _ in 0..n {
+                open.push((r.i64()?, r.i64()?));
+            }
+            let n = r.u32()? as usize;
+            let mut aborted = Vec::with_capacity(n.min(body.len() / 32));
+            for _ in 0..n {
+                aborted.push(AbortedTxn {
+                    producer_id: r.i64()?,
+                    first_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    last_stable: r.i64()?,
+                });
+            }
+            txns = TxnIndex::from_parts(open, aborted);
+        }
+        (r.pos == body.len()).then_some(ProducerState { producers, txns })
     }
 }
 
@@ -331,10 +398,10 @@ mod tests {
         assert_eq!(s.check(&header(9, 0, 3, 1, 0)), Ok(Verdict::Append));
         let h0 = header(7, 0, 0, 5, 0);
         assert_eq!(s.check(&h0), Ok(Verdict::Append));
-        s.record(&h0, 1);
+        s.record(&h0, None, 1);
         let h1 = header(7, 0, 5, 5, 5);
         assert_eq!(s.check(&h1), Ok(Verdict::Append));
-        s.record(&h1, 1);
+        s.record(&h1, None, 1);
         // Retry of the first batch.
         assert!(matches!(s.check(&h0), Ok(Verdict::Duplicate(b)) if b.first_offset == 0));
         // Gap.
@@ -345,7 +412,7 @@ mod tests {
         // Old epoch after a bump.
         let bumped = header(7, 1, 0, 1, 10);
         assert_eq!(s.check(&bumped), Ok(Verdict::Append));
-        s.record(&bumped, 2);
+        s.record(&bumped, None, 2);
         assert!(matches!(
             s.check(&header(7, 0, 10, 1, 11)),
             Err(SequenceError::InvalidEpoch { .. })
@@ -353,7 +420,7 @@ mod tests {
         // Only BATCHES_KEPT batches are remembered; older retries are duplicates.
         let kept = BATCHES_KEPT as i32;
         for i in 1..=kept + 1 {
-            s.record(&header(7, 1, i, 1, 10 + i64::from(i)), 3);
+            s.record(&header(7, 1, i, 1, 10 + i64::from(i)), None, 3);
         }
         assert_eq!(s.get(7).map(|e| e.batches.len()), Some(BATCHES_KEPT));
         assert!(matches!(

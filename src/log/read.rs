@@ -13,7 +13,7 @@ use tracing::{debug, error, warn};
 use super::batch::{self, BatchError, BatchScan};
 use super::file::LogFile;
 use super::segment::{self, Segment};
-use super::{Log, LogError, ReadInfo};
+use super::{Isolation, Log, LogError, ReadInfo};
 
 /// Upper bound on one read issued for a fetch beyond the requested bytes.
 const READ_SLACK: usize = 64 << 10;
@@ -27,25 +27,26 @@ impl Log {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadInfo, LogError> {
-        self.read_as(offset, max_bytes, min_one, false).await
+        self.read_as(offset, max_bytes, min_one, Isolation::Uncommitted)
+            .await
     }
 
-    /// Like [`Log::read`]; a `replica` (a follower's fetch) reads up to the written end
-    /// instead of the high watermark. An offset between the two is empty for a consumer,
-    /// past the written end out of range for both.
+    /// Like [`Log::read`], up to where `iso` may read: a follower's fetch to the written
+    /// end, a read_committed one to the last stable offset. An offset between the bound and
+    /// the written end is empty, past the written end out of range.
     pub async fn read_as(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
-        replica: bool,
+        iso: Isolation,
     ) -> Result<ReadInfo, LogError> {
         let (written, hw, bound, start) = {
-            let st = self.inner.state.borrow();
+            let mut st = self.inner.state.borrow_mut();
             (
                 st.high_watermark,
                 st.visible_end(),
-                st.read_bound(replica),
+                st.read_bound(iso),
                 st.log_start_offset,
             )
         };

@@ -178,14 +178,18 @@ impl Log {
         let max_batch = self.inner.state.borrow().config.max_batch_bytes;
         let now = now_ms();
         for (file, pos, size) in segs {
-            segment::scan_batches(&file, pos, size, max_batch, |_, h| {
-                if h.base_offset >= from {
-                    state.record(h, now);
+            let mut chunks = segment::BatchChunks::new(&file, pos, size, max_batch);
+            while let Some((_, buf, batches)) = chunks.next().await? {
+                for (at, h) in batches.iter().filter(|(_, h)| h.base_offset >= from) {
+                    let marker = buf
+                        .get(*at..*at + h.size)
+                        .and_then(|b| super::txn_index::marker_of(b, h));
+                    state.record(h, marker, now);
                 }
-            })
-            .await?;
+            }
         }
         state.forget_from(end);
+        state.txns.trim_before(start);
         self.inner.state.borrow_mut().producers = state;
         Ok(())
     }

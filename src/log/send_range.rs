@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::batch::{self, BatchHeader};
 use super::file::Pinned;
-use super::{Log, LogError, ReadInfo};
+use super::{Isolation, Log, LogError, ReadInfo};
 
 /// Ranges smaller than this are copied: a splice round costs more than copying them.
 pub const MIN_RANGE: usize = 64 << 10;
@@ -112,17 +112,14 @@ impl Log {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
-        replica: bool,
+        iso: Isolation,
     ) -> Result<SendRead, LogError> {
         if max_bytes >= MIN_RANGE {
-            if let Some(r) = self.file_range(offset, max_bytes, min_one, replica).await {
+            if let Some(r) = self.file_range(offset, max_bytes, min_one, iso).await {
                 return Ok(r);
             }
         }
-        Ok(self
-            .read_as(offset, max_bytes, min_one, replica)
-            .await?
-            .into())
+        Ok(self.read_as(offset, max_bytes, min_one, iso).await?.into())
     }
 
     /// The zero-copy range for a read, if there is one to offer (`None`: copy instead). It
@@ -132,11 +129,11 @@ impl Log {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
-        replica: bool,
+        iso: Isolation,
     ) -> Option<SendRead> {
         let (hw, bound, start, seg) = {
-            let st = self.inner.state.borrow();
-            let (hw, bound) = (st.visible_end(), st.read_bound(replica));
+            let mut st = self.inner.state.borrow_mut();
+            let (hw, bound) = (st.visible_end(), st.read_bound(iso));
             if offset < st.log_start_offset || offset >= bound {
                 return None;
             }

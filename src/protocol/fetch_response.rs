@@ -48,6 +48,8 @@ pub struct FetchPartitionOut<R = Bytes> {
     pub records: R,
     /// For a follower whose log diverged (v12+): (epoch, end offset) to truncate to.
     pub diverging: Option<(i32, i64)>,
+    /// read_committed: aborted transactions in the records, (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
 }
 
 fn uvarint(buf: &mut BytesMut, mut v: u32) {
@@ -102,7 +104,14 @@ pub fn encode<R: RecordSet>(
             if version >= 5 {
                 buf.put_i64(p.log_start_offset);
             }
-            array_len(&mut buf, 0); // aborted_transactions: none
+            array_len(&mut buf, p.aborted.len());
+            for (pid, first) in &p.aborted {
+                buf.put_i64(*pid);
+                buf.put_i64(*first);
+                if flex {
+                    buf.put_u8(0);
+                }
+            }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -179,6 +188,7 @@ mod tests {
                         log_start_offset: 2,
                         records: small.clone(),
                         diverging: None,
+                        aborted: vec![(7, 3), (9, 5)],
                     },
                     FetchPartitionOut {
                         partition: 3,
@@ -188,6 +198,7 @@ mod tests {
                         log_start_offset: 0,
                         records: Bytes::new(),
                         diverging: Some((3, 77)),
+                        aborted: Vec::new(),
                     },
                 ],
             ),
@@ -201,6 +212,7 @@ mod tests {
                     log_start_offset: 5,
                     records: big.clone(),
                     diverging: None,
+                    aborted: Vec::new(),
                 }],
             ),
         ];
@@ -222,7 +234,17 @@ mod tests {
                     pd.high_watermark = p.high_watermark;
                     pd.last_stable_offset = p.last_stable_offset;
                     pd.log_start_offset = p.log_start_offset;
-                    pd.aborted_transactions = Some(Vec::new());
+                    pd.aborted_transactions = Some(
+                        p.aborted
+                            .iter()
+                            .map(|(pid, first)| {
+                                let mut a = kafka_protocol::messages::fetch_response::AbortedTransaction::default();
+                                a.producer_id = kafka_protocol::messages::ProducerId(*pid);
+                                a.first_offset = *first;
+                                a
+                            })
+                            .collect(),
+                    );
                     pd.preferred_read_replica = BrokerId(-1);
                     pd.records = Some(p.records.clone());
                     if let (Some((epoch, end)), true) = (p.diverging, v >= 12) {
