@@ -29,6 +29,7 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// Consumer-group settings.
     pub groups: crate::group::GroupConfig,
+    pub txns: crate::txn::TxnConfig,
     /// Where shard 0 serves `/metrics` and `/health` over HTTP (`None`: off).
     pub metrics_listen: Option<SocketAddr>,
     /// Flush policy (`--flush`): when appended data is fdatasynced.
@@ -154,6 +155,7 @@ impl Default for BrokerConfig {
             index_interval_bytes: 4096,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             groups: crate::group::GroupConfig::default(),
+            txns: crate::txn::TxnConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             flush: crate::log::FlushPolicy::Always,
             flush_ms: 1000,

@@ -25,3 +25,4 @@ pub mod replication;
 pub mod runtime;
 pub mod security;
 pub mod settings;
+pub mod txn;

@@ -254,6 +254,24 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.groups.max_session_timeout.as_millis().to_string(),
     ),
     (
+        "transaction.max.timeout.ms",
+        "longest transaction timeout a producer may ask for",
+        |s, v| {
+            s.broker.txns.max_timeout_ms = i32::try_from(positive(v)?).map_err(|e| e.to_string())?;
+            Ok(())
+        },
+        |s| s.broker.txns.max_timeout_ms.to_string(),
+    ),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "how often transactions past their timeout are looked for and aborted",
+        |s, v| {
+            s.broker.txns.abort_scan_ms = positive(v)? as i64;
+            Ok(())
+        },
+        |s| s.broker.txns.abort_scan_ms.to_string(),
+    ),
+    (
         "offsets.retention.minutes",
         "offsets of a group empty this long are deleted",
         |s, v| {

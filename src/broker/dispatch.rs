@@ -22,6 +22,7 @@ use crate::security::acl::{Operation as Op, ResourceType as Rt};
 pub(super) const TOPIC_DENIED: i16 = 29;
 pub(super) const GROUP_DENIED: i16 = 30;
 const CLUSTER_DENIED: i16 = 31;
+const TXN_DENIED: i16 = 53;
 pub(super) const CLUSTER: &str = "kafka-cluster";
 /// DescribeConfigs/AlterConfigs resource types.
 const CONFIG_TOPIC: i8 = 2;
@@ -30,32 +31,42 @@ pub(super) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// Topics of a Produce request the principal may not WRITE: taken out, answered by
-/// [`deny_produce`].
+/// Topics of a Produce request the principal may not WRITE (or all of them, when it may not
+/// WRITE the request's transactional id): taken out, answered by [`deny_produce`] with the
+/// code.
 pub fn authorize_produce(
     shard: &Shard,
     session: &Session,
     mut req: protocol::ProduceRequest,
-) -> (protocol::ProduceRequest, Vec<(String, Vec<i32>)>) {
+) -> (protocol::ProduceRequest, Vec<(String, Vec<i32>, i16)>) {
     let mut denied = Vec::new();
+    let txn_ok = req
+        .transactional_id
+        .as_deref()
+        .is_none_or(|id| session.may(shard, Op::Write, Rt::TransactionalId, id));
     req.topics.retain(|t| {
-        let ok = session.may(shard, Op::Write, Rt::Topic, &t.name);
-        if !ok {
-            denied.push((
-                t.name.clone(),
-                t.partitions.iter().map(|p| p.index).collect(),
-            ));
-        }
-        ok
+        let code = if !txn_ok {
+            TXN_DENIED
+        } else if !session.may(shard, Op::Write, Rt::Topic, &t.name) {
+            TOPIC_DENIED
+        } else {
+            return true;
+        };
+        denied.push((
+            t.name.clone(),
+            t.partitions.iter().map(|p| p.index).collect(),
+            code,
+        ));
+        false
     });
     (req, denied)
 }
 
-pub fn deny_produce(resp: &mut ProduceResponse, denied: Vec<(String, Vec<i32>)>) {
+pub fn deny_produce(resp: &mut ProduceResponse, denied: Vec<(String, Vec<i32>, i16)>) {
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
-    for (t, parts) in denied {
+    for (t, parts, code) in denied {
         let mut r = TopicProduceResponse::default();
         r.name = name(&t);
         r.partition_responses = parts
@@ -63,7 +74,7 @@ pub fn deny_produce(resp: &mut ProduceResponse, denied: Vec<(String, Vec<i32>)>)
             .map(|p| {
                 PartitionProduceResponse::default()
                     .with_index(p)
-                    .with_error_code(TOPIC_DENIED)
+                    .with_error_code(code)
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1)
@@ -400,6 +411,21 @@ pub async fn dispatch(
             } else {
                 encode_response(k, v, c, &super::reassign::list(shard, r))?
             }
+        }
+        r @ (Request::AddPartitionsToTxn(_)
+        | Request::AddOffsetsToTxn(_)
+        | Request::EndTxn(_)
+        | Request::TxnOffsetCommit(_)
+        | Request::DescribeProducers(_)
+        | Request::DescribeTransactions(_)
+        | Request::ListTransactions(_)) => {
+            return super::dispatch_txn::dispatch(shard, h, r, session).await
+        }
+        Request::InitProducerId(r)
+            if r.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) =>
+        {
+            return super::dispatch_txn::dispatch(shard, h, Request::InitProducerId(r), session)
+                .await
         }
         Request::InitProducerId(r) => {
             // Without a transactional id: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.

@@ -1,5 +1,6 @@
-//! FindCoordinator: which shard (advertised broker) coordinates a consumer group. Groups are
-//! placed on shards by a stable hash of the group id, like partitions.
+//! FindCoordinator: which shard (advertised broker) coordinates a consumer group or a transactional id. Groups are
+//! placed on shards by a stable hash of the group id, like partitions; transactional ids
+//! (key type 1) likewise, on the partitions of `__transaction_state`.
 
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use super::shard::Shard;
 use crate::protocol::FindCoordinatorRequest;
 
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// The shard that coordinates `group`: the owner of its offsets partition.
@@ -60,8 +62,18 @@ pub fn handle(
                     c.port = -1;
                 }
             }
-        } else if req.key_type == GROUP {
-            let node = group_shard(key, shard.nshards);
+        } else if req.key_type == GROUP
+            || (req.key_type == TRANSACTION && !key.is_empty() && shard.proposer.is_none())
+        {
+            let node = if req.key_type == GROUP {
+                group_shard(key, shard.nshards)
+            } else {
+                Catalog::owner(
+                    crate::txn::TXN_TOPIC,
+                    crate::txn::txn_partition(key),
+                    shard.nshards,
+                )
+            };
             let cat = shard.catalog();
             let (id, host, port) = super::metadata::endpoint(shard, &cat, 0, node as u16, listener)
                 .unwrap_or((node as i32, String::new(), 0));
@@ -70,7 +82,11 @@ pub fn handle(
             c.port = i32::from(port);
         } else {
             c.error_code = COORDINATOR_NOT_AVAILABLE;
-            c.error_message = Some(StrBytes::from_static_str("transactions are not supported"));
+            c.error_message = Some(StrBytes::from_static_str(if req.key_type == TRANSACTION {
+                "transactions are not supported in a cluster yet"
+            } else {
+                "unknown coordinator key type"
+            }));
             c.node_id = BrokerId(-1);
             c.port = -1;
         }

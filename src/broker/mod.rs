@@ -15,6 +15,7 @@ pub mod connection;
 pub mod disk_space;
 pub mod dispatch;
 pub mod dispatch_groups;
+pub mod dispatch_txn;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -30,6 +31,7 @@ pub mod reassign;
 pub mod router;
 pub mod shard;
 pub mod splice;
+pub mod txn;
 pub mod users;
 
 use std::fs::File;
@@ -428,12 +430,23 @@ async fn shard_main(start: ShardStart) -> bool {
         clean,
     )
     .await;
+    let txn_parts: Vec<i32> = (0..crate::txn::TXN_PARTITIONS)
+        .filter(|p| Catalog::owner(crate::txn::TXN_TOPIC, *p, cfg.cores) == id)
+        .filter(|_| proposer.is_none())
+        .collect();
+    let txns = crate::txn::coordinator::TxnCoordinator::open(
+        &cfg.data_dir,
+        &txn_parts,
+        cfg.txns.clone(),
+        clean,
+    )
+    .await;
     let mut shard = Shard::new(
         id,
         cfg.clone(),
         Arc::new(Catalog::default()),
         peers,
-        groups,
+        (groups, txns),
         conns,
         security.clone(),
     );
@@ -441,6 +454,9 @@ async fn shard_main(start: ShardStart) -> bool {
     let clustered = proposer.is_some();
     shard.proposer = proposer;
     let shard = Rc::new(shard);
+    shard
+        .txns
+        .set_host(Rc::new(txn::ShardTxnHost(Rc::downgrade(&shard))));
     shard.groups.set_replicator(Rc::new(
         crate::replication::coordinator_log::ShardReplicator(Rc::downgrade(&shard)),
     ));
@@ -513,6 +529,7 @@ async fn shard_main(start: ShardStart) -> bool {
             while !stop.load(Ordering::Relaxed) {
                 crate::runtime::sleep(Duration::from_millis(100)).await;
                 shard.groups.tick().await;
+                shard.txns.tick().await;
                 {
                     let shard = shard.clone();
                     crate::runtime::spawn_local(async move { shard.flush_due().await });
@@ -529,6 +546,7 @@ async fn shard_main(start: ShardStart) -> bool {
                 }
                 if ticks % 600 == 0 {
                     shard.groups.compact().await;
+                    shard.txns.compact(16 << 20).await;
                 }
                 if ticks % (shard.cfg.retention_check_ms / 100).max(1) == 0 {
                     shard.apply_retention();

@@ -251,8 +251,6 @@ pub async fn start(shard: &Rc<Shard>, req: ProduceRequest) -> Started {
             let owner = catalog.locate(&t.name, p.index, shard.nshards);
             let refused = if !acks_ok {
                 Some(errors::INVALID_REQUIRED_ACKS)
-            } else if req.transactional_id.is_some() {
-                Some(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             } else if !known {
                 Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
             } else if super::admin::internal(&t.name) {

@@ -137,13 +137,6 @@ pub async fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) ->
 
 pub async fn handle(shard: &Rc<Shard>, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
-    if req.transactional_id.is_some() {
-        // No transaction coordinator: refuse with a non-retriable error.
-        resp.error_code = errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-        resp.producer_id = ProducerId(-1);
-        resp.producer_epoch = -1;
-        return resp;
-    }
     let (code, id, epoch) = if shard.id == CONTROLLER {
         controller_init(shard, req.producer_id, req.producer_epoch).await
     } else {

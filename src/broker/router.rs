@@ -45,6 +45,8 @@ pub enum Call {
     DeleteRecords(Vec<(String, i32, i64)>),
     /// Controller only (single node): one user's SCRAM credential changes.
     AlterSecurity(Vec<crate::security::store::SecurityChange>),
+    /// Transaction markers for partitions the receiver owns.
+    WriteMarkers(super::txn::MarkerCall),
 }
 
 pub enum Reply {
@@ -58,6 +60,8 @@ pub enum Reply {
     /// The catalog was applied; partitions that could not be opened, as (topic, reason).
     Applied(Vec<(String, String)>),
     Security(Result<(), crate::security::store::Refused>),
+    /// One error code per item asked.
+    Codes(Vec<i16>),
 }
 
 pub struct Envelope {
@@ -95,6 +99,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         }
         Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
+        Call::WriteMarkers(m) => Reply::Codes(super::txn::markers_local(shard, m).await),
         Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
         Call::Apply(cat) => Reply::Applied(shard.apply_catalog(cat).await),
         Call::AlterSecurity(c) => Reply::Security(super::users::controller_apply(shard, c).await),

@@ -56,6 +56,8 @@ pub struct Shard {
     pub producer_ids: super::producer_id::Allocator,
     /// Coordinator of the consumer groups placed on this shard.
     pub groups: crate::group::coordinator::Coordinator,
+    /// Coordinator of the transactional ids placed on this shard.
+    pub txns: crate::txn::coordinator::TxnCoordinator,
     /// This shard's counters.
     pub metrics: crate::metrics::ShardMetrics,
     /// The broker shut down cleanly last time: logs opened at startup skip the full scan.
@@ -85,7 +87,10 @@ impl Shard {
         cfg: Arc<BrokerConfig>,
         catalog: Arc<Catalog>,
         peers: Vec<Option<ConnectedSender<Envelope>>>,
-        groups: crate::group::coordinator::Coordinator,
+        (groups, txns): (
+            crate::group::coordinator::Coordinator,
+            crate::txn::coordinator::TxnCoordinator,
+        ),
         conns: [Arc<super::limits::ConnLimits>; 2],
         security: Arc<crate::security::settings::Resolved>,
     ) -> Shard {
@@ -111,6 +116,7 @@ impl Shard {
             connections: Cell::new(0),
             producer_ids: Default::default(),
             groups,
+            txns,
             metrics: Default::default(),
             clean_start: Cell::new(false),
             in_flight: Cell::new(0),

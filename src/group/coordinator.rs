@@ -63,6 +63,8 @@ pub struct Coordinator {
     /// the partition was loaded).
     pub(super) applied: RefCell<HashMap<OffsetKey, i64>>,
     pub(super) replicator: RefCell<Option<Rc<dyn Replicator>>>,
+    /// Offsets staged by open transactions, per offsets partition.
+    pub(super) staged: RefCell<HashMap<i32, super::txn_offsets::Staged>>,
 }
 
 impl Coordinator {
@@ -82,6 +84,7 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             applied: RefCell::new(HashMap::new()),
             replicator: RefCell::new(None),
+            staged: RefCell::new(HashMap::new()),
         };
         c.adopt(data_dir, owned, clean).await;
         c

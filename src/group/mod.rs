@@ -15,6 +15,7 @@ pub mod coordinator;
 pub mod offsets;
 pub mod partitions;
 pub mod state;
+pub mod txn_offsets;
 
 use std::time::Duration;
 

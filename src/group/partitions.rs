@@ -92,6 +92,7 @@ impl Coordinator {
                 Ok(map) => self.install(map),
                 Err(e) => error!(partition = p, "cannot replay offsets log: {e}"),
             }
+            self.load_staged(p, &log).await;
             self.logs.borrow_mut().insert(p, Held { log, epoch: None });
         }
     }
@@ -138,6 +139,7 @@ impl Coordinator {
     /// NOT_COORDINATOR and find the new leader.
     fn resign(&self, p: i32) {
         self.logs.borrow_mut().remove(&p);
+        self.staged.borrow_mut().remove(&p);
         self.loading.borrow_mut().remove(&p);
         let mut groups = self.groups.borrow_mut();
         let before = groups.len();
@@ -185,6 +187,7 @@ impl Coordinator {
         self.loading.borrow_mut().remove(&p);
         let groups = map.len();
         self.install(map);
+        self.load_staged(p, &held.log).await;
         self.logs.borrow_mut().insert(p, held);
         info!(
             partition = p,
@@ -292,7 +295,21 @@ impl Coordinator {
         self.append_to(p, &held, records).await
     }
 
-    async fn append_to(
+    /// Rebuilds the offsets transactions staged on partition `p`.
+    async fn load_staged(&self, p: i32, log: &Log) {
+        match super::txn_offsets::replay_staged(log).await {
+            Ok(s) if !s.is_empty() => {
+                self.staged.borrow_mut().insert(p, s);
+            }
+            Ok(_) => {}
+            Err(e) => error!(
+                partition = p,
+                "cannot replay staged transactional offsets: {e}"
+            ),
+        }
+    }
+
+    pub(super) async fn append_to(
         &self,
         p: i32,
         held: &Held,
@@ -348,7 +365,7 @@ impl Coordinator {
     /// cluster's replicated ones are cleaned by the log cleaner).
     pub async fn compact(&self) {
         for (p, held) in self.all_held() {
-            if held.epoch.is_some() {
+            if held.epoch.is_some() || self.has_staged(p) {
                 continue;
             }
             match offsets::compact(&held.log).await {

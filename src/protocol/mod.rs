@@ -10,6 +10,7 @@ pub mod group_requests;
 pub mod reassign_requests;
 pub mod requests;
 pub mod security_requests;
+pub mod txn_requests;
 pub mod wire;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,6 +22,7 @@ pub use group_requests::*;
 pub use reassign_requests::*;
 pub use requests::*;
 pub use security_requests::*;
+pub use txn_requests::*;
 use wire::{DecodeError, Reader};
 
 /// One API shardlog serves: key, advertised version range, first flexible version.
@@ -66,6 +68,13 @@ pub const DELETE_ACLS: i16 = 31;
 pub const SASL_AUTHENTICATE: i16 = 36;
 pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
 pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
+pub const ADD_PARTITIONS_TO_TXN: i16 = 24;
+pub const ADD_OFFSETS_TO_TXN: i16 = 25;
+pub const END_TXN: i16 = 26;
+pub const TXN_OFFSET_COMMIT: i16 = 28;
+pub const DESCRIBE_PRODUCERS: i16 = 61;
+pub const DESCRIBE_TRANSACTIONS: i16 = 65;
+pub const LIST_TRANSACTIONS: i16 = 66;
 
 /// What ApiVersions advertises. Produce advertises from v0 although v0-2 requests are
 /// refused: librdkafka turns compression off against a broker whose Produce minimum is
@@ -105,6 +114,13 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(SASL_AUTHENTICATE, 0, 2, 2),
     api(DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, 0),
     api(ALTER_USER_SCRAM_CREDENTIALS, 0, 0, 0),
+    api(ADD_PARTITIONS_TO_TXN, 0, 3, 3),
+    api(ADD_OFFSETS_TO_TXN, 0, 3, 3),
+    api(END_TXN, 0, 3, 3),
+    api(TXN_OFFSET_COMMIT, 0, 3, 3),
+    api(DESCRIBE_PRODUCERS, 0, 0, 0),
+    api(DESCRIBE_TRANSACTIONS, 0, 0, 0),
+    api(LIST_TRANSACTIONS, 0, 1, 0),
 ];
 
 const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
@@ -256,6 +272,25 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         DELETE_ACLS => Request::DeleteAcls(DeleteAclsRequest::decode(&mut r, v, flex)?),
         ALTER_USER_SCRAM_CREDENTIALS => {
             Request::AlterScram(AlterScramRequest::decode(&mut r, v, flex)?)
+        }
+        ADD_PARTITIONS_TO_TXN => {
+            Request::AddPartitionsToTxn(AddPartitionsToTxnRequest::decode(&mut r, v, flex)?)
+        }
+        ADD_OFFSETS_TO_TXN => {
+            Request::AddOffsetsToTxn(AddOffsetsToTxnRequest::decode(&mut r, v, flex)?)
+        }
+        END_TXN => Request::EndTxn(EndTxnRequest::decode(&mut r, v, flex)?),
+        TXN_OFFSET_COMMIT => {
+            Request::TxnOffsetCommit(TxnOffsetCommitRequest::decode(&mut r, v, flex)?)
+        }
+        DESCRIBE_PRODUCERS => {
+            Request::DescribeProducers(DescribeProducersRequest::decode(&mut r, v, flex)?)
+        }
+        DESCRIBE_TRANSACTIONS => {
+            Request::DescribeTransactions(DescribeTransactionsRequest::decode(&mut r, v, flex)?)
+        }
+        LIST_TRANSACTIONS => {
+            Request::ListTransactions(ListTransactionsRequest::decode(&mut r, v, flex)?)
         }
         _ => {
             return Err(ProtocolError::Unsupported {

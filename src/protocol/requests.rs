@@ -40,6 +40,13 @@ pub enum Request {
     DescribeAcls(super::DescribeAclsRequest),
     CreateAcls(super::CreateAclsRequest),
     DeleteAcls(super::DeleteAclsRequest),
+    AddPartitionsToTxn(super::AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(super::AddOffsetsToTxnRequest),
+    EndTxn(super::EndTxnRequest),
+    TxnOffsetCommit(super::TxnOffsetCommitRequest),
+    DescribeProducers(super::DescribeProducersRequest),
+    DescribeTransactions(super::DescribeTransactionsRequest),
+    ListTransactions(super::ListTransactionsRequest),
 }
 
 #[derive(Debug, Clone)]
@@ -429,6 +436,7 @@ impl FindCoordinatorRequest {
 #[derive(Debug, Clone)]
 pub struct InitProducerIdRequest {
     pub transactional_id: Option<String>,
+    pub transaction_timeout_ms: i32,
     /// From v3: the producer's current id and epoch (-1 if none), for an epoch bump.
     pub producer_id: i64,
     pub producer_epoch: i16,
@@ -437,7 +445,7 @@ pub struct InitProducerIdRequest {
 impl InitProducerIdRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
         let transactional_id = r.nullable_string(flex)?;
-        let _timeout = r.i32()?;
+        let transaction_timeout_ms = r.i32()?;
         let (producer_id, producer_epoch) = if v >= 3 {
             (r.i64()?, r.i16()?)
         } else {
@@ -446,6 +454,7 @@ impl InitProducerIdRequest {
         r.tagged_fields(flex)?;
         Ok(InitProducerIdRequest {
             transactional_id,
+            transaction_timeout_ms,
             producer_id,
             producer_epoch,
         })

@@ -1,0 +1,53 @@
+//! Transaction coordinator (KIP-98): transactional ids, their producer ids and epochs, the
+//! partitions each open transaction wrote to, and the decision to commit or abort it.
+//!
+//! Invariants:
+//! - A transactional id lives on exactly one shard: the owner of the partition of the
+//!   internal `__transaction_state` log it hashes to ([`txn_partition`]); only that shard
+//!   touches its state, and requests for it that reach another shard get NOT_COORDINATOR.
+//! - Every state change is written durably to that log before it is answered or acted on,
+//!   and the in-memory map follows the log (rebuilt from it on start): a decision
+//!   (PrepareCommit/PrepareAbort) that is written is carried out — markers to every
+//!   partition, then Complete — even across a crash, by whoever loads the log next.
+//! - One operation per transactional id at a time; a second gets CONCURRENT_TRANSACTIONS.
+//! - This is the control plane of transactions: it knows transactional ids and partition
+//!   names, never shards, connections or how a marker reaches a partition ([`TxnHost`]).
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+/// Partitions of `__transaction_state` (Kafka's `transaction.state.log.num.partitions`).
+/// Fixed: changing it would move transactional ids away from their state.
+pub const TXN_PARTITIONS: i32 = 50;
+/// Name of the internal transaction state log (its directories live under
+/// `<data-dir>/txns/`).
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+/// Transaction settings (Kafka broker config names in comments).
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.max.timeout.ms`: the longest timeout a producer may ask for.
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_scan_ms: i64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            max_timeout_ms: 15 * 60 * 1000,
+            abort_scan_ms: 10_000,
+        }
+    }
+}
+
+/// The `__transaction_state` partition (and so the coordinator) of a transactional id.
+pub fn txn_partition(id: &str) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % TXN_PARTITIONS as u64) as i32
+}
