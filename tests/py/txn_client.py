@@ -131,6 +131,42 @@ def begin_only(bootstrap, topic, txn_id, label, n):
     time.sleep(600)
 
 
+def transform(bootstrap, src, dst, group, txn_id, total):
+    """Consume-transform-produce, exactly once: each input value v becomes "out-v" in `dst`,
+    with the consumer's offsets committed in the same transaction. Exits 0 once the group's
+    committed offsets cover `total` inputs; any error exits non-zero (the test restarts it)."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    c.subscribe([src])
+    p = producer(bootstrap, txn_id)
+    p.init_transactions(30)
+    done = 0
+    idle_since = time.time()
+    while True:
+        msgs = c.consume(20, 1.0)
+        msgs = [m for m in msgs if not m.error()]
+        if not msgs:
+            committed = c.committed([TopicPartition(src, i) for i in range(2)], 10)
+            if sum(max(tp.offset, 0) for tp in committed) >= total:
+                print(json.dumps({"ok": True, "done": done}), flush=True)
+                return
+            if time.time() - idle_since > 60:
+                sys.exit(4)
+            continue
+        idle_since = time.time()
+        p.begin_transaction()
+        for m in msgs:
+            p.produce(dst, b"out-" + m.value(), partition=m.partition())
+        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+        p.commit_transaction(30)
+        done += len(msgs)
+
+
 def read(bootstrap, topic, isolation, n):
     got = consume_all(bootstrap, topic, isolation, int(n))
     print(json.dumps({"values": [v for _, _, v in got]}))
@@ -145,4 +181,5 @@ if __name__ == "__main__":
         "produce_committed": lambda: produce_committed(args[0], args[1], args[2], args[3], int(args[4])),
         "begin_only": lambda: begin_only(args[0], args[1], args[2], args[3], int(args[4])),
         "read": lambda: read(args[0], args[1], args[2], args[3]),
+        "transform": lambda: transform(args[0], args[1], args[2], args[3], args[4], int(args[5])),
     }[mode]()
