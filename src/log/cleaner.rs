@@ -99,6 +99,10 @@ pub(super) fn filter_batch(
     h: &BatchHeader,
     mut keep: impl FnMut(i64, &RawRecord<'_>) -> bool,
 ) -> (Filtered, u64) {
+    // Transaction markers stay: their records' keys are not the topic's keys.
+    if h.attributes & super::batch::ATTR_CONTROL != 0 {
+        return (Filtered::Unchanged, 0);
+    }
     let Ok((codec, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) else {
         return (Filtered::Unchanged, 0);
     };
@@ -237,7 +241,10 @@ impl Log {
         }
         let lag_horizon = now.saturating_sub(cfg.min_compaction_lag_ms);
         let cleanable = segs.iter().take_while(|s| s.max_ts <= lag_horizon).count();
-        let segs = &segs[..cleanable];
+        // Never past the last stable offset: an open transaction's fate is not known yet.
+        let lso = self.last_stable_offset();
+        let stable = segs.iter().take_while(|s| s.end <= lso).count();
+        let segs = &segs[..cleanable.min(stable)];
         let total: u64 = segs.iter().map(|s| s.size).sum();
         let dirty: u64 = segs
             .iter()
@@ -319,6 +326,15 @@ impl Log {
             bytes: 0,
         };
         let mut map_end = first_dirty;
+        // Records of aborted transactions never shadow a key: (producer, first, marker).
+        let aborted = self.aborted_ranges(first_dirty, i64::MAX);
+        let is_aborted = |h: &super::batch::BatchHeader| {
+            h.attributes & super::batch::ATTR_CONTROL != 0
+                || (h.attributes & super::batch::ATTR_TRANSACTIONAL != 0
+                    && aborted.iter().any(|(pid, first, last)| {
+                        *pid == h.producer_id && (*first..=*last).contains(&h.base_offset)
+                    }))
+        };
         for s in segs.iter().filter(|s| s.end > first_dirty) {
             let mut chunks = BatchChunks::new(&s.file, 0, s.size, cfg.max_batch_bytes);
             while let Some((_, buf, batches)) = chunks.next().await? {
@@ -327,6 +343,10 @@ impl Log {
                         continue;
                     }
                     let b = &buf[*at..*at + h.size];
+                    if is_aborted(h) {
+                        map_end = h.last_offset() + 1;
+                        continue;
+                    }
                     // Only a batch that decodes whole, with its records' offsets inside it,
                     // counts: a key's latest offset must never come from a crafted record.
                     if let Ok((_, section)) = codec::batch_records(b, h, MAX_DECOMPRESSED) {

@@ -87,3 +87,78 @@ fn markers_move_the_last_stable_offset_and_survive_restarts() {
         assert_eq!(log.aborted_txns(0, 9), vec![(7, 2)]);
     });
 }
+
+/// A transactional batch of one keyed record.
+fn keyed_txn(pid: i64, seq: i32, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut b = super::records::build_producer_batch(&[(Some(key), Some(value))], 1, pid, 0, seq);
+    let attrs = i16::from_be_bytes([b[21], b[22]]) | ATTR_TRANSACTIONAL;
+    b[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch::seal(&mut b);
+    b
+}
+
+#[test]
+fn compaction_keeps_markers_ignores_aborted_records_and_stops_at_the_lso() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 200,
+            cleanup: CleanupPolicy {
+                delete: false,
+                compact: true,
+            },
+            min_cleanable_dirty_ratio: 0.0,
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(&path, cfg).await.expect("open");
+        // Committed "good" for k, then an aborted "bad" for k, then an open transaction.
+        log.append(&keyed_txn(7, 0, b"k", b"good"))
+            .await
+            .expect("7");
+        log.append_marker(7, 0, Marker::Commit, 0, true)
+            .await
+            .expect("commit");
+        log.append(&keyed_txn(8, 0, b"k", b"bad")).await.expect("8");
+        log.append_marker(8, 0, Marker::Abort, 0, true)
+            .await
+            .expect("abort");
+        log.append(&keyed_txn(9, 0, b"j", b"open"))
+            .await
+            .expect("9");
+        for i in 0..6 {
+            log.append(&super::records::build_batch(
+                &[(Some(b"x"), Some(&[i; 50]))],
+                1,
+            ))
+            .await
+            .expect("filler");
+        }
+        assert_eq!(log.last_stable_offset(), 4);
+        log.clean(now_ms(), 1 << 20).await.expect("clean");
+        let mut seen = Vec::new();
+        let mut markers = 0;
+        let mut at = log.log_start_offset();
+        while at < log.high_watermark() {
+            let r = log.read(at, 1 << 20, true).await.expect("read");
+            for (pos, h) in batch::BatchScan::new(&r.records, true) {
+                let b = &r.records[pos..pos + h.size];
+                if h.attributes & batch::ATTR_CONTROL != 0 {
+                    markers += 1;
+                }
+                for (_, k, v) in super::records::read_records(b) {
+                    if k == Some(b"k".as_slice()) {
+                        seen.push(v.map(<[u8]>::to_vec));
+                    }
+                }
+                at = h.last_offset() + 1;
+            }
+        }
+        assert_eq!(markers, 2, "both markers kept");
+        assert!(
+            seen.contains(&Some(b"good".to_vec())),
+            "the committed value survives the aborted one: {seen:?}"
+        );
+        assert_eq!(log.aborted_txns(0, 100), vec![(8, 2)]);
+    });
+}
