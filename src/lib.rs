@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod durable;
 pub mod group;
+pub mod hash;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -1,11 +1,11 @@
 //! `shardlog acl add|list|remove`: the cluster's ACLs through CreateAcls, DescribeAcls and
 //! DeleteAcls (flags as Kafka's kafka-acls and rpk name them).
 
+use crate::protocol::str_bytes as s;
 use anyhow::{bail, Result};
 use kafka_protocol::messages::create_acls_request::{AclCreation, CreateAclsRequest};
 use kafka_protocol::messages::delete_acls_request::{DeleteAclsFilter, DeleteAclsRequest};
 use kafka_protocol::messages::DescribeAclsRequest;
-use kafka_protocol::protocol::StrBytes;
 
 use super::client::Client;
 use crate::security::acl::{Operation, ResourceType};
@@ -61,10 +61,6 @@ fn operations(ops: &[String]) -> Result<Vec<Operation>> {
         .flat_map(|o| o.split(','))
         .map(|o| Operation::parse(o).ok_or_else(|| anyhow::anyhow!("unknown operation {o:?}")))
         .collect()
-}
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
 }
 
 pub fn add(

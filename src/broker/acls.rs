@@ -2,6 +2,7 @@
 //! SCRAM users (the single node's controller shard, or the metadata quorum). Without an
 //! authorizer they answer SECURITY_DISABLED, as Kafka does.
 
+use crate::protocol::str_bytes as s;
 use std::rc::Rc;
 
 use kafka_protocol::messages::create_acls_response::{AclCreationResult, CreateAclsResponse};
@@ -11,7 +12,6 @@ use kafka_protocol::messages::delete_acls_response::{
 use kafka_protocol::messages::describe_acls_response::{
     AclDescription, DescribeAclsResource, DescribeAclsResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::errors;
@@ -25,10 +25,6 @@ use crate::security::store::SecurityChange;
 const SECURITY_DISABLED: i16 = 54;
 /// Most bindings or filters one request may carry.
 const MAX_ITEMS: usize = 1000;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 /// A binding to create, or why it cannot be.
 fn binding(a: &AclSpec) -> Result<AclBinding, String> {

@@ -5,6 +5,7 @@
 //! applies it on every shard (awaiting each) before answering, so a topic that a response
 //! says exists is writable on every shard.
 
+use crate::protocol::str_bytes as s;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,7 +22,6 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
 use kafka_protocol::messages::TopicName;
-use kafka_protocol::protocol::StrBytes;
 use tracing::{error, info};
 
 use super::catalog::{
@@ -513,10 +513,6 @@ pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
             _ => Vec::new(),
         }
     }
-}
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
 }
 
 /// The controller's result for `name`, or `code` if it gave none.

@@ -279,12 +279,7 @@ impl Catalog {
 
     /// The shard that owns `partition` of `topic` among `shards` shards.
     pub fn owner(topic: &str, partition: i32, shards: usize) -> usize {
-        // FNV-1a: stable across runs and builds, unlike a randomly seeded hasher.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in topic.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::hash::fnv1a(topic);
         ((h as usize).wrapping_add(partition.max(0) as usize)) % shards.max(1)
     }
 

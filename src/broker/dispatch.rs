@@ -22,7 +22,7 @@ use crate::security::acl::{Operation as Op, ResourceType as Rt};
 pub(super) const TOPIC_DENIED: i16 = 29;
 pub(super) const GROUP_DENIED: i16 = 30;
 const CLUSTER_DENIED: i16 = 31;
-const TXN_DENIED: i16 = 53;
+pub(super) const TXN_DENIED: i16 = 53;
 pub(super) const CLUSTER: &str = "kafka-cluster";
 /// DescribeConfigs/AlterConfigs resource types.
 const CONFIG_TOPIC: i8 = 2;

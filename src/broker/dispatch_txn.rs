@@ -9,14 +9,12 @@ use std::rc::Rc;
 use kafka_protocol::messages::*;
 
 use super::authn::Session;
-use super::dispatch::{name, GROUP_DENIED, TOPIC_DENIED};
+use super::dispatch::{name, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
 use super::shard::Shard;
 use super::splice::Piece;
 use super::txn;
 use crate::protocol::{encode_response, ProtocolError, Request, RequestHeader};
 use crate::security::acl::{Operation as Op, ResourceType as Rt};
-
-const TXN_DENIED: i16 = 53;
 
 pub async fn dispatch(
     shard: &Rc<Shard>,

@@ -124,7 +124,7 @@ async fn read_partition(
             }
             r.high_watermark = info.high_watermark;
             r.log_start_offset = info.log_start_offset;
-            r.last_stable_offset = log.last_stable_offset();
+            r.last_stable_offset = info.last_stable_offset;
             if iso == Isolation::Committed && !info.records.is_empty() {
                 r.aborted = log.aborted_txns(p.fetch_offset, r.last_stable_offset);
             }

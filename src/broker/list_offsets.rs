@@ -200,10 +200,11 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsRe
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(move |&(p, ts)| {
-                let ts = if committed && ts == LATEST {
-                    LATEST_STABLE
-                } else {
-                    ts
+                let ts = match ts {
+                    LATEST if committed => LATEST_STABLE,
+                    // From a client it is just an unknown negative spec (UNSUPPORTED_VERSION).
+                    LATEST_STABLE => LATEST_STABLE + 1,
+                    ts => ts,
                 };
                 (t.name.clone(), p, ts)
             })

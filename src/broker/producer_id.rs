@@ -106,6 +106,25 @@ impl Allocator {
     }
 }
 
+/// [`controller_init`] run on the controller shard, from any shard: (error code, producer
+/// id, epoch).
+pub async fn init_on_controller(
+    shard: &Rc<Shard>,
+    producer_id: i64,
+    epoch: i16,
+) -> (i16, i64, i16) {
+    if shard.id == CONTROLLER {
+        return controller_init(shard, producer_id, epoch).await;
+    }
+    match shard
+        .call(CONTROLLER, Call::InitProducerId(producer_id, epoch))
+        .await
+    {
+        Some(Reply::ProducerId(c, id, e)) => (c, id, e),
+        _ => (errors::UNKNOWN_SERVER_ERROR, -1, -1),
+    }
+}
+
 /// (error code, producer id, epoch), computed on the controller.
 pub async fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) -> (i16, i64, i16) {
     // KIP-360: a producer that names its current id and epoch gets the epoch bumped; a new
@@ -137,20 +156,7 @@ pub async fn controller_init(shard: &Rc<Shard>, producer_id: i64, epoch: i16) ->
 
 pub async fn handle(shard: &Rc<Shard>, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
-    let (code, id, epoch) = if shard.id == CONTROLLER {
-        controller_init(shard, req.producer_id, req.producer_epoch).await
-    } else {
-        match shard
-            .call(
-                CONTROLLER,
-                Call::InitProducerId(req.producer_id, req.producer_epoch),
-            )
-            .await
-        {
-            Some(Reply::ProducerId(c, id, e)) => (c, id, e),
-            _ => (errors::UNKNOWN_SERVER_ERROR, -1, -1),
-        }
-    };
+    let (code, id, epoch) = init_on_controller(shard, req.producer_id, req.producer_epoch).await;
     resp.error_code = code;
     resp.producer_id = ProducerId(id);
     resp.producer_epoch = epoch;

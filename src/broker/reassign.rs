@@ -6,6 +6,7 @@
 //! Invariant: nothing here moves data or decides when a move ends; it only validates and
 //! proposes, and reads the image to list what is under way.
 
+use crate::protocol::str_bytes as s;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
     ListPartitionReassignmentsResponse, OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{BrokerId, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::catalog::{broker_id, node_and_shard};
@@ -27,10 +27,6 @@ use crate::protocol::{AlterReassignmentsRequest, ListReassignmentsRequest};
 
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 pub async fn alter(
     shard: &Rc<Shard>,

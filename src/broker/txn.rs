@@ -5,14 +5,13 @@
 //! Invariant: a marker is written by the shard owning its partition, durably, and wakes
 //! the read_committed fetches waiting there; the coordinator is told one code per partition.
 
+use crate::protocol::str_bytes as s;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use futures::future::{join_all, LocalBoxFuture};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
-use super::admin::CONTROLLER;
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
 use super::shard::Shard;
@@ -23,6 +22,7 @@ use crate::protocol::{
     DescribeTransactionsRequest, EndTxnRequest, InitProducerIdRequest, ListTransactionsRequest,
 };
 use crate::txn::coordinator::TxnHost;
+use crate::txn::state::TxnState;
 
 /// Markers for one shard: (producer id, epoch, marker, partitions).
 pub type MarkerCall = (i64, i16, Marker, Vec<(String, i32)>);
@@ -47,18 +47,12 @@ impl TxnHost for ShardTxnHost {
     fn allocate_producer_id(&self) -> LocalBoxFuture<'_, Result<i64, i16>> {
         Box::pin(async move {
             let shard = self.0.upgrade().ok_or(errors::COORDINATOR_NOT_AVAILABLE)?;
-            let (code, id, _) = if shard.id == CONTROLLER {
-                super::producer_id::controller_init(&shard, -1, -1).await
-            } else {
-                match shard.call(CONTROLLER, Call::InitProducerId(-1, -1)).await {
-                    Some(Reply::ProducerId(c, id, e)) => (c, id, e),
-                    _ => (errors::COORDINATOR_NOT_AVAILABLE, -1, -1),
-                }
-            };
-            if code == errors::NONE {
-                Ok(id)
-            } else {
-                Err(code)
+            let (code, id, _) = super::producer_id::init_on_controller(&shard, -1, -1).await;
+            match code {
+                errors::NONE => Ok(id),
+                // The controller shard did not answer: a transactional client retries this.
+                errors::UNKNOWN_SERVER_ERROR => Err(errors::COORDINATOR_NOT_AVAILABLE),
+                code => Err(code),
             }
         })
     }
@@ -158,10 +152,6 @@ pub async fn markers_local(shard: &Rc<Shard>, call: MarkerCall) -> Vec<i16> {
     out
 }
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
 /// InitProducerId with a transactional id, on its coordinator.
 pub async fn init_producer_id(
     shard: &Rc<Shard>,
@@ -203,7 +193,7 @@ pub async fn add_partitions(
             .iter()
             .map(|(t, _)| {
                 if denied.contains(t) {
-                    errors::TOPIC_AUTHORIZATION_FAILED
+                    super::dispatch::TOPIC_DENIED
                 } else {
                     errors::OPERATION_NOT_ATTEMPTED
                 }
@@ -344,22 +334,12 @@ pub fn list(
     allowed: impl Fn(&str) -> bool,
 ) -> ListTransactionsResponse {
     use kafka_protocol::messages::list_transactions_response::*;
-    let known = [
-        "Empty",
-        "Ongoing",
-        "PrepareCommit",
-        "PrepareAbort",
-        "CompleteCommit",
-        "CompleteAbort",
-        "Dead",
-        "PrepareEpochFence",
-    ];
     let mut resp = ListTransactionsResponse::default();
     resp.unknown_state_filters = req
         .state_filters
         .iter()
-        .filter(|f| !known.contains(&f.as_str()))
-        .map(|f| s(f))
+        .filter(|f| !TxnState::ALL.iter().any(|st| st.name() == f.as_str()))
+        .map(s)
         .collect();
     for v in shard
         .txns
@@ -394,7 +374,7 @@ pub fn describe_producers(
         for p in ps {
             let mut pr = PartitionResponse::default().with_partition_index(*p);
             if !allowed(t) {
-                pr.error_code = errors::TOPIC_AUTHORIZATION_FAILED;
+                pr.error_code = super::dispatch::TOPIC_DENIED;
             } else {
                 match shard.log(t, *p) {
                     None if shard.owner(t, *p).is_some()

@@ -3,6 +3,7 @@
 //! then made by the single node's controller shard (persisted to `security.json`, then
 //! installed on every shard) or committed through the metadata quorum.
 
+use crate::protocol::str_bytes as s;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use kafka_protocol::messages::alter_user_scram_credentials_response::{
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResponse, DescribeUserScramCredentialsResult,
 };
-use kafka_protocol::protocol::StrBytes;
 use tracing::{error, info};
 
 use super::admin::CONTROLLER;
@@ -26,10 +26,6 @@ use crate::security::store::{Refused, SecurityChange};
 
 /// Most changes one request may carry.
 const MAX_CHANGES: usize = 1000;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 pub fn describe(shard: &Shard, req: DescribeScramRequest) -> DescribeUserScramCredentialsResponse {
     let cat = shard.catalog();

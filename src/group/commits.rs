@@ -31,8 +31,22 @@ use super::offsets::{encode_key, encode_value};
 use super::state::{self, Committed, Group, GroupState};
 use crate::log::now_ms;
 use crate::protocol::{
-    GroupsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    CommitPartition, GroupsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
 };
+
+/// Per topic, each partition's answer code.
+pub(super) type PlannedCodes = Vec<(String, Vec<(i32, i16)>)>;
+
+const INVALID_REQUEST: i16 = 42;
+
+/// The partitions a commit meant to write get `code`: the write failed.
+pub(super) fn fail_planned(codes: &mut PlannedCodes, code: i16) {
+    for (_, tc) in codes.iter_mut() {
+        for (_, c) in tc.iter_mut().filter(|(_, c)| *c == state::NONE) {
+            *c = code;
+        }
+    }
+}
 
 impl Coordinator {
     pub async fn commit(&self, req: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -52,10 +66,46 @@ impl Coordinator {
                 req.generation_id,
             )
         };
+        let (mut codes, writes) = self.plan_commit(group_code, &req.topics, usize::MAX);
+        if !writes.is_empty() {
+            let result = self.append_offsets(&req.group_id, &writes).await;
+            match result {
+                Ok(at) => {
+                    for (t, p, c) in writes {
+                        self.apply((req.group_id.clone(), t, p), at, Some(c));
+                    }
+                }
+                Err(code) => fail_planned(&mut codes, code),
+            }
+        }
+        let mut resp = OffsetCommitResponse::default();
+        for (topic, tc) in codes {
+            let mut t = OffsetCommitResponseTopic::default();
+            t.name = TopicName(s(&topic));
+            for (p, code) in tc {
+                let mut pr = OffsetCommitResponsePartition::default();
+                pr.partition_index = p;
+                pr.error_code = code;
+                t.partitions.push(pr);
+            }
+            resp.topics.push(t);
+        }
+        resp
+    }
+
+    /// The answer codes of a commit of `topics` and the offsets to write: `group_code` for
+    /// every partition when the group refuses the commit, OFFSET_METADATA_TOO_LARGE for
+    /// oversize metadata, INVALID_REQUEST past `room` offsets; NONE for those to write.
+    pub(super) fn plan_commit(
+        &self,
+        group_code: i16,
+        topics: &[(String, Vec<CommitPartition>)],
+        room: usize,
+    ) -> (PlannedCodes, Vec<(String, i32, Committed)>) {
         let now = now_ms();
-        let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
+        let mut codes: PlannedCodes = Vec::new();
         let mut writes: Vec<(String, i32, Committed)> = Vec::new();
-        for (topic, parts) in &req.topics {
+        for (topic, parts) in topics {
             let mut tc = Vec::new();
             for p in parts {
                 let too_big = p
@@ -66,6 +116,8 @@ impl Coordinator {
                     group_code
                 } else if too_big {
                     OFFSET_METADATA_TOO_LARGE
+                } else if writes.len() >= room {
+                    INVALID_REQUEST
                 } else {
                     writes.push((
                         topic.clone(),
@@ -83,36 +135,7 @@ impl Coordinator {
             }
             codes.push((topic.clone(), tc));
         }
-        if !writes.is_empty() {
-            let result = self.append_offsets(&req.group_id, &writes).await;
-            match result {
-                Ok(at) => {
-                    for (t, p, c) in writes {
-                        self.apply((req.group_id.clone(), t, p), at, Some(c));
-                    }
-                }
-                Err(code) => {
-                    for (_, tc) in codes.iter_mut() {
-                        for (_, c) in tc.iter_mut().filter(|(_, c)| *c == state::NONE) {
-                            *c = code;
-                        }
-                    }
-                }
-            }
-        }
-        let mut resp = OffsetCommitResponse::default();
-        for (topic, tc) in codes {
-            let mut t = OffsetCommitResponseTopic::default();
-            t.name = TopicName(s(&topic));
-            for (p, code) in tc {
-                let mut pr = OffsetCommitResponsePartition::default();
-                pr.partition_index = p;
-                pr.error_code = code;
-                t.partitions.push(pr);
-            }
-            resp.topics.push(t);
-        }
-        resp
+        (codes, writes)
     }
 
     async fn append_offsets(

@@ -5,6 +5,7 @@
 //! Invariant: group state is borrowed only between awaits; every commit is appended to the
 //! group's offsets log before the in-memory map changes and before the client hears back.
 
+pub(super) use crate::protocol::str_bytes as s;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,7 +22,6 @@ use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberR
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::GroupId;
-use kafka_protocol::protocol::StrBytes;
 use tracing::{info, warn};
 
 use super::offsets::OffsetKey;
@@ -41,10 +41,6 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-
-pub(super) fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 /// (group, topic, partition, committed offset)
 pub type CommittedList = Vec<(String, String, i32, i64)>;

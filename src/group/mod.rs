@@ -55,16 +55,7 @@ impl Default for GroupConfig {
     }
 }
 
-fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// The internal offsets partition (and so the coordinator) of a group.
 pub fn offsets_partition(group: &str) -> i32 {
-    (fnv1a(group) % OFFSETS_PARTITIONS as u64) as i32
+    (crate::hash::fnv1a(group) % OFFSETS_PARTITIONS as u64) as i32
 }

@@ -18,20 +18,20 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::TopicName;
 
-use super::coordinator::{s, Coordinator, NOT_COORDINATOR, OFFSET_METADATA_TOO_LARGE};
+use super::commits::fail_planned;
+use super::coordinator::{s, Coordinator, NOT_COORDINATOR};
 use super::offsets::{decode_value, encode_key, encode_value, OffsetKey};
 use super::offsets_partition;
 use super::state::{self, Committed};
 use crate::log::batch::BatchScan;
 use crate::log::records::read_records;
-use crate::log::{now_ms, Isolation, Log, LogError};
+use crate::log::{Isolation, Log, LogError};
 use crate::protocol::TxnOffsetCommitRequest;
 
 const STAGED: u8 = 2;
 const RESOLVED: u8 = 3;
 /// Offsets one producer may stage on one partition.
 const MAX_STAGED: usize = 100_000;
-const INVALID_REQUEST: i16 = 42;
 
 /// Staged offsets of one offsets partition: producer id → (key → offset).
 pub type Staged = HashMap<i64, HashMap<OffsetKey, Committed>>;
@@ -117,7 +117,6 @@ impl Coordinator {
                 None => state::NONE,
             }
         };
-        let now = now_ms();
         let p = offsets_partition(&req.group_id);
         let staged_now = self
             .staged
@@ -125,37 +124,12 @@ impl Coordinator {
             .get(&p)
             .and_then(|s| s.get(&req.producer_id))
             .map_or(0, |m| m.len());
-        let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
-        let mut writes: Vec<(OffsetKey, Committed)> = Vec::new();
-        for (topic, parts) in &req.topics {
-            let mut tc = Vec::new();
-            for o in parts {
-                let too_big = o
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > self.cfg.max_metadata_bytes);
-                let code = if group_code != state::NONE {
-                    group_code
-                } else if too_big {
-                    OFFSET_METADATA_TOO_LARGE
-                } else if staged_now + writes.len() >= MAX_STAGED {
-                    INVALID_REQUEST
-                } else {
-                    writes.push((
-                        (req.group_id.clone(), topic.clone(), o.partition),
-                        Committed {
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata: o.metadata.clone(),
-                            commit_ms: now,
-                        },
-                    ));
-                    state::NONE
-                };
-                tc.push((o.partition, code));
-            }
-            codes.push((topic.clone(), tc));
-        }
+        let room = MAX_STAGED.saturating_sub(staged_now);
+        let (mut codes, planned) = self.plan_commit(group_code, &req.topics, room);
+        let writes: Vec<(OffsetKey, Committed)> = planned
+            .into_iter()
+            .map(|(t, part, c)| ((req.group_id.clone(), t, part), c))
+            .collect();
         if !writes.is_empty() {
             let records = writes
                 .iter()
@@ -176,13 +150,7 @@ impl Coordinator {
                         .or_default();
                     mine.extend(writes);
                 }
-                Err(code) => {
-                    for (_, tc) in codes.iter_mut() {
-                        for (_, c) in tc.iter_mut().filter(|(_, c)| *c == state::NONE) {
-                            *c = code;
-                        }
-                    }
-                }
+                Err(code) => fail_planned(&mut codes, code),
             }
         }
         let mut resp = TxnOffsetCommitResponse::default();

@@ -239,6 +239,7 @@ pub struct ReadInfo {
     /// Records in `records` (sum of the batches' record counts).
     pub record_count: u64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
 }
 
@@ -301,17 +302,18 @@ impl State {
             .map_or(self.high_watermark, |c| c.min(self.high_watermark))
     }
 
-    /// Where a read stops: the written end for a follower, the high watermark for a
-    /// read_uncommitted consumer, the last stable offset for a read_committed one.
-    fn read_bound(&mut self, iso: Isolation) -> i64 {
-        match iso {
+    /// What a read by `iso` sees: (high watermark, last stable offset, where it stops —
+    /// the written end for a follower, the high watermark for a read_uncommitted consumer,
+    /// the last stable offset for a read_committed one).
+    fn read_bounds(&mut self, iso: Isolation) -> (i64, i64, i64) {
+        let hw = self.visible_end();
+        let lso = self.producers.txns.lso(hw);
+        let bound = match iso {
             Isolation::Replica => self.high_watermark,
-            Isolation::Uncommitted => self.visible_end(),
-            Isolation::Committed => {
-                let hw = self.visible_end();
-                self.producers.txns.lso(hw)
-            }
-        }
+            Isolation::Uncommitted => hw,
+            Isolation::Committed => lso,
+        };
+        (hw, lso, bound)
     }
 }
 

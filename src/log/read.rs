@@ -41,19 +41,15 @@ impl Log {
         min_one: bool,
         iso: Isolation,
     ) -> Result<ReadInfo, LogError> {
-        let (written, hw, bound, start) = {
+        let (written, (hw, lso, bound), start) = {
             let mut st = self.inner.state.borrow_mut();
-            (
-                st.high_watermark,
-                st.visible_end(),
-                st.read_bound(iso),
-                st.log_start_offset,
-            )
+            (st.high_watermark, st.read_bounds(iso), st.log_start_offset)
         };
         let empty = |hw| ReadInfo {
             records: Bytes::new(),
             record_count: 0,
             high_watermark: hw,
+            last_stable_offset: lso,
             log_start_offset: start,
         };
         if offset < start || offset > written {
@@ -97,6 +93,7 @@ impl Log {
                         records,
                         record_count,
                         high_watermark: hw,
+                        last_stable_offset: lso,
                         log_start_offset: start,
                     });
                 }

@@ -178,15 +178,12 @@ impl Log {
         let max_batch = self.inner.state.borrow().config.max_batch_bytes;
         let now = now_ms();
         for (file, pos, size) in segs {
-            let mut chunks = segment::BatchChunks::new(&file, pos, size, max_batch);
-            while let Some((_, buf, batches)) = chunks.next().await? {
-                for (at, h) in batches.iter().filter(|(_, h)| h.base_offset >= from) {
-                    let marker = buf
-                        .get(*at..*at + h.size)
-                        .and_then(|b| super::txn_index::marker_of(b, h));
-                    state.record(h, marker, now);
+            segment::scan_whole_batches(&file, pos, size, max_batch, |_, h, b| {
+                if h.base_offset >= from {
+                    state.record(h, super::txn_index::marker_of(b, h), now);
                 }
-            }
+            })
+            .await?;
         }
         state.forget_from(end);
         state.txns.trim_before(start);

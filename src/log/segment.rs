@@ -558,10 +558,21 @@ pub async fn scan_batches(
     max_batch: usize,
     mut f: impl FnMut(u64, &BatchHeader),
 ) -> io::Result<ScanEnd> {
+    scan_whole_batches(file, start, end, max_batch, |pos, h, _| f(pos, h)).await
+}
+
+/// Like [`scan_batches`], calling `f(position, header, the whole batch's bytes)`.
+pub async fn scan_whole_batches(
+    file: &LogFile,
+    start: u64,
+    end: u64,
+    max_batch: usize,
+    mut f: impl FnMut(u64, &BatchHeader, &[u8]),
+) -> io::Result<ScanEnd> {
     let mut chunks = BatchChunks::new(file, start, end, max_batch);
-    while let Some((at, _, batches)) = chunks.next().await? {
+    while let Some((at, buf, batches)) = chunks.next().await? {
         for (pos, h) in &batches {
-            f(at + *pos as u64, h);
+            f(at + *pos as u64, h, &buf[*pos..*pos + h.size]);
         }
     }
     Ok(chunks.finish())

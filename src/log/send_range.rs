@@ -79,6 +79,7 @@ pub struct SendRead {
     /// Records (for a file range: offsets) in `records`.
     pub record_count: u64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
 }
 
@@ -88,6 +89,7 @@ impl From<ReadInfo> for SendRead {
             records: Records::Bytes(r.records),
             record_count: r.record_count,
             high_watermark: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
             log_start_offset: r.log_start_offset,
         }
     }
@@ -131,9 +133,9 @@ impl Log {
         min_one: bool,
         iso: Isolation,
     ) -> Option<SendRead> {
-        let (hw, bound, start, seg) = {
+        let (hw, lso, bound, start, seg) = {
             let mut st = self.inner.state.borrow_mut();
-            let (hw, bound) = (st.visible_end(), st.read_bound(iso));
+            let (hw, lso, bound) = st.read_bounds(iso);
             if offset < st.log_start_offset || offset >= bound {
                 return None;
             }
@@ -156,7 +158,7 @@ impl Log {
                 active,
                 entry: s.index.lookup_entry(rel),
             };
-            (hw, bound, st.log_start_offset, snap)
+            (hw, lso, bound, st.log_start_offset, snap)
         };
         let entry = seg.entry;
         let from = entry.map_or(0, |e| u64::from(e.position));
@@ -203,6 +205,7 @@ impl Log {
             records: Records::File(FileRange { file, pos: p0, len }),
             record_count: (end_offset - h0.base_offset).max(0) as u64,
             high_watermark: hw,
+            last_stable_offset: lso,
             log_start_offset: start,
         })
     }

@@ -61,9 +61,11 @@ impl Log {
     /// The last stable offset: below it every transaction is decided (and its marker under
     /// the high watermark).
     pub fn last_stable_offset(&self) -> i64 {
-        let mut st = self.inner.state.borrow_mut();
-        let hw = st.visible_end();
-        st.producers.txns.lso(hw)
+        self.inner
+            .state
+            .borrow_mut()
+            .read_bounds(super::Isolation::Committed)
+            .1
     }
 
     /// The aborted transactions a read_committed fetch from `from` that read below `upper`

@@ -7,14 +7,18 @@ use super::tests::run;
 use super::txn_index::Marker;
 use super::*;
 
-/// A transactional batch of `count` records of producer `pid`.
-fn txn_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Vec<u8> {
-    let mut b = make_producer_batch(0, count, 1, 10, pid, epoch, seq);
+/// Batch `b` marked transactional.
+fn transactional(mut b: Vec<u8>) -> Vec<u8> {
     // attributes sit at bytes 21..23 of the header; the CRC covers them.
     let attrs = i16::from_be_bytes([b[21], b[22]]) | ATTR_TRANSACTIONAL;
     b[21..23].copy_from_slice(&attrs.to_be_bytes());
     batch::seal(&mut b);
     b
+}
+
+/// A transactional batch of `count` records of producer `pid`.
+fn txn_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Vec<u8> {
+    transactional(make_producer_batch(0, count, 1, 10, pid, epoch, seq))
 }
 
 #[test]
@@ -90,11 +94,13 @@ fn markers_move_the_last_stable_offset_and_survive_restarts() {
 
 /// A transactional batch of one keyed record.
 fn keyed_txn(pid: i64, seq: i32, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut b = super::records::build_producer_batch(&[(Some(key), Some(value))], 1, pid, 0, seq);
-    let attrs = i16::from_be_bytes([b[21], b[22]]) | ATTR_TRANSACTIONAL;
-    b[21..23].copy_from_slice(&attrs.to_be_bytes());
-    batch::seal(&mut b);
-    b
+    transactional(super::records::build_producer_batch(
+        &[(Some(key), Some(value))],
+        1,
+        pid,
+        0,
+        seq,
+    ))
 }
 
 #[test]

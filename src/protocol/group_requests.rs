@@ -174,19 +174,20 @@ pub struct CommitPartition {
     pub metadata: Option<String>,
 }
 
-impl OffsetCommitRequest {
-    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let (group_id, generation_id, member_id, group_instance_id) =
-            member_fields(r, flex, v >= 7)?;
-        if (2..=4).contains(&v) {
-            let _retention = r.i64()?;
-        }
-        let topics = r.array(flex, |r| {
+impl CommitPartition {
+    /// The topics of an OffsetCommit or TxnOffsetCommit request: each name with its
+    /// partitions (the leader epoch only `with_epoch`).
+    pub fn decode_topics(
+        r: &mut Reader,
+        flex: bool,
+        with_epoch: bool,
+    ) -> Result<Vec<(String, Vec<CommitPartition>)>> {
+        r.array(flex, |r| {
             let name = r.string(flex)?;
             let parts = r.array(flex, |r| {
                 let partition = r.i32()?;
                 let offset = r.i64()?;
-                let leader_epoch = if v >= 6 { r.i32()? } else { -1 };
+                let leader_epoch = if with_epoch { r.i32()? } else { -1 };
                 let metadata = r.nullable_string(flex)?;
                 r.tagged_fields(flex)?;
                 Ok(CommitPartition {
@@ -198,7 +199,18 @@ impl OffsetCommitRequest {
             })?;
             r.tagged_fields(flex)?;
             Ok((name, parts))
-        })?;
+        })
+    }
+}
+
+impl OffsetCommitRequest {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
+        let (group_id, generation_id, member_id, group_instance_id) =
+            member_fields(r, flex, v >= 7)?;
+        if (2..=4).contains(&v) {
+            let _retention = r.i64()?;
+        }
+        let topics = CommitPartition::decode_topics(r, flex, v >= 6)?;
         r.tagged_fields(flex)?;
         Ok(OffsetCommitRequest {
             group_id,

@@ -132,6 +132,11 @@ const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
     }
 }
 
+/// A response string from anything string-like.
+pub fn str_bytes(v: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(v.into())
+}
+
 /// Lowest Produce version actually decoded (v0-2 carry legacy message sets).
 pub const PRODUCE_MIN_DECODED: i16 = 3;
 

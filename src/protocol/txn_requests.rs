@@ -1,6 +1,7 @@
 //! Transaction requests (KIP-98) and their version-aware decoders: the versions librdkafka,
 //! the Java client 3.9 and kafkajs send (the client-side ones of AddPartitionsToTxn, v0-3).
 
+use super::group_requests::CommitPartition;
 use super::wire::{Reader, Result};
 
 /// The transactional producer every transaction request names.
@@ -74,15 +75,6 @@ impl EndTxnRequest {
     }
 }
 
-/// One offset a TxnOffsetCommit stages.
-#[derive(Debug, Clone)]
-pub struct TxnOffset {
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-}
-
 #[derive(Debug, Clone)]
 pub struct TxnOffsetCommitRequest {
     pub transactional_id: String,
@@ -93,7 +85,7 @@ pub struct TxnOffsetCommitRequest {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
-    pub topics: Vec<(String, Vec<TxnOffset>)>,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
 }
 
 impl TxnOffsetCommitRequest {
@@ -107,24 +99,7 @@ impl TxnOffsetCommitRequest {
         } else {
             (-1, String::new(), None)
         };
-        let topics = r.array(flex, |r| {
-            let name = r.string(flex)?;
-            let parts = r.array(flex, |r| {
-                let partition = r.i32()?;
-                let offset = r.i64()?;
-                let leader_epoch = if v >= 2 { r.i32()? } else { -1 };
-                let metadata = r.nullable_string(flex)?;
-                r.tagged_fields(flex)?;
-                Ok(TxnOffset {
-                    partition,
-                    offset,
-                    leader_epoch,
-                    metadata,
-                })
-            })?;
-            r.tagged_fields(flex)?;
-            Ok((name, parts))
-        })?;
+        let topics = CommitPartition::decode_topics(r, flex, v >= 2)?;
         r.tagged_fields(flex)?;
         Ok(TxnOffsetCommitRequest {
             transactional_id,

@@ -23,12 +23,10 @@ use crate::log::txn_index::Marker;
 use crate::log::{now_ms, CleanupPolicy, Log, LogConfig};
 
 pub const NOT_COORDINATOR: i16 = 16;
-pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
-const KAFKA_STORAGE_ERROR: i16 = 56;
 /// Transactional ids one shard coordinates at most (each costs a map entry).
 pub const MAX_IDS: usize = 100_000;
 /// Partitions one transaction may span.
@@ -246,20 +244,12 @@ impl TxnCoordinator {
             return (CONCURRENT_TRANSACTIONS, -1, -1);
         }
         if m.state == TxnState::Ongoing || m.state == TxnState::PrepareEpochFence {
-            let fenced = m.fence_abort(now);
-            if let Err(code) = self.persist(id, fenced.clone()).await {
-                return (code, -1, -1);
+            let why = "a new producer instance: the open transaction is aborted";
+            match self.abort_fencing(id, &m, why).await {
+                Ok((fenced, true)) => m = self.get(id).unwrap_or(fenced),
+                Ok((_, false)) => return (CONCURRENT_TRANSACTIONS, -1, -1),
+                Err(code) => return (code, -1, -1),
             }
-            info!(
-                transactional_id = id,
-                producer_id = fenced.producer_id,
-                epoch = fenced.epoch,
-                "a new producer instance: the open transaction is aborted"
-            );
-            if !self.write_markers_and_complete(id, &fenced).await {
-                return (CONCURRENT_TRANSACTIONS, -1, -1);
-            }
-            m = self.get(id).unwrap_or(fenced);
         }
         if m.epoch >= i16::MAX - 1 {
             // Epochs exhausted: a new producer id starts again at 0.
@@ -441,18 +431,32 @@ impl TxnCoordinator {
             let Some(m) = self.get(&id).filter(|m| m.state == TxnState::Ongoing) else {
                 continue;
             };
-            let fenced = m.fence_abort(now);
-            if self.persist(&id, fenced.clone()).await.is_err() {
-                continue;
-            }
-            info!(
-                transactional_id = %id,
-                producer_id = m.producer_id,
-                timeout_ms = m.timeout_ms,
-                "transaction timed out: aborted, its producer fenced"
-            );
-            self.write_markers_and_complete(&id, &fenced).await;
+            let why = "transaction timed out: aborted, its producer fenced";
+            // A failure is logged where it happens; the next scan tries again.
+            let _ = self.abort_fencing(&id, &m, why).await;
         }
+    }
+
+    /// The coordinator aborts `m`'s open transaction itself, at the next epoch (fencing its
+    /// producer): the decision written, then its markers and Complete. The aborting state
+    /// and whether all its markers went in, or the error writing the decision.
+    async fn abort_fencing(
+        &self,
+        id: &str,
+        m: &TxnMeta,
+        why: &str,
+    ) -> Result<(TxnMeta, bool), i16> {
+        let fenced = m.fence_abort(now_ms());
+        self.persist(id, fenced.clone()).await?;
+        info!(
+            transactional_id = id,
+            producer_id = fenced.producer_id,
+            epoch = fenced.epoch,
+            timeout_ms = m.timeout_ms,
+            "{why}"
+        );
+        let done = self.write_markers_and_complete(id, &fenced).await;
+        Ok((fenced, done))
     }
 
     /// The transactions this shard coordinates (ListTransactions), filtered.
@@ -507,10 +511,5 @@ impl TxnCoordinator {
             }
         }
         ok
-    }
-
-    /// A storage failure code, for callers mapping log errors.
-    pub fn storage_error() -> i16 {
-        KAFKA_STORAGE_ERROR
     }
 }

@@ -44,10 +44,5 @@ impl Default for TxnConfig {
 
 /// The `__transaction_state` partition (and so the coordinator) of a transactional id.
 pub fn txn_partition(id: &str) -> i32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % TXN_PARTITIONS as u64) as i32
+    (crate::hash::fnv1a(id) % TXN_PARTITIONS as u64) as i32
 }

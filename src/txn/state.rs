@@ -23,19 +23,20 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Every state, in the order of its id.
+    pub const ALL: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::Dead,
+        TxnState::PrepareEpochFence,
+    ];
+
     pub fn from_id(id: i8) -> Option<TxnState> {
-        use TxnState::*;
-        Some(match id {
-            0 => Empty,
-            1 => Ongoing,
-            2 => PrepareCommit,
-            3 => PrepareAbort,
-            4 => CompleteCommit,
-            5 => CompleteAbort,
-            6 => Dead,
-            7 => PrepareEpochFence,
-            _ => return None,
-        })
+        Self::ALL.get(usize::try_from(id).ok()?).copied()
     }
 
     /// The name Kafka's admin APIs use (DescribeTransactions, ListTransactions).
