@@ -64,6 +64,51 @@ struct Ack {
     at: Instant,
 }
 
+/// Before failing on an offset acknowledged for two records: what the partition holds there
+/// and where each of the two is stored, when each was acknowledged (ms on the rounds' clock),
+/// and what the brokers logged about truncations and the producers of that partition.
+fn explain_double_ack(
+    nodes: &[common::Broker],
+    stored: &BTreeMap<(i32, i64), String>,
+    acks: &[Ack],
+    (partition, offset): (i32, i64),
+    first: &str,
+    second: &str,
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let now = Instant::now();
+    eprintln!(
+        "offset {partition}/{offset} holds {:?}",
+        stored.get(&(partition, offset))
+    );
+    for v in [first, second] {
+        let at: Vec<_> = stored
+            .iter()
+            .filter(|(_, s)| s.as_str() == v)
+            .map(|(k, _)| *k)
+            .collect();
+        let when: Vec<i64> = acks
+            .iter()
+            .filter(|a| a.value == v)
+            .map(|a| now_ms - now.duration_since(a.at).as_millis() as i64)
+            .collect();
+        eprintln!("{v}: stored at {at:?}, acknowledged at {when:?} ms");
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for l in n.log_text().lines().filter(|l| {
+            l.contains("truncated the log")
+                || l.contains("emptied to start")
+                || l.contains("has no state for is taken")
+                || l.contains("produce refused")
+        }) {
+            eprintln!("node {}: {l}", i + 1);
+        }
+    }
+}
+
 /// Notes every acknowledgement when librdkafka delivers it (its own thread, so the time is
 /// when the answer arrived).
 struct Noted(Arc<Mutex<Vec<Ack>>>);
@@ -478,6 +523,14 @@ fn acknowledged_records_survive_killed_and_paused_nodes() {
             continue;
         }
         if let Some(other) = at_offset.insert((a.partition, a.offset), &a.value) {
+            explain_double_ack(
+                &c.nodes,
+                &stored,
+                &acks,
+                (a.partition, a.offset),
+                other,
+                &a.value,
+            );
             panic!(
                 "offset {}/{} acknowledged for {other} and {}",
                 a.partition, a.offset, a.value
