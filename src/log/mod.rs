@@ -188,7 +188,7 @@ impl Default for LogConfig {
 }
 
 /// Bytes of appends allowed to queue behind the writer before producers wait.
-pub(crate) const MAX_PENDING_BYTES: usize = 64 << 20;
+const MAX_PENDING_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -221,7 +221,8 @@ pub enum LogError {
 /// An append queued behind the writer (or a retried idempotent batch already there).
 pub enum Enqueued {
     Queued(oneshot::Receiver<Result<(), LogError>>, AppendInfo),
-    Duplicate(i64, producer_state::BatchRecord),
+    /// (producer id, the batch's record, the log's truncation count when it was found).
+    Duplicate(i64, producer_state::BatchRecord, u64),
 }
 
 /// Result of a successful append.
@@ -348,6 +349,10 @@ struct Inner {
     closed: std::cell::Cell<bool>,
     /// A cleaner pass is running, or the cleaner failed and is off until restart.
     cleaner_busy: std::cell::Cell<bool>,
+    /// A follower's truncation or reset is under way: appends wait for it to end.
+    truncating: std::cell::Cell<bool>,
+    /// Truncations and resets so far: an answer computed before one may name cut offsets.
+    truncations: std::cell::Cell<u64>,
     /// (segment, position) of corrupt batches already reported (each is logged once).
     damaged: RefCell<Vec<(i64, u64)>>,
 }
@@ -495,6 +500,20 @@ impl Log {
         self.inner.written.notified()
     }
 
+    /// Waits while a truncation is under way (its producer state and segment end are being
+    /// rebuilt: nothing may be checked against them or written behind them) and while the
+    /// queue behind the writer is full. Each wait ends at the next write or when the
+    /// truncation ends. The caller queues without awaiting after this.
+    pub(super) async fn wait_for_room(&self) {
+        loop {
+            let truncating = self.inner.truncating.get();
+            if !truncating && self.inner.state.borrow().pending.buf.len() < MAX_PENDING_BYTES {
+                return;
+            }
+            self.inner.written.notified().await;
+        }
+    }
+
     /// Validates every batch in `records` (magic 2, CRC-32C, dense offsets, every record's
     /// framing: [`validate::check_records`]), assigns offsets
     /// and appends them. Nothing is written if any batch is invalid. Resolves once the data
@@ -533,10 +552,7 @@ impl Log {
             }
             .into());
         }
-        // Backpressure: bounded queue behind the writer. Each wait ends at the next write.
-        while self.inner.state.borrow().pending.buf.len() >= MAX_PENDING_BYTES {
-            self.inner.written.notified().await;
-        }
+        self.wait_for_room().await;
         let idempotent = headers.iter().any(|(_, h)| h.producer_id >= 0);
         if idempotent && headers.len() > 1 {
             return Err(LogError::MultipleIdempotentBatches);
@@ -551,7 +567,8 @@ impl Log {
                 )
             };
             if let Verdict::Duplicate(rec) = verdict {
-                return Ok(Enqueued::Duplicate(h.producer_id, rec));
+                let truncations = self.inner.truncations.get();
+                return Ok(Enqueued::Duplicate(h.producer_id, rec, truncations));
             }
             if !known && h.base_sequence != 0 {
                 // Once per producer and partition: tracked from here on.
@@ -630,7 +647,9 @@ impl Log {
     /// under `flush=always`, its fdatasync) is done.
     pub async fn finish(&self, queued: Enqueued) -> Result<AppendInfo, LogError> {
         match queued {
-            Enqueued::Duplicate(pid, rec) => self.await_duplicate(pid, rec).await,
+            Enqueued::Duplicate(pid, rec, truncations) => {
+                self.await_duplicate(pid, rec, truncations).await
+            }
             Enqueued::Queued(rx, info) => match rx.await {
                 Ok(Ok(())) => Ok(info),
                 Ok(Err(e)) => Err(e),
@@ -644,10 +663,16 @@ impl Log {
         &self,
         pid: i64,
         rec: producer_state::BatchRecord,
+        truncations: u64,
     ) -> Result<AppendInfo, LogError> {
         // Bounded: each wait ends at the next write; the original is either written (high
-        // watermark passes it) or failed (forgotten by the producer state).
+        // watermark passes it) or failed (forgotten by the producer state). A truncation
+        // meanwhile may have cut it: the client is told to retry, and its retry is checked
+        // against the rebuilt state.
         loop {
+            if self.inner.truncating.get() || self.inner.truncations.get() != truncations {
+                return Err(LogError::Aborted);
+            }
             let written = self.inner.written.notified();
             {
                 let st = self.inner.state.borrow();

@@ -98,6 +98,8 @@ impl Log {
                 written: Notify::new(),
                 closed: Default::default(),
                 cleaner_busy: Default::default(),
+                truncating: Default::default(),
+                truncations: Default::default(),
                 damaged: Default::default(),
             }),
         };

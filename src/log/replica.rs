@@ -92,10 +92,9 @@ impl Log {
         durable: bool,
     ) -> Result<AppendInfo, LogError> {
         let headers = self.check_replica_batches(records)?;
-        // Backpressure like a leader's append: each wait ends at the next write.
-        while self.inner.state.borrow().pending.buf.len() >= super::MAX_PENDING_BYTES {
-            self.inner.written.notified().await;
-        }
+        // Like a leader's append: after any truncation (another fetcher's, when the
+        // leader changed meanwhile), with room in the queue.
+        self.wait_for_room().await;
         let expected = self.log_end_offset();
         match headers.first() {
             Some((_, h)) if h.base_offset == expected => {}
@@ -148,6 +147,27 @@ impl Log {
     }
 }
 
+/// Marks a truncation or reset under way (set right after the writer went idle, with no
+/// await between, so no append slips in): appends wait for it, and answers computed before
+/// it are not trusted after it. Ended however the truncation ends.
+struct Truncating<'a>(&'a Log);
+
+impl<'a> Truncating<'a> {
+    fn begin(log: &'a Log) -> Self {
+        log.inner.truncating.set(true);
+        Truncating(log)
+    }
+}
+
+impl Drop for Truncating<'_> {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        inner.truncating.set(false);
+        inner.truncations.set(inner.truncations.get() + 1);
+        inner.written.notify_all();
+    }
+}
+
 impl Log {
     /// Waits until nothing is queued behind the writer and it has stopped (a follower's log
     /// has no other writer, so this ends after the writes already queued).
@@ -174,6 +194,7 @@ impl Log {
     /// fsynced; a crash in between leaves a longer log, which the follower truncates again.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
         self.writer_idle().await;
+        let _truncating = Truncating::begin(self);
         if let Some(end) = self.nothing_to_cut(offset)? {
             return Ok(end);
         }
@@ -302,6 +323,7 @@ impl Log {
     /// either the old log or an empty one starting at `offset`.
     pub async fn reset_to(&self, offset: i64) -> Result<(), LogError> {
         self.writer_idle().await;
+        let _truncating = Truncating::begin(self);
         if self.inner.cleaner_busy.replace(true) {
             return Err(LogError::Busy);
         }

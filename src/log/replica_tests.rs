@@ -317,3 +317,48 @@ fn bytes_from_counts_the_log_after_an_offset_across_segments() {
         }
     });
 }
+
+#[test]
+fn appends_wait_for_a_truncation_and_a_retry_found_before_it_is_not_answered_with_cut_offsets() {
+    use super::batch::test_support::make_producer_batch;
+    use super::tests::small;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (log, _) = Log::open(&path, small(600)).await.expect("open");
+        for i in 0..4 {
+            log.append(&make_batch(0, 3, i, 60)).await.expect("append");
+        }
+        let pb = make_producer_batch(0, 2, 9, 60, 77, 0, 0);
+        assert_eq!(
+            log.append(&pb).await.expect("producer batch").base_offset,
+            12
+        );
+        // A retry of that batch, found to be a duplicate before the truncation cuts it.
+        let retry = log.enqueue(&pb, false).await.expect("retry");
+        assert!(matches!(retry, Enqueued::Duplicate(..)));
+        // The truncation starts first; an append (this replica leads by now) and the retry's
+        // answer come while it runs.
+        let more = make_batch(0, 3, 20, 60);
+        let (cut, appended, retried) =
+            futures::join!(log.truncate_to(12), log.append(&more), log.finish(retry));
+        assert_eq!(cut.expect("truncate"), 12);
+        assert_eq!(
+            appended.expect("append").base_offset,
+            12,
+            "appended after the truncation, at the new end"
+        );
+        assert!(
+            retried.is_err(),
+            "the retry is not answered with offsets the truncation cut: {:?}",
+            retried.map(|i| i.base_offset)
+        );
+        let all = read_all(&log, 0).await;
+        let offsets: Vec<i64> = BatchScan::new(&all, true)
+            .flat_map(|(_, h)| h.base_offset..=h.last_offset())
+            .collect();
+        assert_eq!(offsets, (0..15).collect::<Vec<i64>>());
+        // Sent again, the producer's batch is new to the rebuilt state.
+        assert_eq!(log.append(&pb).await.expect("again").base_offset, 15);
+    });
+}

@@ -8,7 +8,7 @@
 use super::batch;
 use super::producer_state::SequenceError;
 use super::txn_index::{self, Marker};
-use super::{now_ms, AppendInfo, Log, LogError, MAX_PENDING_BYTES};
+use super::{now_ms, AppendInfo, Log, LogError};
 
 /// Aborted transactions one fetch answer names at most (each is 16 bytes on the wire).
 pub const MAX_ABORTED_PER_FETCH: usize = 100_000;
@@ -37,10 +37,7 @@ impl Log {
     ) -> Result<AppendInfo, LogError> {
         let b = txn_index::marker_batch(pid, epoch, m, coordinator_epoch, now_ms());
         let h = batch::validate(&b)?;
-        // Backpressure as for any append: each wait ends at the next write.
-        while self.inner.state.borrow().pending.buf.len() >= MAX_PENDING_BYTES {
-            self.inner.written.notified().await;
-        }
+        self.wait_for_room().await;
         {
             let st = self.inner.state.borrow();
             if let Some(e) = st.producers.get(pid) {
