@@ -284,3 +284,143 @@ fn consume_transform_produce_is_exactly_once_across_client_and_broker_kills() {
     assert_eq!(counts.len(), N, "every input transformed");
     assert!((0..N).all(|i| counts.contains_key(format!("out-v{i}").as_str())));
 }
+
+mod wire {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use shardlog::admin::client::Client;
+
+    pub fn txn_id(s: &str) -> TransactionalId {
+        TransactionalId(StrBytes::from_string(s.to_string()))
+    }
+
+    /// InitProducerId v4 with a transactional id: (error, producer id, epoch).
+    pub fn init(c: &mut Client, id: &str, timeout_ms: i32) -> (i16, i64, i16) {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = Some(txn_id(id));
+        req.transaction_timeout_ms = timeout_ms;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        let r = c.call(&req, 4).expect("init producer id");
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    }
+
+    /// AddPartitionsToTxn at `version`: each partition's error code.
+    pub fn add(
+        c: &mut Client,
+        version: i16,
+        id: &str,
+        (pid, epoch): (i64, i16),
+        parts: &[(&str, i32)],
+    ) -> Vec<i16> {
+        let mut req = AddPartitionsToTxnRequest::default();
+        req.v3_and_below_transactional_id = txn_id(id);
+        req.v3_and_below_producer_id = ProducerId(pid);
+        req.v3_and_below_producer_epoch = epoch;
+        for (t, p) in parts {
+            let mut topic = AddPartitionsToTxnTopic::default();
+            topic.name = super::common::wire::name(t);
+            topic.partitions = vec![*p];
+            req.v3_and_below_topics.push(topic);
+        }
+        let r = c.call(&req, version).expect("add partitions");
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect()
+    }
+
+    /// EndTxn v3: its error code.
+    pub fn end(c: &mut Client, id: &str, (pid, epoch): (i64, i16), commit: bool) -> i16 {
+        let mut req = EndTxnRequest::default();
+        req.transactional_id = txn_id(id);
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.committed = commit;
+        c.call(&req, 3).expect("end txn").error_code
+    }
+
+    /// DescribeTransactions v0 of one id: (error, state, partitions).
+    pub fn describe(c: &mut Client, id: &str) -> (i16, String, usize) {
+        let mut req = DescribeTransactionsRequest::default();
+        req.transactional_ids = vec![txn_id(id)];
+        let r = c.call(&req, 0).expect("describe transactions");
+        let t = &r.transaction_states[0];
+        (
+            t.error_code,
+            t.transaction_state.to_string(),
+            t.topics.iter().map(|x| x.partitions.len()).sum(),
+        )
+    }
+}
+
+/// `b` marked transactional (attributes at bytes 21..23; the CRC is recomputed).
+fn transactional(mut b: Vec<u8>) -> Vec<u8> {
+    let attrs = i16::from_be_bytes([b[21], b[22]]) | shardlog::log::batch::ATTR_TRANSACTIONAL;
+    b[21..23].copy_from_slice(&attrs.to_be_bytes());
+    shardlog::log::batch::seal(&mut b);
+    b
+}
+
+#[test]
+fn hostile_and_buggy_transaction_requests_get_kafka_errors() {
+    use common::producer_batch;
+    use common::wire::{create_topic, produce};
+    use shardlog::admin::client::Client;
+    use shardlog::log::txn_index::{marker_batch, Marker};
+
+    let b = Broker::start(1);
+    create_topic(&b, "hx", 2);
+    let mut c = Client::connect(&b.bootstrap()).expect("connect");
+    // Timeouts outside (0, transaction.max.timeout.ms]: INVALID_TRANSACTION_TIMEOUT.
+    assert_eq!(wire::init(&mut c, "h1", 0).0, 50);
+    assert_eq!(wire::init(&mut c, "h1", 16 * 60 * 1000).0, 50);
+    let (code, pid, epoch) = wire::init(&mut c, "h1", 60_000);
+    assert_eq!((code, epoch), (0, 0));
+    // Unknown id, wrong producer id, stale epoch (old and new request versions).
+    assert_eq!(wire::end(&mut c, "nobody", (pid, 0), true), 49);
+    assert_eq!(
+        wire::add(&mut c, 3, "h1", (pid + 1, 0), &[("hx", 0)]),
+        vec![49]
+    );
+    assert_eq!(wire::add(&mut c, 3, "h1", (pid, 5), &[("hx", 0)]), vec![90]);
+    assert_eq!(wire::add(&mut c, 0, "h1", (pid, 5), &[("hx", 0)]), vec![47]);
+    // An unknown partition: refused, and the others of the request not attempted.
+    assert_eq!(
+        wire::add(&mut c, 3, "h1", (pid, 0), &[("hx", 0), ("hx", 9)]),
+        vec![55, 3]
+    );
+    // Committing with nothing open is an invalid state; aborting it is harmless.
+    assert_eq!(wire::end(&mut c, "h1", (pid, 0), true), 48);
+    assert_eq!(wire::end(&mut c, "h1", (pid, 0), false), 0);
+    // A producer may not write markers, nor a transactional batch without a producer id.
+    let marker = marker_batch(pid, 0, Marker::Commit, 0, 1);
+    assert_eq!(produce(&mut c, "hx", 0, marker).0, 87);
+    let anonymous = transactional(producer_batch(&[b"x"], 1, -1, -1, -1));
+    assert_eq!(produce(&mut c, "hx", 0, anonymous).0, 87);
+    // Open a transaction on hx/0; a non-transactional write of the same producer there is
+    // refused while it is open.
+    assert_eq!(wire::add(&mut c, 3, "h1", (pid, 0), &[("hx", 0)]), vec![0]);
+    let t0 = transactional(producer_batch(&[b"t0"], 1, pid, 0, 0));
+    assert_eq!(produce(&mut c, "hx", 0, t0).0, 0);
+    let plain = producer_batch(&[b"p1"], 1, pid, 0, 1);
+    assert_eq!(produce(&mut c, "hx", 0, plain).0, 48);
+    assert_eq!(wire::describe(&mut c, "h1"), (0, "Ongoing".to_string(), 1));
+    assert_eq!(wire::describe(&mut c, "nobody").0, 105);
+    // A second instance fences the first: its EndTxn is refused, the transaction aborted.
+    let (code, pid2, epoch2) = wire::init(&mut c, "h1", 60_000);
+    assert_eq!((code, pid2), (0, pid));
+    assert_eq!(epoch2, 2, "the abort took epoch 1");
+    assert_eq!(wire::end(&mut c, "h1", (pid, 0), true), 90);
+    assert_eq!(wire::describe(&mut c, "h1"), (0, "Empty".to_string(), 0));
+    // The zombie's late write to the partition is refused (the abort marker's epoch is newer).
+    let late = transactional(producer_batch(&[b"late"], 1, pid, 0, 1));
+    assert_eq!(produce(&mut c, "hx", 0, late).0, 47);
+    // The broker is still serving.
+    assert_eq!(wire::init(&mut c, "h2", 60_000).0, 0);
+}
