@@ -16,7 +16,15 @@ value = b"x" * 200
 
 
 def run(label, conf, per_txn):
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **conf})
+    # A queue large enough that the client never waits for room (librdkafka's default of
+    # 100,000 messages would hold the idempotent run back, not the broker).
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        "acks": "all",
+        "queue.buffering.max.messages": 1_000_000,
+        **conf,
+    })
     if per_txn:
         p.init_transactions(30)
     start = time.time()
@@ -31,7 +39,7 @@ def run(label, conf, per_txn):
                     p.produce("txn-bench", value, partition=(sent + i) % 4)
                     break
                 except BufferError:
-                    p.poll(0.01)
+                    p.poll(0.001)
         sent += k
         if per_txn:
             p.commit_transaction(30)
