@@ -345,6 +345,40 @@ mod wire {
         c.call(&req, 3).expect("end txn").error_code
     }
 
+    /// ListTransactions v1 filtered by state: the ids listed.
+    pub fn list(c: &mut Client, states: &[&str]) -> Vec<String> {
+        let mut req = ListTransactionsRequest::default();
+        req.state_filters = states
+            .iter()
+            .map(|s| StrBytes::from_string(s.to_string()))
+            .collect();
+        req.duration_filter = -1;
+        let r = c.call(&req, 1).expect("list transactions");
+        assert_eq!(r.error_code, 0);
+        r.transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect()
+    }
+
+    /// DescribeProducers v0 of one partition: (error, [(producer id, txn start offset)]).
+    pub fn producers(c: &mut Client, topic: &str, partition: i32) -> (i16, Vec<(i64, i64)>) {
+        let mut t = describe_producers_request::TopicRequest::default();
+        t.name = super::common::wire::name(topic);
+        t.partition_indexes = vec![partition];
+        let mut req = DescribeProducersRequest::default();
+        req.topics = vec![t];
+        let r = c.call(&req, 0).expect("describe producers");
+        let p = &r.topics[0].partitions[0];
+        (
+            p.error_code,
+            p.active_producers
+                .iter()
+                .map(|x| (x.producer_id.0, x.current_txn_start_offset))
+                .collect(),
+        )
+    }
+
     /// DescribeTransactions v0 of one id: (error, state, partitions).
     pub fn describe(c: &mut Client, id: &str) -> (i16, String, usize) {
         let mut req = DescribeTransactionsRequest::default();
@@ -412,12 +446,17 @@ fn hostile_and_buggy_transaction_requests_get_kafka_errors() {
     assert_eq!(produce(&mut c, "hx", 0, plain).0, 48);
     assert_eq!(wire::describe(&mut c, "h1"), (0, "Ongoing".to_string(), 1));
     assert_eq!(wire::describe(&mut c, "nobody").0, 105);
+    assert_eq!(wire::list(&mut c, &["Ongoing"]), vec!["h1".to_string()]);
+    assert!(wire::list(&mut c, &["CompleteCommit"]).is_empty());
+    // The partition shows the producer with its transaction open from offset 0.
+    assert_eq!(wire::producers(&mut c, "hx", 0), (0, vec![(pid, 0)]));
     // A second instance fences the first: its EndTxn is refused, the transaction aborted.
     let (code, pid2, epoch2) = wire::init(&mut c, "h1", 60_000);
     assert_eq!((code, pid2), (0, pid));
     assert_eq!(epoch2, 2, "the abort took epoch 1");
     assert_eq!(wire::end(&mut c, "h1", (pid, 0), true), 90);
     assert_eq!(wire::describe(&mut c, "h1"), (0, "Empty".to_string(), 0));
+    assert_eq!(wire::producers(&mut c, "hx", 0), (0, vec![(pid, -1)]));
     // The zombie's late write to the partition is refused (the abort marker's epoch is newer).
     let late = transactional(producer_batch(&[b"late"], 1, pid, 0, 1));
     assert_eq!(produce(&mut c, "hx", 0, late).0, 47);
