@@ -18,6 +18,7 @@ pub mod config;
 pub mod durable;
 pub mod group;
 pub mod hash;
+pub mod internal_log;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -272,6 +272,18 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.txns.abort_scan_ms.to_string(),
     ),
     (
+        "transaction.state.log.replication.factor",
+        "replicas of the internal transaction state topic in a cluster, as far as the live nodes allow when it is created",
+        |s, v| {
+            s.broker.txns.replication_factor = match positive(v)? {
+                n @ 1..=16 => n as usize,
+                _ => return Err("must be in [1, 16]".to_string()),
+            };
+            Ok(())
+        },
+        |s| s.broker.txns.replication_factor.to_string(),
+    ),
+    (
         "offsets.retention.minutes",
         "offsets of a group empty this long are deleted",
         |s, v| {

@@ -355,6 +355,28 @@ fn acls_decide_every_request() {
         "bob wrote to secret: {err}"
     );
 
+    // Markers are another node's coordinator's to write (CLUSTER_ACTION): alice's are
+    // refused, whatever she may write.
+    {
+        use kafka_protocol::messages::write_txn_markers_request::*;
+        let mut topic = WritableTxnMarkerTopic::default();
+        topic.name = common::wire::name("orders-eu");
+        topic.partition_indexes = vec![0, 1];
+        let mut m = WritableTxnMarker::default();
+        m.producer_id = kafka_protocol::messages::ProducerId(1);
+        m.transaction_result = true;
+        m.topics = vec![topic];
+        let mut req = WriteTxnMarkersRequest::default();
+        req.markers = vec![m];
+        let r = alice.call(&req, 1).expect("write txn markers");
+        let codes: Vec<i16> = r.markers[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(codes, vec![31, 31]);
+    }
+
     // Removing the prefixed ACL takes effect on alice's open connection.
     let removed = cli(&[
         "acl",

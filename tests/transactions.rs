@@ -7,60 +7,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::txn::{assert_transformed_exactly_once, by_partition, fill_inputs, py, py_cmd, values};
 use common::{cli, Broker};
-use serde_json::Value;
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/txn_client.py")
-}
-
-fn py_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new("python3");
-    c.arg(script()).args(args).env_remove("LD_LIBRARY_PATH");
-    c
-}
-
-/// Runs a mode to its end and returns its JSON line.
-fn py(args: &[&str]) -> Value {
-    let out = py_cmd(args).output().expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
-}
-
-fn values(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| x.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// (partition, offset, value) triples → values per partition in offset order.
-fn by_partition(v: &Value) -> BTreeMap<i64, Vec<(i64, String)>> {
-    let mut out: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
-    for x in v.as_array().into_iter().flatten() {
-        let p = x[0].as_i64().unwrap_or(-1);
-        let o = x[1].as_i64().unwrap_or(-1);
-        out.entry(p)
-            .or_default()
-            .push((o, x[2].as_str().unwrap_or_default().to_string()));
-    }
-    out
-}
 
 fn create(b: &Broker, topic: &str, partitions: u32) {
     cli(
@@ -199,19 +151,7 @@ fn consume_transform_produce_is_exactly_once_across_client_and_broker_kills() {
     create(&b, "ctp-in", 2);
     create(&b, "ctp-out", 2);
     const N: usize = 3000;
-    let fill = format!(
-        "from confluent_kafka import Producer\n\
-         p = Producer({{'bootstrap.servers': '{}', 'enable.idempotence': True}})\n\
-         for i in range({N}):\n    p.produce('ctp-in', f'v{{i}}'.encode(), partition=i % 2)\n\
-         assert p.flush(30) == 0\n",
-        b.bootstrap()
-    );
-    let st = Command::new("python3")
-        .args(["-c", &fill])
-        .env_remove("LD_LIBRARY_PATH")
-        .status()
-        .expect("python3");
-    assert!(st.success());
+    fill_inputs(&b.bootstrap(), "ctp-in", N);
     let args = |b: &Broker| {
         vec![
             "transform".to_string(),
@@ -263,26 +203,7 @@ fn consume_transform_produce_is_exactly_once_across_client_and_broker_kills() {
         }
         assert!(Instant::now() < deadline, "the transform never finished");
     }
-    let r = py(&[
-        "read",
-        &b.bootstrap(),
-        "ctp-out",
-        "read_committed",
-        &N.to_string(),
-    ]);
-    let got = values(&r["values"]);
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in &got {
-        *counts.entry(v.as_str()).or_default() += 1;
-    }
-    let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(
-        dups.is_empty(),
-        "written more than once: {:?}",
-        &dups[..dups.len().min(10)]
-    );
-    assert_eq!(counts.len(), N, "every input transformed");
-    assert!((0..N).all(|i| counts.contains_key(format!("out-v{i}").as_str())));
+    assert_transformed_exactly_once(&b.bootstrap(), "ctp-out", N);
 }
 
 mod wire {
@@ -331,6 +252,37 @@ mod wire {
                 t.results_by_partition
                     .iter()
                     .map(|p| p.partition_error_code)
+            })
+            .collect()
+    }
+
+    /// WriteTxnMarkers v1, an abort of `pid`'s transaction: each partition's code.
+    pub fn markers(c: &mut Client, (pid, epoch): (i64, i16), parts: &[(&str, i32)]) -> Vec<i16> {
+        use kafka_protocol::messages::write_txn_markers_request::*;
+        let mut m = WritableTxnMarker::default();
+        m.producer_id = ProducerId(pid);
+        m.producer_epoch = epoch;
+        m.transaction_result = false;
+        for (t, p) in parts {
+            match m.topics.last_mut() {
+                Some(last) if last.name.0.as_str() == *t => last.partition_indexes.push(*p),
+                _ => {
+                    let mut topic = WritableTxnMarkerTopic::default();
+                    topic.name = super::common::wire::name(t);
+                    topic.partition_indexes = vec![*p];
+                    m.topics.push(topic);
+                }
+            }
+        }
+        let mut req = WriteTxnMarkersRequest::default();
+        req.markers = vec![m];
+        let r = c.call(&req, 1).expect("write txn markers");
+        r.markers
+            .iter()
+            .flat_map(|m| {
+                m.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             })
             .collect()
     }
@@ -460,6 +412,17 @@ fn hostile_and_buggy_transaction_requests_get_kafka_errors() {
     // The zombie's late write to the partition is refused (the abort marker's epoch is newer).
     let late = transactional(producer_batch(&[b"late"], 1, pid, 0, 1));
     assert_eq!(produce(&mut c, "hx", 0, late).0, 47);
+    // WriteTxnMarkers (what another node's coordinator sends): a stale epoch, an unknown
+    // partition, and more partitions than a transaction may span are refused.
+    let stale = wire::markers(&mut c, (pid, 0), &[("hx", 0), ("nowhere", 0), ("hx", 7)]);
+    assert_eq!(stale, vec![47, 3, 3]);
+    let many: Vec<(&str, i32)> = (0..10_001).map(|i| ("hx", i)).collect();
+    let refused = wire::markers(&mut c, (pid, 2), &many);
+    assert!(
+        refused.iter().all(|code| *code == 42),
+        "{:?}",
+        &refused[..3]
+    );
     // The broker is still serving.
     assert_eq!(wire::init(&mut c, "h2", 60_000).0, 0);
 }

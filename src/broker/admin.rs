@@ -281,9 +281,10 @@ pub async fn controller_delete(shard: &Rc<Shard>, names: Vec<String>) -> Vec<Top
     results
 }
 
-/// The internal offsets topic: created by the brokers, never by clients, deleted or grown.
+/// The internal offsets and transaction state topics: created by the brokers, never by
+/// clients, deleted or grown.
 pub fn internal(name: &str) -> bool {
-    name == crate::group::OFFSETS_TOPIC
+    name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC
 }
 
 /// Runs on the controller.

@@ -34,10 +34,10 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
         .iter()
         .map(|(name, t)| {
             let mut configs = t.configs.clone();
-            if name == OFFSETS_TOPIC {
-                // Whatever it was created with: committed offsets are kept by compaction,
-                // never expired by time or size.
-                for (k, v) in offsets_topic_configs() {
+            if name == OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC {
+                // Whatever it was created with: committed offsets and transaction states
+                // are kept by compaction, never expired by time or size.
+                for (k, v) in internal_topic_configs() {
                     configs.insert(k, v);
                 }
             }
@@ -108,9 +108,9 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
     }
 }
 
-/// The configs the internal offsets topic always has (Kafka's `offsets.topic.segment.bytes`
-/// and compaction).
-pub fn offsets_topic_configs() -> [(String, String); 3] {
+/// The configs the internal offsets and transaction state topics always have (Kafka's
+/// `offsets.topic.segment.bytes` and compaction).
+pub fn internal_topic_configs() -> [(String, String); 3] {
     [
         ("cleanup.policy".into(), "compact".into()),
         ("segment.bytes".into(), (100u64 << 20).to_string()),
@@ -420,28 +420,42 @@ pub async fn set_configs(
 /// Has the quorum place the internal offsets log (the group coordinators) over the live
 /// nodes' shards, once per shard; later FindCoordinator requests find it there.
 pub fn request_group_placement(shard: &Rc<Shard>) {
-    if shard.group_placement_requested.replace(true) {
+    let rf = shard.cfg.offsets_replication_factor;
+    place_internal(shard, OFFSETS_TOPIC, OFFSETS_PARTITIONS, rf);
+}
+
+/// Has the quorum place the internal transaction state log (the transaction coordinators),
+/// like [`request_group_placement`].
+pub fn request_txn_placement(shard: &Rc<Shard>) {
+    let rf = shard.cfg.txns.replication_factor;
+    place_internal(shard, crate::txn::TXN_TOPIC, crate::txn::TXN_PARTITIONS, rf);
+}
+
+/// Creates internal topic `topic` (compacted, never expired) with `rf` replicas as far as
+/// the live nodes allow, once per shard and topic at a time.
+fn place_internal(shard: &Rc<Shard>, topic: &'static str, partitions: i32, rf: usize) {
+    if !shard.placements_requested.borrow_mut().insert(topic) {
         return;
     }
     let shard = shard.clone();
     crate::runtime::spawn_local(async move {
-        // `offsets.topic.replication.factor`, as far as the live nodes allow.
         let live = shard.cluster.get().image.placeable_nodes().count().max(1);
-        let rf = shard.cfg.offsets_replication_factor.min(live);
+        let rf = rf.min(live);
         let r = create(
             &shard,
-            OFFSETS_TOPIC,
-            OFFSETS_PARTITIONS,
+            topic,
+            partitions,
             rf,
-            offsets_topic_configs().into_iter().collect(),
+            internal_topic_configs().into_iter().collect(),
         )
         .await;
         if r.error != errors::NONE && r.error != errors::TOPIC_ALREADY_EXISTS {
             warn!(
-                "group coordinators not placed yet: {}",
+                topic,
+                "coordinators not placed yet: {}",
                 r.message.unwrap_or_default()
             );
-            shard.group_placement_requested.set(false);
+            shard.placements_requested.borrow_mut().remove(topic);
         }
     });
 }

@@ -21,7 +21,7 @@ use crate::security::acl::{Operation as Op, ResourceType as Rt};
 
 pub(super) const TOPIC_DENIED: i16 = 29;
 pub(super) const GROUP_DENIED: i16 = 30;
-const CLUSTER_DENIED: i16 = 31;
+pub(super) const CLUSTER_DENIED: i16 = 31;
 pub(super) const TXN_DENIED: i16 = 53;
 pub(super) const CLUSTER: &str = "kafka-cluster";
 /// DescribeConfigs/AlterConfigs resource types.
@@ -418,7 +418,8 @@ pub async fn dispatch(
         | Request::TxnOffsetCommit(_)
         | Request::DescribeProducers(_)
         | Request::DescribeTransactions(_)
-        | Request::ListTransactions(_)) => {
+        | Request::ListTransactions(_)
+        | Request::WriteTxnMarkers(_)) => {
             return super::dispatch_txn::dispatch(shard, h, r, session).await
         }
         Request::InitProducerId(r)

@@ -1,6 +1,7 @@
 //! The transaction requests, authorized as Kafka does (WRITE on the transactional id; WRITE
 //! on the topics added, READ on the group whose offsets join; DESCRIBE on ids listed or
-//! described; READ on the topics whose producers are described) and served by the shard's
+//! described; READ on the topics whose producers are described; CLUSTER_ACTION for the
+//! markers another node's coordinator sends) and served by the shard's
 //! transaction coordinator ([`super::txn`]) or group coordinator (TxnOffsetCommit). See
 //! [`super::dispatch`] for the rules every request follows.
 
@@ -9,7 +10,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::*;
 
 use super::authn::Session;
-use super::dispatch::{name, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
+use super::dispatch::{name, CLUSTER, CLUSTER_DENIED, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
 use super::shard::Shard;
 use super::splice::Piece;
 use super::txn;
@@ -117,6 +118,15 @@ pub async fn dispatch(
         }
         Request::ListTransactions(r) => {
             let resp = txn::list(shard, r, |id| may(Op::Describe, Rt::TransactionalId, id));
+            encode_response(k, v, c, &resp)?
+        }
+        Request::WriteTxnMarkers(r) => {
+            // Sent by other nodes' coordinators: CLUSTER_ACTION, like a follower's fetch.
+            let resp = if session.may(shard, Op::ClusterAction, Rt::Cluster, CLUSTER) {
+                super::txn_markers::handle(shard, r).await
+            } else {
+                super::txn_markers::refuse(r, CLUSTER_DENIED)
+            };
             encode_response(k, v, c, &resp)?
         }
         Request::DescribeProducers(r) => {

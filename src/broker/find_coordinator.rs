@@ -1,6 +1,8 @@
-//! FindCoordinator: which shard (advertised broker) coordinates a consumer group or a transactional id. Groups are
-//! placed on shards by a stable hash of the group id, like partitions; transactional ids
-//! (key type 1) likewise, on the partitions of `__transaction_state`.
+//! FindCoordinator: which shard (advertised broker) coordinates a consumer group or a
+//! transactional id. Groups are placed by a stable hash of the group id onto the
+//! partitions of `__consumer_offsets`, transactional ids (key type 1) onto those of
+//! `__transaction_state`; the coordinator is the shard owning (in a cluster: leading) that
+//! partition. In a cluster the first lookup has the quorum create the internal topic.
 
 use std::rc::Rc;
 
@@ -15,6 +17,7 @@ use crate::protocol::FindCoordinatorRequest;
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const INVALID_REQUEST: i16 = 42;
 
 /// The shard that coordinates `group`: the owner of its offsets partition.
 pub fn group_shard(group: &str, shards: usize) -> usize {
@@ -23,6 +26,69 @@ pub fn group_shard(group: &str, shards: usize) -> usize {
         crate::group::offsets_partition(group),
         shards,
     )
+}
+
+/// Where the coordinator of `key` is, as (broker id, host, port), or why not.
+fn locate(
+    shard: &Rc<Shard>,
+    key_type: i8,
+    key: &str,
+    listener: &str,
+) -> Result<(i32, String, u16), &'static str> {
+    if key_type != GROUP && key_type != TRANSACTION {
+        return Err("unknown coordinator key type");
+    }
+    if key_type == TRANSACTION && key.is_empty() {
+        return Err("a transactional id is not empty");
+    }
+    let cat = shard.catalog();
+    let Some(cm) = cat.cluster.as_ref().filter(|_| shard.proposer.is_some()) else {
+        // One node: the shard owning the key's partition of the internal log.
+        let node = if key_type == GROUP {
+            group_shard(key, shard.nshards)
+        } else {
+            Catalog::owner(
+                crate::txn::TXN_TOPIC,
+                crate::txn::txn_partition(key),
+                shard.nshards,
+            )
+        };
+        return Ok(
+            super::metadata::endpoint(shard, &cat, 0, node as u16, listener).unwrap_or((
+                node as i32,
+                String::new(),
+                0,
+            )),
+        );
+    };
+    // A cluster: the shard the quorum placed the key's internal partition's leader on.
+    let leader = if key_type == GROUP {
+        cm.groups
+            .get(crate::group::offsets_partition(key) as usize)
+            .copied()
+    } else {
+        cat.place(crate::txn::TXN_TOPIC, crate::txn::txn_partition(key))
+            .and_then(|p| p.leader_replica())
+    };
+    let at = leader.and_then(|(node, s)| {
+        cm.broker_on(node, s, listener)
+            .map(|(id, host, port)| (id, host.to_string(), port))
+    });
+    match at {
+        Some(at) => Ok(at),
+        None if key_type == GROUP => {
+            if cm.groups.is_empty() {
+                super::cluster_link::request_group_placement(shard);
+            }
+            Err("the group coordinator is not available yet")
+        }
+        None => {
+            if !cat.topics.contains_key(crate::txn::TXN_TOPIC) {
+                super::cluster_link::request_txn_placement(shard);
+            }
+            Err("the transaction coordinator is not available yet")
+        }
+    }
 }
 
 pub fn handle(
@@ -34,61 +100,22 @@ pub fn handle(
     let answer = |key: &str| {
         let mut c = Coordinator::default();
         c.key = StrBytes::from_string(key.to_string());
-        if req.key_type == GROUP && shard.proposer.is_some() {
-            // In a cluster: the shard the quorum placed the group's offsets partition on.
-            let cat = shard.catalog();
-            let at = cat.cluster.as_ref().and_then(|cm| {
-                let (node, s) = *cm
-                    .groups
-                    .get(crate::group::offsets_partition(key) as usize)?;
-                cm.broker_on(node, s, listener)
-                    .map(|(id, host, port)| (id, host.to_string(), port))
-            });
-            match at {
-                Some((id, host, port)) => {
-                    c.node_id = BrokerId(id);
-                    c.host = StrBytes::from_string(host);
-                    c.port = i32::from(port);
-                }
-                None => {
-                    if cat.cluster.as_ref().is_some_and(|cm| cm.groups.is_empty()) {
-                        super::cluster_link::request_group_placement(shard);
-                    }
-                    c.error_code = COORDINATOR_NOT_AVAILABLE;
-                    c.error_message = Some(StrBytes::from_static_str(
-                        "the group coordinator is not available yet",
-                    ));
-                    c.node_id = BrokerId(-1);
-                    c.port = -1;
-                }
+        match locate(shard, req.key_type, key, listener) {
+            Ok((id, host, port)) => {
+                c.node_id = BrokerId(id);
+                c.host = StrBytes::from_string(host);
+                c.port = i32::from(port);
             }
-        } else if req.key_type == GROUP
-            || (req.key_type == TRANSACTION && !key.is_empty() && shard.proposer.is_none())
-        {
-            let node = if req.key_type == GROUP {
-                group_shard(key, shard.nshards)
-            } else {
-                Catalog::owner(
-                    crate::txn::TXN_TOPIC,
-                    crate::txn::txn_partition(key),
-                    shard.nshards,
-                )
-            };
-            let cat = shard.catalog();
-            let (id, host, port) = super::metadata::endpoint(shard, &cat, 0, node as u16, listener)
-                .unwrap_or((node as i32, String::new(), 0));
-            c.node_id = BrokerId(id);
-            c.host = StrBytes::from_string(host);
-            c.port = i32::from(port);
-        } else {
-            c.error_code = COORDINATOR_NOT_AVAILABLE;
-            c.error_message = Some(StrBytes::from_static_str(if req.key_type == TRANSACTION {
-                "transactions are not supported in a cluster yet"
-            } else {
-                "unknown coordinator key type"
-            }));
-            c.node_id = BrokerId(-1);
-            c.port = -1;
+            Err(why) => {
+                c.error_code = if req.key_type == GROUP || req.key_type == TRANSACTION {
+                    COORDINATOR_NOT_AVAILABLE
+                } else {
+                    INVALID_REQUEST
+                };
+                c.error_message = Some(StrBytes::from_static_str(why));
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
         }
         c
     };

@@ -32,6 +32,7 @@ pub mod router;
 pub mod shard;
 pub mod splice;
 pub mod txn;
+pub mod txn_markers;
 pub mod users;
 
 use std::fs::File;
@@ -458,7 +459,16 @@ async fn shard_main(start: ShardStart) -> bool {
         .txns
         .set_host(Rc::new(txn::ShardTxnHost(Rc::downgrade(&shard))));
     shard.groups.set_replicator(Rc::new(
-        crate::replication::coordinator_log::ShardReplicator(Rc::downgrade(&shard)),
+        crate::replication::coordinator_log::ShardReplicator {
+            shard: Rc::downgrade(&shard),
+            topic: crate::group::OFFSETS_TOPIC,
+        },
+    ));
+    shard.txns.set_replicator(Rc::new(
+        crate::replication::coordinator_log::ShardReplicator {
+            shard: Rc::downgrade(&shard),
+            topic: crate::txn::TXN_TOPIC,
+        },
     ));
     shard.disk.measure(&cfg.data_dir);
     shard.clean_start.set(clean);
@@ -529,7 +539,11 @@ async fn shard_main(start: ShardStart) -> bool {
             while !stop.load(Ordering::Relaxed) {
                 crate::runtime::sleep(Duration::from_millis(100)).await;
                 shard.groups.tick().await;
-                shard.txns.tick().await;
+                {
+                    // Markers may go to other nodes: the scan never holds up housekeeping.
+                    let shard = shard.clone();
+                    crate::runtime::spawn_local(async move { shard.txns.tick().await });
+                }
                 {
                     let shard = shard.clone();
                     crate::runtime::spawn_local(async move { shard.flush_due().await });

@@ -46,7 +46,7 @@ pub enum Call {
     /// Controller only (single node): one user's SCRAM credential changes.
     AlterSecurity(Vec<crate::security::store::SecurityChange>),
     /// Transaction markers for partitions the receiver owns.
-    WriteMarkers(super::txn::MarkerCall),
+    WriteMarkers(super::txn_markers::MarkerCall),
 }
 
 pub enum Reply {
@@ -99,7 +99,7 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         }
         Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
-        Call::WriteMarkers(m) => Reply::Codes(super::txn::markers_local(shard, m).await),
+        Call::WriteMarkers(m) => Reply::Codes(super::txn_markers::markers_local(shard, m).await),
         Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
         Call::Apply(cat) => Reply::Applied(shard.apply_catalog(cat).await),
         Call::AlterSecurity(c) => Reply::Security(super::users::controller_apply(shard, c).await),

@@ -36,7 +36,10 @@ pub struct Shard {
     /// Proposes topic changes to the metadata quorum (in a cluster only).
     pub proposer: Option<crate::cluster::Proposer>,
     /// This shard asked the quorum to place the group coordinators (in a cluster).
-    pub group_placement_requested: Cell<bool>,
+    /// Internal topics (coordinators) this shard asked the quorum to place, not yet done.
+    /// Idle connections to other nodes' brokers for transaction markers.
+    pub marker_conns: RefCell<HashMap<(u64, u16), Vec<crate::runtime::Conn>>>,
+    pub placements_requested: RefCell<std::collections::HashSet<&'static str>>,
     /// Follower progress (partitions led here) and fetchers (partitions followed here).
     pub replication: crate::replication::ShardReplication,
     pub nshards: usize,
@@ -98,7 +101,8 @@ impl Shard {
         Shard {
             cluster: Default::default(),
             proposer: None,
-            group_placement_requested: Cell::new(false),
+            placements_requested: Default::default(),
+            marker_conns: Default::default(),
             replication: Default::default(),
             request_budget: super::limits::RequestBudget::new(cfg.request_budget_bytes()),
             disk: super::disk_space::DiskSpace::new(cfg.storage_min_free_bytes, cfg.cores, id == 0),
@@ -272,6 +276,7 @@ impl Shard {
         // In a cluster, the group coordinators of the offsets partitions this shard leads.
         if catalog.cluster.is_some() {
             self.lead_groups(&catalog, clean);
+            self.lead_txns(&catalog);
         }
         failed
     }
@@ -293,6 +298,23 @@ impl Shard {
                 let dir = shard.cfg.data_dir.clone();
                 shard.groups.load(&dir, p, epoch, log, clean).await;
             });
+        }
+    }
+
+    /// Hands the transaction coordinator the `__transaction_state` partitions this shard
+    /// leads now; those it did not lead at this epoch are loaded in tasks of their own.
+    fn lead_txns(self: &Rc<Self>, catalog: &Catalog) {
+        use crate::txn::{TXN_PARTITIONS, TXN_TOPIC};
+        let led: Vec<(i32, i32, Log)> = (0..TXN_PARTITIONS)
+            .filter(|p| catalog.locate(TXN_TOPIC, *p, self.nshards) == Some(self.id))
+            .filter_map(|p| {
+                let epoch = catalog.place(TXN_TOPIC, p)?.leader_epoch;
+                Some((p, epoch, self.log(TXN_TOPIC, p)?))
+            })
+            .collect();
+        for (p, epoch, log) in self.txns.lead(&led) {
+            let shard = self.clone();
+            crate::runtime::spawn_local(async move { shard.txns.load(p, epoch, log).await });
         }
     }
 

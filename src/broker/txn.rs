@@ -6,15 +6,16 @@
 //! the read_committed fetches waiting there; the coordinator is told one code per partition.
 
 use crate::protocol::str_bytes as s;
+
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use futures::future::{join_all, LocalBoxFuture};
+use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::*;
 
-use super::errors::{self, log_error_code};
-use super::router::{Call, Reply};
+use super::errors;
 use super::shard::Shard;
+use super::txn_markers::MarkerCall;
 use crate::group::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::log::txn_index::Marker;
 use crate::protocol::{
@@ -24,24 +25,8 @@ use crate::protocol::{
 use crate::txn::coordinator::TxnHost;
 use crate::txn::state::TxnState;
 
-/// Markers for one shard: (producer id, epoch, marker, partitions).
-pub type MarkerCall = (i64, i16, Marker, Vec<(String, i32)>);
-
-/// A partition with its place in the coordinator's list.
-type Indexed = (usize, (String, i32));
-
 /// The shard's side of [`TxnHost`] (weak: the coordinator lives inside the shard).
 pub struct ShardTxnHost(pub Weak<Shard>);
-
-/// The shard owning `(topic, partition)` on this node, the offsets topic included.
-fn owner_of(shard: &Shard, topic: &str, partition: i32) -> Option<usize> {
-    if topic == OFFSETS_TOPIC {
-        return (0..OFFSETS_PARTITIONS)
-            .contains(&partition)
-            .then(|| super::catalog::Catalog::owner(OFFSETS_TOPIC, partition, shard.nshards));
-    }
-    shard.owner(topic, partition)
-}
 
 impl TxnHost for ShardTxnHost {
     fn allocate_producer_id(&self) -> LocalBoxFuture<'_, Result<i64, i16>> {
@@ -82,74 +67,16 @@ impl TxnHost for ShardTxnHost {
             let Some(shard) = self.0.upgrade() else {
                 return vec![errors::COORDINATOR_NOT_AVAILABLE; partitions.len()];
             };
-            let mut by_owner: BTreeMap<usize, Vec<Indexed>> = BTreeMap::new();
-            let mut codes = vec![errors::UNKNOWN_TOPIC_OR_PARTITION; partitions.len()];
-            for (i, (t, p)) in partitions.into_iter().enumerate() {
-                match owner_of(&shard, &t, p) {
-                    Some(o) => by_owner.entry(o).or_default().push((i, (t, p))),
-                    // Led by another node: not written (markers across nodes come later).
-                    None if shard.catalog().topics.contains_key(&t) => {
-                        codes[i] = errors::NOT_LEADER_OR_FOLLOWER
-                    }
-                    None => {}
-                }
-            }
-            let futs = by_owner.into_iter().map(|(owner, items)| {
-                let shard = shard.clone();
-                async move {
-                    let parts: Vec<(String, i32)> = items.iter().map(|(_, x)| x.clone()).collect();
-                    let got = if owner == shard.id {
-                        markers_local(&shard, (pid, epoch, marker, parts)).await
-                    } else {
-                        match shard
-                            .call(owner, Call::WriteMarkers((pid, epoch, marker, parts)))
-                            .await
-                        {
-                            Some(Reply::Codes(c)) => c,
-                            _ => vec![errors::COORDINATOR_NOT_AVAILABLE; items.len()],
-                        }
-                    };
-                    items
-                        .into_iter()
-                        .map(|(i, _)| i)
-                        .zip(got)
-                        .collect::<Vec<_>>()
-                }
-            });
-            for (i, c) in join_all(futs).await.into_iter().flatten() {
-                codes[i] = c;
-            }
-            codes
+            let call = MarkerCall {
+                pid,
+                epoch,
+                marker,
+                coordinator_epoch: 0,
+                parts: partitions,
+            };
+            super::txn_markers::deliver(&shard, call, true).await
         })
     }
-}
-
-/// Writes markers to partitions this shard owns: one code per partition.
-pub async fn markers_local(shard: &Rc<Shard>, call: MarkerCall) -> Vec<i16> {
-    let (pid, epoch, marker, parts) = call;
-    let mut out = Vec::with_capacity(parts.len());
-    for (t, p) in parts {
-        let code = if t == OFFSETS_TOPIC {
-            shard
-                .groups
-                .txn_marker(p, pid, marker == Marker::Commit)
-                .await
-        } else {
-            match shard.log(&t, p) {
-                None => errors::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log) => match log.append_marker(pid, epoch, marker, 0, true).await {
-                    Ok(_) => errors::NONE,
-                    Err(e) => {
-                        tracing::warn!(topic = %t, partition = p, producer_id = pid, "transaction marker not written: {e}");
-                        log_error_code(&e)
-                    }
-                },
-            }
-        };
-        out.push(code);
-    }
-    shard.data_arrived.notify_all();
-    out
 }
 
 /// InitProducerId with a transactional id, on its coordinator.

@@ -16,60 +16,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use futures::future::LocalBoxFuture;
 use tracing::{error, info, warn};
 
 use super::coordinator::{Coordinator, KAFKA_STORAGE_ERROR, NOT_COORDINATOR};
 use super::offsets::{self, encode_key, encode_value, OffsetKey};
 use super::state::{self, Committed, Group};
 use super::{offsets_partition, OFFSETS_TOPIC};
+pub use crate::internal_log::{Held, Replicator};
 use crate::log::records::{build_batch, Record};
 use crate::log::{now_ms, Log, LogConfig};
 
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const REQUEST_TIMED_OUT: i16 = 7;
-const NOT_ENOUGH_REPLICAS: i16 = 19;
-const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+pub use crate::internal_log::COORDINATOR_NOT_AVAILABLE;
 /// Records per batch when legacy offsets are copied into a replicated partition.
 const MIGRATE_BATCH: usize = 500;
-
-/// An offsets partition the coordinator holds.
-#[derive(Clone)]
-pub(super) struct Held {
-    pub log: Log,
-    /// The leader epoch it was loaded at; `None` for a single node's own log.
-    pub epoch: Option<i32>,
-}
-
-/// How appends to a replicated offsets partition reach its in-sync replicas (implemented by
-/// the shard, which knows leadership and followers).
-pub trait Replicator {
-    /// Before an append: this shard still leads `partition` at `epoch` and its ISR is large
-    /// enough; otherwise the partition's Kafka error.
-    fn check(&self, partition: i32, epoch: i32) -> Result<(), i16>;
-    /// After an append up to `last_offset`: waits until the in-sync replicas have it.
-    fn wait(
-        &self,
-        partition: i32,
-        epoch: i32,
-        last_offset: i64,
-    ) -> LocalBoxFuture<'_, Result<(), i16>>;
-}
-
-/// A partition error as the group protocol reports it (Kafka's mapping for offset
-/// commits): clients retry COORDINATOR_NOT_AVAILABLE and look the coordinator up again on
-/// NOT_COORDINATOR.
-fn coordinator_error(code: i16) -> i16 {
-    match code {
-        NOT_ENOUGH_REPLICAS | NOT_ENOUGH_REPLICAS_AFTER_APPEND | REQUEST_TIMED_OUT => {
-            COORDINATOR_NOT_AVAILABLE
-        }
-        NOT_LEADER_OR_FOLLOWER | KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
-        other => other,
-    }
-}
 
 fn legacy_dir(data_dir: &Path, partition: i32) -> std::path::PathBuf {
     data_dir
@@ -102,37 +62,11 @@ impl Coordinator {
     /// led at another epoch) and returns those to load, which [`Coordinator::load`] then
     /// rebuilds (the caller runs the loads as tasks, so a long replay holds up nothing).
     pub fn lead(&self, led: &[(i32, i32, Log)]) -> Vec<(i32, i32, Log)> {
-        let held: Vec<(i32, Option<i32>)> = self
-            .logs
-            .borrow()
-            .iter()
-            .map(|(p, h)| (*p, h.epoch))
-            .collect();
-        for (p, epoch) in held {
-            if epoch.is_some() && !led.iter().any(|(q, e, _)| *q == p && Some(*e) == epoch) {
-                self.resign(p);
-            }
+        let (resign, load) = crate::internal_log::lead(&self.logs, &self.loading, led);
+        for p in resign {
+            self.resign(p);
         }
-        let loading: Vec<(i32, i32)> = self
-            .loading
-            .borrow()
-            .iter()
-            .map(|(p, e)| (*p, *e))
-            .collect();
-        for (p, epoch) in loading {
-            if !led.iter().any(|(q, e, _)| *q == p && *e == epoch) {
-                self.loading.borrow_mut().remove(&p);
-            }
-        }
-        let mut to_load = Vec::new();
-        for (p, epoch, log) in led {
-            let held = self.logs.borrow().get(p).and_then(|h| h.epoch) == Some(*epoch);
-            if !held && self.loading.borrow().get(p) != Some(epoch) {
-                self.loading.borrow_mut().insert(*p, *epoch);
-                to_load.push((*p, *epoch, log.clone()));
-            }
-        }
-        to_load
+        load
     }
 
     /// Stops coordinating the groups of offsets partition `p`: their members get
@@ -316,24 +250,14 @@ impl Coordinator {
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<i64, i16> {
         let replicator = self.replicator.borrow().clone();
-        let replicated = held.epoch.zip(replicator);
-        if let Some((epoch, r)) = &replicated {
-            r.check(p, *epoch).map_err(coordinator_error)?;
-        }
         let refs: Vec<Record<'_>> = records
             .iter()
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
         let batch = build_batch(&refs, now_ms());
-        let info = held.log.append_with(&batch, true).await.map_err(|e| {
-            error!(partition = p, "offset commit not written: {e}");
-            coordinator_error(KAFKA_STORAGE_ERROR)
-        })?;
-        if let Some((epoch, r)) = &replicated {
-            r.wait(p, *epoch, info.last_offset)
-                .await
-                .map_err(coordinator_error)?;
-        }
+        let info =
+            crate::internal_log::append(p, held, replicator.as_deref(), &batch, "offset commit")
+                .await?;
         Ok(info.base_offset)
     }
 

@@ -71,6 +71,7 @@ pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
 pub const ADD_PARTITIONS_TO_TXN: i16 = 24;
 pub const ADD_OFFSETS_TO_TXN: i16 = 25;
 pub const END_TXN: i16 = 26;
+pub const WRITE_TXN_MARKERS: i16 = 27;
 pub const TXN_OFFSET_COMMIT: i16 = 28;
 pub const DESCRIBE_PRODUCERS: i16 = 61;
 pub const DESCRIBE_TRANSACTIONS: i16 = 65;
@@ -117,6 +118,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ADD_PARTITIONS_TO_TXN, 0, 3, 3),
     api(ADD_OFFSETS_TO_TXN, 0, 3, 3),
     api(END_TXN, 0, 3, 3),
+    api(WRITE_TXN_MARKERS, 0, 1, 1),
     api(TXN_OFFSET_COMMIT, 0, 3, 3),
     api(DESCRIBE_PRODUCERS, 0, 0, 0),
     api(DESCRIBE_TRANSACTIONS, 0, 0, 0),
@@ -285,6 +287,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
             Request::AddOffsetsToTxn(AddOffsetsToTxnRequest::decode(&mut r, v, flex)?)
         }
         END_TXN => Request::EndTxn(EndTxnRequest::decode(&mut r, v, flex)?),
+        WRITE_TXN_MARKERS => {
+            Request::WriteTxnMarkers(WriteTxnMarkersRequest::decode(&mut r, v, flex)?)
+        }
         TXN_OFFSET_COMMIT => {
             Request::TxnOffsetCommit(TxnOffsetCommitRequest::decode(&mut r, v, flex)?)
         }

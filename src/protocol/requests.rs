@@ -45,6 +45,7 @@ pub enum Request {
     EndTxn(super::EndTxnRequest),
     TxnOffsetCommit(super::TxnOffsetCommitRequest),
     DescribeProducers(super::DescribeProducersRequest),
+    WriteTxnMarkers(super::WriteTxnMarkersRequest),
     DescribeTransactions(super::DescribeTransactionsRequest),
     ListTransactions(super::ListTransactionsRequest),
 }

@@ -22,6 +22,16 @@ impl TxnProducer {
     }
 }
 
+/// An array of (topic name, [partition index]).
+fn topic_partitions(r: &mut Reader, flex: bool) -> Result<Vec<(String, Vec<i32>)>> {
+    r.array(flex, |r| {
+        let name = r.string(flex)?;
+        let parts = r.array(flex, |r| r.i32())?;
+        r.tagged_fields(flex)?;
+        Ok((name, parts))
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct AddPartitionsToTxnRequest {
     pub producer: TxnProducer,
@@ -31,12 +41,7 @@ pub struct AddPartitionsToTxnRequest {
 impl AddPartitionsToTxnRequest {
     pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
         let producer = TxnProducer::decode(r, flex)?;
-        let topics = r.array(flex, |r| {
-            let name = r.string(flex)?;
-            let parts = r.array(flex, |r| r.i32())?;
-            r.tagged_fields(flex)?;
-            Ok((name, parts))
-        })?;
+        let topics = topic_partitions(r, flex)?;
         r.tagged_fields(flex)?;
         Ok(AddPartitionsToTxnRequest { producer, topics })
     }
@@ -164,5 +169,42 @@ impl DescribeProducersRequest {
         })?;
         r.tagged_fields(flex)?;
         Ok(DescribeProducersRequest { topics })
+    }
+}
+
+/// One transaction's marker for some partitions (WriteTxnMarkers, sent broker to broker).
+#[derive(Debug, Clone)]
+pub struct TxnMarkerEntry {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub committed: bool,
+    pub topics: Vec<(String, Vec<i32>)>,
+    pub coordinator_epoch: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteTxnMarkersRequest {
+    pub markers: Vec<TxnMarkerEntry>,
+}
+
+impl WriteTxnMarkersRequest {
+    pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
+        let markers = r.array(flex, |r| {
+            let producer_id = r.i64()?;
+            let producer_epoch = r.i16()?;
+            let committed = r.i8()? != 0;
+            let topics = topic_partitions(r, flex)?;
+            let coordinator_epoch = r.i32()?;
+            r.tagged_fields(flex)?;
+            Ok(TxnMarkerEntry {
+                producer_id,
+                producer_epoch,
+                committed,
+                topics,
+                coordinator_epoch,
+            })
+        })?;
+        r.tagged_fields(flex)?;
+        Ok(WriteTxnMarkersRequest { markers })
     }
 }

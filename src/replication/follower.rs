@@ -164,8 +164,8 @@ async fn run(shard: Rc<Shard>, leader: (u64, u16)) {
     }
 }
 
-/// Connects to the leader shard's Kafka port.
-async fn connect(cat: &Catalog, leader: (u64, u16)) -> Option<Conn> {
+/// Connects to the leader shard's Kafka port (its inter-broker listener).
+pub(crate) async fn connect(cat: &Catalog, leader: (u64, u16)) -> Option<Conn> {
     let cm = cat.cluster.as_ref()?;
     let (_, host, port) = cm.broker(leader.0, leader.1)?;
     let addr: SocketAddr = match format!("{host}:{port}").parse() {
@@ -214,13 +214,24 @@ fn request(me: i32, parts: &[Followed]) -> FetchRequest {
 }
 
 async fn call(c: &mut Conn, req: &FetchRequest, correlation: i32) -> anyhow::Result<FetchResponse> {
-    let frame = encode_request(req, VERSION, correlation, "shardlog-replica")?;
+    call_broker(c, req, VERSION, correlation, "shardlog-replica").await
+}
+
+/// One request to another node's broker and its answer (one at a time per connection).
+pub(crate) async fn call_broker<R: kafka_protocol::protocol::Request>(
+    c: &mut Conn,
+    req: &R,
+    version: i16,
+    correlation: i32,
+    client_id: &'static str,
+) -> anyhow::Result<R::Response> {
+    let frame = encode_request(req, version, correlation, client_id)?;
     c.write_all(&frame).await?;
     let mut len = [0u8; 4];
     c.read_exact(&mut len).await?;
     let mut body = vec![0u8; response_len(len)?];
     c.read_exact(&mut body).await?;
-    decode_response::<FetchRequest>(Bytes::from(body), VERSION, correlation)
+    decode_response::<R>(Bytes::from(body), version, correlation)
 }
 
 /// Applies one answer: truncations, appends, high watermarks. Whether the round went well

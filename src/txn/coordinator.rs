@@ -18,12 +18,13 @@ use tracing::{error, info, warn};
 use super::records::{encode_key, encode_value, replay};
 use super::state::{self, check_producer, TxnMeta, TxnState, CONCURRENT_TRANSACTIONS};
 use super::{txn_partition, TxnConfig, TXN_TOPIC};
+use crate::internal_log::{self, Held, Replicator};
 use crate::log::records::build_batch;
 use crate::log::txn_index::Marker;
 use crate::log::{now_ms, CleanupPolicy, Log, LogConfig};
 
-pub const NOT_COORDINATOR: i16 = 16;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub use crate::internal_log::{COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
@@ -57,13 +58,20 @@ pub struct TxnView {
 }
 
 pub struct TxnCoordinator {
-    cfg: TxnConfig,
-    logs: RefCell<HashMap<i32, Log>>,
-    txns: RefCell<HashMap<String, TxnMeta>>,
+    pub(super) cfg: TxnConfig,
+    /// The `__transaction_state` partitions held: a single node's own logs, or in a cluster
+    /// the replicated partitions this shard leads (see [`super::partitions`]).
+    pub(super) logs: RefCell<HashMap<i32, Held>>,
+    /// Replicated partitions being loaded, with the leader epoch they are loaded at.
+    pub(super) loading: RefCell<HashMap<i32, i32>>,
+    pub(super) replicator: RefCell<Option<Rc<dyn Replicator>>>,
+    pub(super) txns: RefCell<HashMap<String, TxnMeta>>,
     /// Ids with an operation under way.
     busy: RefCell<HashSet<String>>,
     host: RefCell<Option<Rc<dyn TxnHost>>>,
-    last_scan_ms: std::cell::Cell<i64>,
+    pub(super) last_scan_ms: std::cell::Cell<i64>,
+    /// A scan is under way (one at a time).
+    scanning: std::cell::Cell<bool>,
 }
 
 fn log_dir(data_dir: &Path, p: i32) -> std::path::PathBuf {
@@ -86,10 +94,13 @@ impl TxnCoordinator {
         let c = TxnCoordinator {
             cfg,
             logs: Default::default(),
+            loading: Default::default(),
+            replicator: RefCell::new(None),
             txns: Default::default(),
             busy: Default::default(),
             host: RefCell::new(None),
             last_scan_ms: std::cell::Cell::new(0),
+            scanning: std::cell::Cell::new(false),
         };
         let lc = LogConfig {
             segment_bytes: 100 << 20,
@@ -128,9 +139,13 @@ impl TxnCoordinator {
                 }
                 Err(e) => error!(partition = p, "cannot replay transaction log: {e}"),
             }
-            c.logs.borrow_mut().insert(p, log);
+            c.logs.borrow_mut().insert(p, Held { log, epoch: None });
         }
         c
+    }
+
+    pub fn set_replicator(&self, r: Rc<dyn Replicator>) {
+        *self.replicator.borrow_mut() = Some(r);
     }
 
     pub fn set_host(&self, host: Rc<dyn TxnHost>) {
@@ -141,10 +156,14 @@ impl TxnCoordinator {
         self.host.borrow().clone()
     }
 
-    /// Whether this shard coordinates `id`: NONE or NOT_COORDINATOR.
+    /// Whether this shard coordinates `id`: NONE, NOT_COORDINATOR, or
+    /// COORDINATOR_LOAD_IN_PROGRESS while its partition is being loaded.
     pub fn serves(&self, id: &str) -> i16 {
-        if self.logs.borrow().contains_key(&txn_partition(id)) {
+        let p = txn_partition(id);
+        if self.logs.borrow().contains_key(&p) {
             state::NONE
+        } else if self.loading.borrow().contains_key(&p) {
+            COORDINATOR_LOAD_IN_PROGRESS
         } else {
             NOT_COORDINATOR
         }
@@ -152,8 +171,9 @@ impl TxnCoordinator {
 
     /// Marks `id` busy for one operation, or CONCURRENT_TRANSACTIONS.
     fn claim(&self, id: &str) -> Result<Busy<'_>, i16> {
-        if self.serves(id) != state::NONE {
-            return Err(NOT_COORDINATOR);
+        let serves = self.serves(id);
+        if serves != state::NONE {
+            return Err(serves);
         }
         if !self.busy.borrow_mut().insert(id.to_string()) {
             return Err(CONCURRENT_TRANSACTIONS);
@@ -165,17 +185,20 @@ impl TxnCoordinator {
         self.txns.borrow().get(id).cloned()
     }
 
-    /// Writes `id`'s new state durably, then installs it.
+    /// Writes `id`'s new state durably (in a cluster: on every in-sync replica), then
+    /// installs it, unless the partition changed hands meanwhile.
     async fn persist(&self, id: &str, m: TxnMeta) -> Result<(), i16> {
         let p = txn_partition(id);
-        let Some(log) = self.logs.borrow().get(&p).cloned() else {
+        let Some(held) = self.logs.borrow().get(&p).cloned() else {
             return Err(NOT_COORDINATOR);
         };
         let (k, v) = (encode_key(id), encode_value(&m));
         let batch = build_batch(&[(Some(k.as_slice()), Some(v.as_slice()))], now_ms());
-        if let Err(e) = log.append_with(&batch, true).await {
-            error!(transactional_id = id, "transaction state not written: {e}");
-            return Err(COORDINATOR_NOT_AVAILABLE);
+        let replicator = self.replicator.borrow().clone();
+        internal_log::append(p, &held, replicator.as_deref(), &batch, "transaction state").await?;
+        let still = self.logs.borrow().get(&p).map(|h| h.epoch) == Some(held.epoch);
+        if !still {
+            return Err(NOT_COORDINATOR);
         }
         self.txns.borrow_mut().insert(id.to_string(), m);
         Ok(())
@@ -399,10 +422,15 @@ impl TxnCoordinator {
     /// their producer) and finishes decisions whose markers are not all written.
     pub async fn tick(&self) {
         let now = now_ms();
-        if now - self.last_scan_ms.get() < self.cfg.abort_scan_ms {
+        if now - self.last_scan_ms.get() < self.cfg.abort_scan_ms || self.scanning.replace(true) {
             return;
         }
         self.last_scan_ms.set(now);
+        self.scan(now).await;
+        self.scanning.set(false);
+    }
+
+    async fn scan(&self, now: i64) {
         let (expired, unfinished): (Vec<String>, Vec<String>) = {
             let txns = self.txns.borrow();
             let expired = txns
@@ -485,13 +513,15 @@ impl TxnCoordinator {
         self.get(id)
     }
 
-    /// Compacts its logs (the log cleaner) and flushes nothing: appends are durable.
+    /// Single node: compacts its own logs (the log cleaner; a cluster's replicated ones
+    /// are cleaned with the shard's other compacted partitions).
     pub async fn compact(&self, budget: usize) {
         let logs: Vec<(i32, Log)> = self
             .logs
             .borrow()
             .iter()
-            .map(|(p, l)| (*p, l.clone()))
+            .filter(|(_, h)| h.epoch.is_none())
+            .map(|(p, h)| (*p, h.log.clone()))
             .collect();
         for (p, log) in logs {
             if let Err(e) = log.clean(now_ms(), budget).await {
@@ -500,9 +530,16 @@ impl TxnCoordinator {
         }
     }
 
-    /// Flushes its logs (clean shutdown); whether all succeeded.
+    /// Flushes its own logs (clean shutdown; the shard syncs replicated ones); whether all
+    /// succeeded.
     pub async fn sync_logs(&self) -> bool {
-        let logs: Vec<Log> = self.logs.borrow().values().cloned().collect();
+        let logs: Vec<Log> = self
+            .logs
+            .borrow()
+            .values()
+            .filter(|h| h.epoch.is_none())
+            .map(|h| h.log.clone())
+            .collect();
         let mut ok = true;
         for log in logs {
             if let Err(e) = log.sync().await {

@@ -536,6 +536,7 @@ pub fn producer_batch(
 pub mod certs;
 pub mod cluster;
 pub mod java;
+pub mod txn;
 
 pub mod wire {
     use bytes::Bytes;
