@@ -6,31 +6,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use shardlog::admin::client::Client;
 
 use common::wire::{create_topic, produce};
 use common::{record_batch, Broker};
-
-/// Compiles and runs `tests/java/<name>.java` with `args`; asserts it succeeded and returns
-/// its standard output.
-fn run_java(name: &str, args: &[&str]) -> String {
-    let classes = tempfile::tempdir().expect("tmp");
-    let cp = common::java::compile(name, classes.path());
-    let out = Command::new("java")
-        .args(["-cp", &cp, name])
-        .args(args)
-        .output()
-        .expect("run java");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 #[test]
 fn java_auto_commit_before_rejoin_is_kept_and_nothing_is_delivered_twice() {
@@ -44,7 +23,7 @@ fn java_auto_commit_before_rejoin_is_kept_and_nothing_is_delivered_twice() {
             0
         );
     }
-    let stdout = run_java(
+    let stdout = common::java::run(
         "RebalanceCommit",
         &[&b.bootstrap(), "rejoin", "rejoiners", "100"],
     );
@@ -71,7 +50,7 @@ fn java_produces_through_one_node_and_a_group_reads_through_another() {
             "min.insync.replicas=2",
         ],
     );
-    let stdout = run_java(
+    let stdout = common::java::run(
         "ClusterRoundTrip",
         &[
             &nodes[1].bootstrap(),

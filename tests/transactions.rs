@@ -3,7 +3,9 @@
 //! read_committed and read_uncommitted consumers see, a zombie fenced, an abandoned
 //! transaction aborted after its timeout, a broker restarted mid-transaction, and a
 //! consume-transform-produce loop killed (client and broker, kill -9) at random points that
-//! still writes each input exactly once.
+//! still writes each input exactly once. The Java client 3.9 (tests/java/TxnClient.java)
+//! and kafkajs (tests/js/txn_client.js) run commits, aborts, fencing and offsets sent in a
+//! transaction too; raw requests show what a hostile or buggy client gets.
 
 mod common;
 
@@ -425,4 +427,61 @@ fn hostile_and_buggy_transaction_requests_get_kafka_errors() {
     );
     // The broker is still serving.
     assert_eq!(wire::init(&mut c, "h2", 60_000).0, 0);
+}
+
+#[test]
+fn the_java_client_commits_aborts_is_fenced_and_sends_offsets_in_transactions() {
+    let b = Broker::start(2);
+    create(&b, "jtx", 4);
+    create(&b, "jtx-out", 4);
+    let out = common::java::run("TxnClient", &[&b.bootstrap(), "jtx", "4"]);
+    assert!(
+        out.contains(
+            "committed=40 aborted-seen=0 uncommitted=60 fenced=ProducerFenced copied=41 \
+             output=41 offsets-kept=true"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn kafkajs_commits_aborts_is_fenced_and_sends_offsets_in_transactions() {
+    let b = Broker::start(2);
+    create(&b, "jstx", 4);
+    create(&b, "jstx-out", 4);
+    let js =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/js-clients/node_modules");
+    assert!(
+        js.join("kafkajs").exists(),
+        "kafkajs missing: run tests/setup.sh"
+    );
+    let out = std::process::Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/txn_client.js"))
+        .args([b.bootstrap().as_str(), "jstx", "4"])
+        .env("NODE_PATH", &js)
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json");
+    let mut committed = values(&v["committed"]);
+    committed.sort();
+    let mut want: Vec<String> = (0..20)
+        .flat_map(|i| [format!("c1-{i}"), format!("c2-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(committed, want, "read_committed: the two commits only");
+    assert_eq!(v["uncommitted"], 60, "{v}");
+    assert_eq!(v["output"], 40, "{v}");
+    assert_eq!(v["offsetsKept"], true, "{v}");
+    let fenced = v["fenced"].as_str().unwrap_or_default();
+    assert!(
+        fenced == "INVALID_PRODUCER_EPOCH" || fenced == "PRODUCER_FENCED",
+        "the zombie is fenced: {v}"
+    );
 }

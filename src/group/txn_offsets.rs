@@ -25,7 +25,7 @@ use super::offsets_partition;
 use super::state::{self, Committed};
 use crate::log::batch::BatchScan;
 use crate::log::records::read_records;
-use crate::log::{Isolation, Log, LogError};
+use crate::log::{now_ms, Isolation, Log, LogError};
 use crate::protocol::TxnOffsetCommitRequest;
 
 const STAGED: u8 = 2;
@@ -197,6 +197,12 @@ impl Coordinator {
                 }
                 if commit {
                     for (key, c) in mine {
+                        // A group that only ever committed through transactions (no
+                        // member joined) exists from its first commit on, as on replay.
+                        self.groups
+                            .borrow_mut()
+                            .entry(key.0.clone())
+                            .or_insert_with(|| super::state::Group::new(&key.0, now_ms()));
                         self.apply(key, at, Some(c));
                     }
                 }

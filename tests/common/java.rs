@@ -28,3 +28,22 @@ pub fn compile(name: &str, out: &std::path::Path) -> String {
     assert!(st.success(), "javac {name}");
     format!("{cp}:{}", out.display())
 }
+
+/// Compiles and runs `tests/java/<name>.java` with `args`; asserts it succeeded and returns
+/// its standard output.
+pub fn run(name: &str, args: &[&str]) -> String {
+    let classes = tempfile::tempdir().expect("tmp");
+    let cp = compile(name, classes.path());
+    let out = Command::new("java")
+        .args(["-cp", &cp, name])
+        .args(args)
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
