@@ -38,6 +38,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: GroupCmd,
     },
+    /// List and describe transactions, and the producers a partition knows.
+    Txn {
+        #[command(subcommand)]
+        cmd: shardlog::admin::txn::TxnCmd,
+    },
     /// Show the effective broker configuration.
     Config {
         #[command(subcommand)]
@@ -607,6 +612,10 @@ fn run(cli: Cli) -> Result<()> {
                 } => users::delete(&bootstrap, &name, &mechanisms),
                 UserCmd::List { names, bootstrap } => users::list(&bootstrap, &names),
             }
+        }
+        Cmd::Txn { cmd } => {
+            init_logging("warn", LogFormat::Text);
+            shardlog::admin::txn::run(cmd)
         }
         Cmd::Group { cmd } => {
             init_logging("warn", LogFormat::Text);

@@ -127,6 +127,35 @@ fn a_broker_restarted_mid_transaction_recovers_it() {
     let mut b = Broker::start(2);
     create(&b, "rs", 1);
     let mut client = open_transaction(&b, "rs", "txn-restart", "lost");
+    // The CLI shows the open transaction from the coordinator's and the partition's side.
+    let listed = cli(&b, &["txn", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("txn-restart\t") && l.ends_with("\tOngoing")),
+        "{listed}"
+    );
+    let described = cli(&b, &["txn", "describe", "txn-restart"]);
+    assert!(
+        described.contains("state:             Ongoing")
+            && described.contains("partitions:        rs-0"),
+        "{described}"
+    );
+    let producers = cli(&b, &["txn", "producers", "--topic", "rs"]);
+    let row: Vec<&str> = producers
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split('\t')
+        .collect();
+    assert_eq!(
+        row.get(4),
+        Some(&"0"),
+        "the open transaction starts at 0: {producers}"
+    );
+    let (ok, _, err) =
+        common::shardlog_try(&["txn", "describe", "nobody", "--bootstrap", &b.bootstrap()]);
+    assert!(!ok && err.contains("not known"), "{err}");
     b.kill();
     let _ = client.kill();
     let _ = client.wait();
@@ -145,6 +174,9 @@ fn a_broker_restarted_mid_transaction_recovers_it() {
     assert_eq!(values(&r["values"]), vec!["kept-0", "kept-1", "kept-2"]);
     let r = py(&["read", &b.bootstrap(), "rs", "read_uncommitted", "7"]);
     assert_eq!(values(&r["values"]).len(), 7);
+    let listed = cli(&b, &["txn", "list", "--state", "CompleteCommit"]);
+    assert!(listed.contains("txn-restart\t"), "{listed}");
+    assert!(!cli(&b, &["txn", "list", "--state", "Ongoing"]).contains("txn-restart"));
 }
 
 #[test]
@@ -289,6 +321,64 @@ mod wire {
             .collect()
     }
 
+    /// AddOffsetsToTxn v3: its error code.
+    pub fn add_offsets(c: &mut Client, id: &str, (pid, epoch): (i64, i16), group: &str) -> i16 {
+        let mut req = AddOffsetsToTxnRequest::default();
+        req.transactional_id = txn_id(id);
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        c.call(&req, 3).expect("add offsets").error_code
+    }
+
+    /// TxnOffsetCommit v3 of one offset (no group membership): its error code.
+    pub fn txn_commit(
+        c: &mut Client,
+        id: &str,
+        (pid, epoch): (i64, i16),
+        group: &str,
+        (topic, partition, offset): (&str, i32, i64),
+    ) -> i16 {
+        use kafka_protocol::messages::txn_offset_commit_request::*;
+        let mut part = TxnOffsetCommitRequestPartition::default();
+        part.partition_index = partition;
+        part.committed_offset = offset;
+        let mut t = TxnOffsetCommitRequestTopic::default();
+        t.name = super::common::wire::name(topic);
+        t.partitions = vec![part];
+        let mut req = TxnOffsetCommitRequest::default();
+        req.transactional_id = txn_id(id);
+        req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.generation_id = -1;
+        req.topics = vec![t];
+        let r = c.call(&req, 3).expect("txn offset commit");
+        r.topics[0].partitions[0].error_code
+    }
+
+    /// OffsetFetch v8 of one partition: (error code, committed offset).
+    pub fn committed(
+        c: &mut Client,
+        group: &str,
+        (topic, partition): (&str, i32),
+        require_stable: bool,
+    ) -> (i16, i64) {
+        use kafka_protocol::messages::offset_fetch_request::*;
+        let mut t = OffsetFetchRequestTopics::default();
+        t.name = super::common::wire::name(topic);
+        t.partition_indexes = vec![partition];
+        let mut g = OffsetFetchRequestGroup::default();
+        g.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        g.topics = Some(vec![t]);
+        let mut req = OffsetFetchRequest::default();
+        req.groups = vec![g];
+        req.require_stable = require_stable;
+        let r = c.call(&req, 8).expect("offset fetch");
+        let p = &r.groups[0].topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    }
+
     /// EndTxn v3: its error code.
     pub fn end(c: &mut Client, id: &str, (pid, epoch): (i64, i16), commit: bool) -> i16 {
         let mut req = EndTxnRequest::default();
@@ -425,6 +515,19 @@ fn hostile_and_buggy_transaction_requests_get_kafka_errors() {
         "{:?}",
         &refused[..3]
     );
+    // KIP-447: an offset a transaction staged is UNSTABLE_OFFSET_COMMIT to a fetch that
+    // requires stable offsets (a read_committed consumer) until the transaction ends.
+    let (code, pid3, _) = wire::init(&mut c, "h3", 60_000);
+    assert_eq!(code, 0);
+    assert_eq!(wire::add_offsets(&mut c, "h3", (pid3, 0), "hg"), 0);
+    assert_eq!(
+        wire::txn_commit(&mut c, "h3", (pid3, 0), "hg", ("hx", 1, 5)),
+        0
+    );
+    assert_eq!(wire::committed(&mut c, "hg", ("hx", 1), true), (88, -1));
+    assert_eq!(wire::committed(&mut c, "hg", ("hx", 1), false), (0, -1));
+    assert_eq!(wire::end(&mut c, "h3", (pid3, 0), true), 0);
+    assert_eq!(wire::committed(&mut c, "hg", ("hx", 1), true), (0, 5));
     // The broker is still serving.
     assert_eq!(wire::init(&mut c, "h2", 60_000).0, 0);
 }

@@ -1,4 +1,4 @@
-//! Admin commands (`shardlog topic|group|records ...`): a small blocking Kafka client that
+//! Admin commands (`shardlog topic|group|records|txn ...`): a small blocking Kafka client that
 //! talks to a running broker over the wire, like any other client; and `shardlog log check`,
 //! which reads a data directory offline.
 
@@ -11,4 +11,5 @@ pub mod log_check;
 pub mod reassign;
 pub mod records;
 pub mod topic;
+pub mod txn;
 pub mod users;

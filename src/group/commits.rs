@@ -38,6 +38,8 @@ use crate::protocol::{
 pub(super) type PlannedCodes = Vec<(String, Vec<(i32, i16)>)>;
 
 const INVALID_REQUEST: i16 = 42;
+/// KIP-447: a transaction has staged an offset for this partition and not ended yet.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// The partitions a commit meant to write get `code`: the write failed.
 pub(super) fn fail_planned(codes: &mut PlannedCodes, code: i16) {
@@ -193,7 +195,7 @@ impl Coordinator {
         // The per-group (v8+) and single-group (v0-7) layouts use differently named types
         // with the same fields.
         macro_rules! topics {
-            ($topic:ty, $part:ty, $found:expr, $code:expr) => {
+            ($topic:ty, $part:ty, $found:expr, $code:expr, $unstable:expr) => {
                 $found
                     .into_iter()
                     .map(|(t, parts)| {
@@ -210,6 +212,12 @@ impl Coordinator {
                                 .and_then(|c| c.metadata.as_deref())
                                 .unwrap_or("")));
                             pr.error_code = $code;
+                            if $unstable(t.as_str(), p) {
+                                pr.committed_offset = -1;
+                                pr.committed_leader_epoch = -1;
+                                pr.metadata = Some(s(""));
+                                pr.error_code = UNSTABLE_OFFSET_COMMIT;
+                            }
                             tr.partitions.push(pr);
                         }
                         tr
@@ -220,6 +228,7 @@ impl Coordinator {
         let mut resp = OffsetFetchResponse::default();
         for (group, topics) in &req.groups {
             let (code, found) = self.fetch_group(group, topics);
+            let unstable = |t: &str, p: i32| req.require_stable && self.is_unstable(group, t, p);
             if version >= 8 {
                 let mut gr = OffsetFetchResponseGroup::default();
                 gr.group_id = GroupId(s(group));
@@ -228,7 +237,8 @@ impl Coordinator {
                     OffsetFetchResponseTopics,
                     OffsetFetchResponsePartitions,
                     found,
-                    code
+                    code,
+                    unstable
                 );
                 resp.groups.push(gr);
             } else {
@@ -237,7 +247,8 @@ impl Coordinator {
                     OffsetFetchResponseTopic,
                     OffsetFetchResponsePartition,
                     found,
-                    code
+                    code,
+                    unstable
                 );
             }
         }

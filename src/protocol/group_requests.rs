@@ -229,6 +229,7 @@ pub type TopicPartitions = (String, Vec<i32>);
 pub struct OffsetFetchRequest {
     /// (group, topics: `None` = all committed partitions)
     pub groups: Vec<(String, Option<Vec<TopicPartitions>>)>,
+    pub require_stable: bool,
 }
 
 impl OffsetFetchRequest {
@@ -256,11 +257,13 @@ impl OffsetFetchRequest {
             let g = r.string(flex)?;
             vec![(g, topics(r)?)]
         };
-        if v >= 7 {
-            r.bool()?;
-        }
+        // v7+ (KIP-447): offsets a transaction has staged and not ended are not answered.
+        let require_stable = v >= 7 && r.bool()?;
         r.tagged_fields(flex)?;
-        Ok(OffsetFetchRequest { groups })
+        Ok(OffsetFetchRequest {
+            groups,
+            require_stable,
+        })
     }
 }
 
