@@ -152,18 +152,8 @@ fn parse_acks(s: &str) -> Result<i16, String> {
 }
 
 fn parse_codec(s: &str) -> Result<Codec, String> {
-    Ok(match s {
-        "none" => Codec::None,
-        "gzip" => Codec::Gzip,
-        "snappy" => Codec::Snappy,
-        "lz4" => Codec::Lz4,
-        "zstd" => Codec::Zstd,
-        _ => {
-            return Err(format!(
-                "expected none, gzip, snappy, lz4 or zstd, got {s:?}"
-            ))
-        }
-    })
+    Codec::from_name(s)
+        .ok_or_else(|| format!("expected none, gzip, snappy, lz4 or zstd, got {s:?}"))
 }
 
 /// A monotonic microsecond clock anchored to the Unix epoch once, shared by all workers so

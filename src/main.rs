@@ -28,6 +28,10 @@ struct Cli {
 enum Cmd {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Write records (lines of standard input or a file) to a topic.
+    Produce(shardlog::admin::produce::ProduceArgs),
+    /// Read records of a topic and print them (values, a kcat-style format, or JSON).
+    Consume(shardlog::admin::consume::ConsumeArgs),
     /// Create, list, describe or delete topics on a running broker.
     Topic {
         #[command(subcommand)]
@@ -612,6 +616,14 @@ fn run(cli: Cli) -> Result<()> {
                 } => users::delete(&bootstrap, &name, &mechanisms),
                 UserCmd::List { names, bootstrap } => users::list(&bootstrap, &names),
             }
+        }
+        Cmd::Produce(args) => {
+            init_logging("warn", LogFormat::Text);
+            shardlog::admin::produce::run(args)
+        }
+        Cmd::Consume(args) => {
+            init_logging("warn", LogFormat::Text);
+            shardlog::admin::consume::run(args)
         }
         Cmd::Txn { cmd } => {
             init_logging("warn", LogFormat::Text);

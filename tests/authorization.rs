@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use bytes::Bytes;
 use common::wire;
@@ -60,27 +59,11 @@ fn named_topic_error(c: &mut Client, topic: &str) -> i16 {
 }
 
 fn kcat(args: &[&str], input: &str) -> (bool, String, String) {
-    let mut child = Command::new("timeout")
-        .args(["20", "kcat"])
+    let mut cmd = Command::new("timeout");
+    cmd.args(["20", "kcat"])
         .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kcat");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env_remove("LD_LIBRARY_PATH");
+    common::run_with_input(cmd, input)
 }
 
 #[test]

@@ -76,29 +76,11 @@ fn start(extra: &str) -> Setup {
 
 /// Runs kcat with `args`, `input` on stdin; (success, stdout, stderr).
 fn kcat(args: &[String], input: &str) -> (bool, String, String) {
-    let mut child = Command::new("timeout")
-        .arg("30")
-        .arg("kcat")
-        .args(args)
-        // Cargo's library path would load the test build's librdkafka (built without TLS).
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat (tests/setup.sh installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kcat");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = Command::new("timeout");
+    cmd.arg("30").arg("kcat").args(args);
+    // Cargo's library path would load the test build's librdkafka (built without TLS).
+    cmd.env_remove("LD_LIBRARY_PATH");
+    common::run_with_input(cmd, input)
 }
 
 fn sasl_args(s: &Setup, mech: &str, user: &str, password: &str) -> Vec<String> {

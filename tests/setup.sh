@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2 and openssl (Debian),
+# Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2, openssl, Go
+# and sarama (Debian),
 # kafkajs (npm, into target/js-clients),
 # confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
 # (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
@@ -30,6 +31,13 @@ fi
 if ! command -v javac >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq default-jdk-headless >/dev/null
+fi
+
+# Go and Debian's sarama (1.22) for the older-client test (tests/old_clients.rs).
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/Shopify/sarama ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go \
+        golang-github-shopify-sarama-dev >/dev/null
 fi
 
 # kafkajs (npm) for the security tests, into target/js-clients.

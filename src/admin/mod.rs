@@ -1,13 +1,17 @@
-//! Admin commands (`shardlog topic|group|records|txn ...`): a small blocking Kafka client that
+//! Client commands (`shardlog produce|consume|topic|group|records|txn ...`): a small blocking Kafka client that
 //! talks to a running broker over the wire, like any other client; and `shardlog log check`,
 //! which reads a data directory offline.
 
 pub mod acls;
+pub mod batch;
 pub mod client;
 pub mod client_config;
 pub mod cluster;
+pub mod consume;
 pub mod group;
+pub mod leaders;
 pub mod log_check;
+pub mod produce;
 pub mod reassign;
 pub mod records;
 pub mod topic;

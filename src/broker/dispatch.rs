@@ -223,7 +223,7 @@ pub async fn dispatch(
                         .with_replication_factor(-1),
                 );
             }
-            encode_response(k, v, c, &resp)?
+            crate::protocol::legacy::create_topics(k, v, c, &resp)?
         }
         Request::DeleteTopics(mut r) => {
             let cat = shard.catalog();
@@ -299,7 +299,7 @@ pub async fn dispatch(
                         }),
                 );
             }
-            encode_response(k, v, c, &resp)?
+            crate::protocol::legacy::describe_configs(k, v, c, &resp)?
         }
         Request::AlterConfigs(mut r) => {
             let mut denied = Vec::new();

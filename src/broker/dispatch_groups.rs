@@ -111,7 +111,7 @@ pub async fn dispatch(
                         ),
                 );
             }
-            encode_response(k, v, c, &resp)?
+            crate::protocol::legacy::offset_commit(k, v, c, &resp)?
         }
         Request::OffsetFetch(r) => {
             let denied_groups: Vec<String> = r

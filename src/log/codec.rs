@@ -58,6 +58,11 @@ impl Codec {
         }
     }
 
+    /// The codec Kafka's `compression.type` name `s` names.
+    pub fn from_name(s: &str) -> Option<Codec> {
+        Codec::ALL.into_iter().find(|c| c.name() == s)
+    }
+
     /// The attribute bits (0-2) that name this codec.
     pub fn attributes(self) -> i16 {
         match self {

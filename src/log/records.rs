@@ -22,7 +22,8 @@ pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+/// Appends `b` as a varint length and the bytes (-1 for `None`).
+pub fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         None => put_varint(out, -1),
         Some(b) => {
@@ -57,15 +58,31 @@ pub fn build_producer_batch(
         body.extend(r);
     }
     let n = records.len() as i32;
+    let producer = (producer_id, producer_epoch, base_sequence);
+    // Uncompressed: sealing cannot fail.
+    seal_records(&body, n, timestamp, super::codec::Codec::None, producer).unwrap_or_default()
+}
+
+/// A magic-2 batch around the records section `section` (`n` records with offset deltas
+/// 0..n, all stamped `timestamp`), compressed with `codec`, carrying an idempotent
+/// producer's (id, epoch, first sequence) — (-1, -1, -1) for none.
+pub fn seal_records(
+    section: &[u8],
+    n: i32,
+    timestamp: i64,
+    codec: super::codec::Codec,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+) -> Result<Vec<u8>, super::codec::CodecError> {
+    let compressed = super::codec::compress(codec, section)?;
     let mut b = vec![0u8; HEADER_LEN];
-    b.extend(body);
+    b.extend(compressed);
     let h = batch::BatchHeader {
         base_offset: 0,
         size: 0,
         leader_epoch: 0,
         magic: 2,
         crc: 0,
-        attributes: 0,
+        attributes: codec.attributes(),
         last_offset_delta: n - 1,
         base_timestamp: timestamp,
         max_timestamp: timestamp,
@@ -76,7 +93,7 @@ pub fn build_producer_batch(
     };
     batch::write_header(&h, &mut b);
     batch::seal(&mut b);
-    b
+    Ok(b)
 }
 
 struct Cur<'a> {
@@ -109,14 +126,38 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// A header in a record: its key and value (`None`: null).
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The headers of a record's headers section ([`RawRecord::headers`]); `None` if it does
+/// not decode exactly (count, then each key and value, nothing after).
+pub fn decode_headers(section: &[u8]) -> Option<Vec<Header<'_>>> {
+    let mut c = Cur { b: section, pos: 0 };
+    let n = c.varint()?;
+    // Each header takes at least two bytes: the count cannot claim more than that.
+    if n < 0 || n as usize > section.len() / 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let k = c.bytes()??;
+        let v = c.bytes()?;
+        out.push((k, v));
+    }
+    (c.pos == section.len()).then_some(out)
+}
+
 /// One record of a batch's (decompressed) records section, located but not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord<'a> {
     /// The whole record, its length prefix included: copy it to keep the record as it is.
     pub bytes: &'a [u8],
     pub offset_delta: i64,
+    pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The headers section as written (count, then each key and value), undecoded.
+    pub headers: &'a [u8],
 }
 
 /// Walks the records of a records section (the bytes after a batch header, decompressed),
@@ -160,7 +201,7 @@ impl<'a> RecordWalk<'a> {
         }
         self.c.b.get(self.c.pos)?;
         self.c.pos += 1; // attributes
-        let _ts = self.c.varint()?;
+        let timestamp_delta = self.c.varint()?;
         let offset_delta = self.c.varint()?;
         if offset_delta <= self.prev_delta || offset_delta > self.max_delta {
             return None;
@@ -171,12 +212,15 @@ impl<'a> RecordWalk<'a> {
         if self.c.pos > end {
             return None;
         }
+        let headers = &self.c.b[self.c.pos..end];
         self.c.pos = end;
         Some(RawRecord {
             bytes: &self.c.b[start..end],
             offset_delta,
+            timestamp_delta,
             key,
             value,
+            headers,
         })
     }
 }

@@ -177,16 +177,22 @@ pub struct CommitPartition {
 impl CommitPartition {
     /// The topics of an OffsetCommit or TxnOffsetCommit request: each name with its
     /// partitions (the leader epoch only `with_epoch`).
+    /// `with_timestamp`: OffsetCommit v1's per-partition commit timestamp (read, not kept:
+    /// retention counts from when the group empties, as Kafka does since 2.1).
     pub fn decode_topics(
         r: &mut Reader,
         flex: bool,
         with_epoch: bool,
+        with_timestamp: bool,
     ) -> Result<Vec<(String, Vec<CommitPartition>)>> {
         r.array(flex, |r| {
             let name = r.string(flex)?;
             let parts = r.array(flex, |r| {
                 let partition = r.i32()?;
                 let offset = r.i64()?;
+                if with_timestamp {
+                    r.i64()?;
+                }
                 let leader_epoch = if with_epoch { r.i32()? } else { -1 };
                 let metadata = r.nullable_string(flex)?;
                 r.tagged_fields(flex)?;
@@ -205,12 +211,16 @@ impl CommitPartition {
 
 impl OffsetCommitRequest {
     pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
-        let (group_id, generation_id, member_id, group_instance_id) =
-            member_fields(r, flex, v >= 7)?;
+        // v0 names no membership: a commit outside any generation, like a simple consumer's.
+        let (group_id, generation_id, member_id, group_instance_id) = if v == 0 {
+            (r.string(flex)?, -1, String::new(), None)
+        } else {
+            member_fields(r, flex, v >= 7)?
+        };
         if (2..=4).contains(&v) {
             let _retention = r.i64()?;
         }
-        let topics = CommitPartition::decode_topics(r, flex, v >= 6)?;
+        let topics = CommitPartition::decode_topics(r, flex, v >= 6, v == 1)?;
         r.tagged_fields(flex)?;
         Ok(OffsetCommitRequest {
             group_id,

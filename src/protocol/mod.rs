@@ -7,6 +7,7 @@
 
 pub mod fetch_response;
 pub mod group_requests;
+pub mod legacy;
 pub mod reassign_requests;
 pub mod requests;
 pub mod security_requests;
@@ -85,7 +86,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(FETCH, 4, 12, 12),
     api(LIST_OFFSETS, 1, 6, 6),
     api(METADATA, 0, 12, 9),
-    api(OFFSET_COMMIT, 2, 9, 8),
+    api(OFFSET_COMMIT, 0, 9, 8),
     api(OFFSET_FETCH, 1, 9, 6),
     api(FIND_COORDINATOR, 0, 4, 3),
     api(JOIN_GROUP, 0, 9, 6),
@@ -95,10 +96,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(DESCRIBE_GROUPS, 0, 5, 5),
     api(LIST_GROUPS, 0, 4, 3),
     api(API_VERSIONS, 0, 4, 3),
-    api(CREATE_TOPICS, 2, 7, 5),
+    api(CREATE_TOPICS, 0, 7, 5),
     api(DELETE_TOPICS, 1, 6, 4),
     api(INIT_PRODUCER_ID, 0, 4, 2),
-    api(DESCRIBE_CONFIGS, 1, 4, 4),
+    api(DESCRIBE_CONFIGS, 0, 4, 4),
     api(ALTER_CONFIGS, 0, 2, 2),
     api(DELETE_RECORDS, 0, 2, 2),
     api(INCREMENTAL_ALTER_CONFIGS, 0, 1, 1),

@@ -279,7 +279,7 @@ pub struct NewTopic {
 }
 
 impl CreateTopicsRequest {
-    pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
+    pub fn decode(r: &mut Reader, v: i16, flex: bool) -> Result<Self> {
         let topics = r.array(flex, |r| {
             let name = r.string(flex)?;
             let num_partitions = r.i32()?;
@@ -305,7 +305,7 @@ impl CreateTopicsRequest {
             })
         })?;
         let timeout_ms = r.i32()?;
-        let validate_only = r.bool()?;
+        let validate_only = v >= 1 && r.bool()?;
         r.tagged_fields(flex)?;
         Ok(CreateTopicsRequest {
             topics,

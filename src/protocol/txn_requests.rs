@@ -104,7 +104,7 @@ impl TxnOffsetCommitRequest {
         } else {
             (-1, String::new(), None)
         };
-        let topics = CommitPartition::decode_topics(r, flex, v >= 2)?;
+        let topics = CommitPartition::decode_topics(r, flex, v >= 2, false)?;
         r.tagged_fields(flex)?;
         Ok(TxnOffsetCommitRequest {
             transactional_id,
