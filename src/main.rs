@@ -1,7 +1,6 @@
 //! The `shardlog` command: `serve` runs the broker; `topic ...` administers a running one.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -32,15 +31,15 @@ enum Cmd {
     Produce(shardlog::admin::produce::ProduceArgs),
     /// Read records of a topic and print them (values, a kcat-style format, or JSON).
     Consume(shardlog::admin::consume::ConsumeArgs),
-    /// Create, list, describe or delete topics on a running broker.
+    /// Create, list, describe, change or delete topics on a running broker.
     Topic {
         #[command(subcommand)]
-        cmd: TopicCmd,
+        cmd: shardlog::admin::cli::TopicCmd,
     },
-    /// List consumer groups, show their members and lag, reset their offsets.
+    /// List consumer groups, show their members and lag, reset their offsets, delete them.
     Group {
         #[command(subcommand)]
-        cmd: GroupCmd,
+        cmd: shardlog::admin::cli::GroupCmd,
     },
     /// List and describe transactions, and the producers a partition knows.
     Txn {
@@ -248,40 +247,6 @@ enum LogCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum GroupCmd {
-    /// List consumer groups and their states.
-    List {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// Members, assigned partitions, committed and log end offsets, lag; with --window, a
-    /// status per partition: STALLED (commits not moving while lag > 0) or LAGGING (lag
-    /// growing) over the window.
-    Describe {
-        name: String,
-        /// Seconds between two samples for the STALLED/LAGGING status (0: no status).
-        #[arg(long, default_value_t = 0)]
-        window: u64,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// Move an inactive group's committed offsets for a topic.
-    ResetOffsets {
-        name: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, conflicts_with_all = ["to_latest", "to_offset"])]
-        to_earliest: bool,
-        #[arg(long, conflicts_with_all = ["to_earliest", "to_offset"])]
-        to_latest: bool,
-        #[arg(long, conflicts_with_all = ["to_earliest", "to_latest"])]
-        to_offset: Option<i64>,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-}
-
 /// Broker settings. Each flag overrides the same key from `SHARDLOG_*` environment
 /// variables and the `--config` file; unset, the built-in default applies
 /// (`shardlog config print` shows the effective values and where each came from).
@@ -410,62 +375,6 @@ impl ServeArgs {
 enum ConfigCmd {
     /// Print every setting's effective value and where it came from.
     Print(ServeArgs),
-}
-
-#[derive(Subcommand)]
-enum TopicCmd {
-    /// Move a partition's replicas to other nodes (copy, catch up, switch); the first
-    /// node is the preferred leader.
-    Reassign {
-        name: String,
-        #[arg(long)]
-        partition: i32,
-        /// Node ids of the new replicas, comma-separated (e.g. 2,3,4).
-        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
-        replicas: Vec<u64>,
-        /// Cancel the move under way instead.
-        #[arg(long)]
-        cancel: bool,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// List partition moves under way.
-    Reassignments {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// Create a topic.
-    Create {
-        name: String,
-        #[arg(long, default_value_t = 1)]
-        partitions: i32,
-        /// Replicas of each partition, on distinct nodes (-1: the broker's
-        /// default.replication.factor).
-        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-        replication_factor: i16,
-        /// Topic config, KEY=VALUE (repeatable).
-        #[arg(long = "config")]
-        configs: Vec<String>,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// List topics.
-    List {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// Show partitions, leaders and earliest/latest offsets of a topic.
-    Describe {
-        name: String,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
-    /// Delete a topic.
-    Delete {
-        name: String,
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-    },
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -631,81 +540,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Group { cmd } => {
             init_logging("warn", LogFormat::Text);
-            use shardlog::admin::group;
-            match cmd {
-                GroupCmd::List { bootstrap } => group::list(&bootstrap),
-                GroupCmd::Describe {
-                    name,
-                    window,
-                    bootstrap,
-                } => group::describe(&bootstrap, &name, Duration::from_secs(window)),
-                GroupCmd::ResetOffsets {
-                    name,
-                    topic,
-                    to_earliest,
-                    to_latest,
-                    to_offset,
-                    bootstrap,
-                } => {
-                    let to = match (to_earliest, to_latest, to_offset) {
-                        (true, _, _) => group::ResetTo::Earliest,
-                        (_, true, _) => group::ResetTo::Latest,
-                        (_, _, Some(n)) => group::ResetTo::Offset(n),
-                        _ => anyhow::bail!("give --to-earliest, --to-latest or --to-offset N"),
-                    };
-                    group::reset_offsets(&bootstrap, &name, &topic, to)
-                }
-            }
+            shardlog::admin::cli::group(cmd)
         }
         Cmd::Topic { cmd } => {
             init_logging("warn", LogFormat::Text);
-            match cmd {
-                TopicCmd::Create {
-                    name,
-                    partitions,
-                    replication_factor,
-                    configs,
-                    bootstrap,
-                } => {
-                    let configs = configs
-                        .iter()
-                        .map(|kv| {
-                            kv.split_once('=')
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .with_context(|| format!("--config {kv:?} is not KEY=VALUE"))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    shardlog::admin::topic::create(
-                        &bootstrap,
-                        &name,
-                        partitions,
-                        replication_factor,
-                        &configs,
-                    )
-                }
-                TopicCmd::List { bootstrap } => shardlog::admin::topic::list(&bootstrap),
-                TopicCmd::Reassign {
-                    name,
-                    partition,
-                    replicas,
-                    cancel,
-                    bootstrap,
-                } => shardlog::admin::reassign::reassign(
-                    &bootstrap,
-                    &name,
-                    partition,
-                    (!cancel).then_some(replicas.as_slice()),
-                ),
-                TopicCmd::Reassignments { bootstrap } => {
-                    shardlog::admin::reassign::list(&bootstrap)
-                }
-                TopicCmd::Describe { name, bootstrap } => {
-                    shardlog::admin::topic::describe(&bootstrap, &name)
-                }
-                TopicCmd::Delete { name, bootstrap } => {
-                    shardlog::admin::topic::delete(&bootstrap, &name)
-                }
-            }
+            shardlog::admin::cli::topic(cmd)
         }
     }
 }

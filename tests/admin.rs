@@ -83,12 +83,75 @@ fn topic_cli_create_list_describe_delete() {
     let rows: Vec<Vec<&str>> = out
         .lines()
         .skip(2)
+        .take_while(|l| !l.is_empty())
         .map(|l| l.split('\t').collect())
         .collect();
     assert_eq!(rows.len(), 3, "{out}");
     assert_eq!(rows[1][0], "1");
     assert_eq!((rows[1][2], rows[1][3]), ("0", "2"), "{out}");
     assert_eq!((rows[0][2], rows[0][3]), ("0", "0"), "{out}");
+    // The configs follow: defaults, then a change made with alter-config.
+    assert!(out.contains("\nCONFIG\tVALUE\tSOURCE\n"), "{out}");
+    assert!(out.contains("cleanup.policy\tdelete\tdefault"), "{out}");
+    let (ok, out, err) = cli(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=60000",
+            "--set",
+            "cleanup.policy=compact",
+        ],
+    );
+    assert!(ok && out.contains("orders: retention.ms=60000"), "{err}");
+    let (_, out, _) = cli(&b, &["topic", "describe", "orders"]);
+    assert!(out.contains("retention.ms\t60000\ttopic"), "{out}");
+    assert!(out.contains("cleanup.policy\tcompact\ttopic"), "{out}");
+    let (ok, _, err) = cli(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "cleanup.policy",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&b, &["topic", "describe", "orders"]);
+    assert!(out.contains("cleanup.policy\tdelete\tdefault"), "{out}");
+    let (ok, _, err) = cli(
+        &b,
+        &["topic", "alter-config", "orders", "--set", "retention.ms"],
+    );
+    assert!(!ok && err.contains("is not KEY=VALUE"), "{err}");
+    let (ok, _, err) = cli(
+        &b,
+        &["topic", "alter-config", "orders", "--set", "no.such=1"],
+    );
+    assert!(!ok && err.contains("configs not changed"), "{err}");
+    let (ok, _, err) = cli(&b, &["topic", "alter-config", "orders"]);
+    assert!(!ok && err.contains("nothing to change"), "{err}");
+    // Partitions only grow.
+    let (ok, out, err) = cli(
+        &b,
+        &["topic", "add-partitions", "orders", "--partitions", "5"],
+    );
+    assert!(ok && out.contains("now 5 partitions"), "{err}");
+    let (_, out, _) = cli(&b, &["topic", "list"]);
+    assert!(out.contains("orders\t5 partitions"), "{out}");
+    let (ok, _, err) = cli(
+        &b,
+        &["topic", "add-partitions", "orders", "--partitions", "2"],
+    );
+    assert!(!ok && err.contains("partitions not added"), "{err}");
+    let (ok, _, err) = cli(
+        &b,
+        &["topic", "add-partitions", "nope", "--partitions", "2"],
+    );
+    assert!(!ok && err.contains("does not exist"), "{err}");
 
     let (ok, out, err) = cli(&b, &["topic", "delete", "orders"]);
     assert!(ok && out.contains("deleted"), "{err}");

@@ -435,6 +435,41 @@ fn group_cli_shows_lag_and_resets_offsets() {
     );
     assert_eq!(r[8], "STALLED", "commits not moving while lag > 0: {out}");
 
+    // A reset is a dry run unless --execute: the plan is shown, nothing moves.
+    let reset = ["group", "reset-offsets", "slow", "--topic", "lagging"];
+    let (ok, out) = cli(&b, &[&reset[..], &["--to-offset", "10"]].concat());
+    assert!(ok && out.contains("lagging\t0\t40\t10"), "{out}");
+    let (_, out) = cli(&b, &["group", "describe", "slow"]);
+    assert_eq!(
+        row(&out, "lagging", 0)[2],
+        "40",
+        "a dry run changes nothing: {out}"
+    );
+    let (ok, out) = cli(
+        &b,
+        &[&reset[..], &["--to-offset", "10", "--execute"]].concat(),
+    );
+    assert!(ok, "{out}");
+    let (_, out) = cli(&b, &["group", "describe", "slow"]);
+    let r = row(&out, "lagging", 0);
+    assert_eq!((r[2].as_str(), r[4].as_str()), ("10", "90"), "{out}");
+    // Shifted back from the committed offset, clamped at the log start; every topic of the
+    // group; one partition; a time before everything is the earliest offset.
+    let shifted = [&reset[..], &["--shift-by", "-4", "--execute"]].concat();
+    assert!(cli(&b, &shifted).0);
+    assert!(cli(&b, &shifted).0);
+    let (_, out) = cli(&b, &["group", "describe", "slow"]);
+    assert_eq!(row(&out, "lagging", 0)[2], "2", "{out}");
+    let all = [
+        "group",
+        "reset-offsets",
+        "slow",
+        "--all-topics",
+        "--shift-by",
+        "-9",
+    ];
+    let (ok, out) = cli(&b, &all);
+    assert!(ok && out.contains("lagging\t0\t2\t0"), "{out}");
     let (ok, out) = cli(
         &b,
         &[
@@ -442,15 +477,24 @@ fn group_cli_shows_lag_and_resets_offsets() {
             "reset-offsets",
             "slow",
             "--topic",
-            "lagging",
-            "--to-offset",
-            "10",
+            "lagging:0",
+            "--to-datetime",
+            "1970-01-01T00:00:00Z",
         ],
     );
-    assert!(ok, "{out}");
-    let (_, out) = cli(&b, &["group", "describe", "slow"]);
-    let r = row(&out, "lagging", 0);
-    assert_eq!((r[2].as_str(), r[4].as_str()), ("10", "90"), "{out}");
+    assert!(ok && out.contains("lagging\t0\t2\t0"), "{out}");
+    let (ok, out) = cli(
+        &b,
+        &[
+            "group",
+            "reset-offsets",
+            "slow",
+            "--topic",
+            "lagging:7",
+            "--to-earliest",
+        ],
+    );
+    assert!(!ok && out.contains("no partition 7"), "{out}");
 
     // An active group cannot be reset, and describe names the member holding the partition.
     let mut m = Member::start(&b, "slow", "lagging", "range");
@@ -470,7 +514,18 @@ fn group_cli_shows_lag_and_resets_offsets() {
         ],
     );
     assert!(!ok && out.contains("active"), "{out}");
+    // Nor deleted while it has a member; once empty it is, offsets and all.
+    let (ok, out) = cli(&b, &["group", "delete", "slow"]);
+    assert!(!ok && out.contains("has members"), "{out}");
     m.close();
+    wait_for(30, "the group empty", || {
+        cli(&b, &["group", "list"]).1.contains("slow\tEmpty")
+    });
+    let (ok, out) = cli(&b, &["group", "delete", "slow"]);
+    assert!(ok && out.contains("deleted group slow"), "{out}");
+    assert!(!cli(&b, &["group", "list"]).1.contains("slow"));
+    let (ok, out) = cli(&b, &["group", "delete", "slow"]);
+    assert!(!ok && out.contains("no such group"), "{out}");
 }
 
 #[test]

@@ -8,13 +8,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Buf;
 use kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::{GroupId, MetadataResponse};
 use kafka_protocol::protocol::{Decodable, StrBytes};
@@ -23,9 +21,9 @@ use super::client::Client;
 use super::topic::{metadata, offsets};
 
 /// (topic, partition) → offset.
-type Offsets = BTreeMap<(String, i32), i64>;
+pub(super) type Offsets = BTreeMap<(String, i32), i64>;
 
-fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
+pub(super) fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
     let mut c = Client::connect(bootstrap)?;
     let mut req = FindCoordinatorRequest::default();
     req.key = StrBytes::from_string(group.to_string());
@@ -57,7 +55,7 @@ pub fn list(bootstrap: &str) -> Result<()> {
     Ok(())
 }
 
-fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup> {
+pub(super) fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup> {
     let mut req = DescribeGroupsRequest::default();
     req.groups = vec![GroupId(StrBytes::from_string(group.to_string()))];
     let resp = c.call(&req, 4)?;
@@ -73,7 +71,7 @@ fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup> {
 }
 
 /// (topic, partition) → committed offset.
-fn committed(c: &mut Client, group: &str) -> Result<Offsets> {
+pub(super) fn committed(c: &mut Client, group: &str) -> Result<Offsets> {
     let mut req = OffsetFetchRequest::default();
     req.group_id = GroupId(StrBytes::from_string(group.to_string()));
     req.topics = None;
@@ -214,74 +212,24 @@ pub fn describe(bootstrap: &str, group: &str, window: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Where to move a group's offsets.
-#[derive(Debug, Clone, Copy)]
-pub enum ResetTo {
-    Earliest,
-    Latest,
-    Offset(i64),
-}
-
-pub fn reset_offsets(bootstrap: &str, group: &str, topic: &str, to: ResetTo) -> Result<()> {
-    let mut c = coordinator(bootstrap, group)?;
-    let g = describe_group(&mut c, group)?;
-    if !g.members.is_empty() {
-        bail!(
-            "group {group} is active ({} members, state {}): stop its consumers first",
-            g.members.len(),
-            g.group_state
-        );
-    }
-    let mut mc = Client::connect(bootstrap)?;
-    let md = metadata(&mut mc, Some(vec![topic.to_string()]))?;
-    let t = md.topics.first().context("no metadata")?;
-    if t.error_code != 0 {
-        bail!("topic {topic}: error {}", t.error_code);
-    }
-    let parts: Vec<(i32, i32)> = t
-        .partitions
-        .iter()
-        .map(|p| (p.partition_index, p.leader_id.0))
-        .collect();
-    let targets: Vec<(i32, i64)> = match to {
-        ResetTo::Earliest => offsets(&md, topic, &parts, -2)?,
-        ResetTo::Latest => offsets(&md, topic, &parts, -1)?,
-        ResetTo::Offset(n) => {
-            let lo = offsets(&md, topic, &parts, -2)?;
-            let hi = offsets(&md, topic, &parts, -1)?;
-            lo.iter()
-                .zip(hi.iter())
-                .map(|((p, l), (_, h))| (*p, n.clamp(*l, *h)))
-                .collect()
-        }
-    };
-    let mut req = OffsetCommitRequest::default();
-    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
-    req.generation_id_or_member_epoch = -1;
-    req.member_id = StrBytes::from_static_str("");
-    let mut rt = OffsetCommitRequestTopic::default();
-    rt.name = super::topic::name(topic);
-    rt.partitions = targets
-        .iter()
-        .map(|(p, off)| {
-            let mut rp = OffsetCommitRequestPartition::default();
-            rp.partition_index = *p;
-            rp.committed_offset = *off;
-            rp
-        })
-        .collect();
-    req.topics = vec![rt];
-    let resp = c.call(&req, 8)?;
-    for t in &resp.topics {
-        for p in &t.partitions {
-            if p.error_code != 0 {
-                bail!("partition {}: error {}", p.partition_index, p.error_code);
-            }
+/// Deletes groups with no members (DeleteGroups on each one's coordinator).
+pub fn delete(bootstrap: &str, groups: &[String]) -> Result<()> {
+    let mut failed = Vec::new();
+    for g in groups {
+        let mut c = coordinator(bootstrap, g)?;
+        let mut req = DeleteGroupsRequest::default();
+        req.groups_names = vec![GroupId(StrBytes::from_string(g.clone()))];
+        let resp = c.call(&req, 2)?;
+        let code = resp.results.first().map_or(-1, |r| r.error_code);
+        match code {
+            0 => println!("deleted group {g}"),
+            68 => failed.push(format!("{g}: it has members (stop its consumers first)")),
+            69 => failed.push(format!("{g}: no such group")),
+            code => failed.push(format!("{g}: error {code}")),
         }
     }
-    println!("TOPIC\tPARTITION\tNEW-OFFSET");
-    for (p, off) in targets {
-        println!("{topic}\t{p}\t{off}");
+    if !failed.is_empty() {
+        bail!("not deleted: {}", failed.join("; "));
     }
     Ok(())
 }

@@ -4,9 +4,11 @@
 
 pub mod acls;
 pub mod batch;
+pub mod cli;
 pub mod client;
 pub mod client_config;
 pub mod cluster;
+pub mod configs;
 pub mod consume;
 pub mod group;
 pub mod leaders;
@@ -14,6 +16,7 @@ pub mod log_check;
 pub mod produce;
 pub mod reassign;
 pub mod records;
+pub mod reset;
 pub mod topic;
 pub mod txn;
 pub mod users;

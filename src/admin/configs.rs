@@ -1,0 +1,156 @@
+//! `shardlog topic describe` (its configs part), `topic alter-config` and
+//! `topic add-partitions`: DescribeConfigs, IncrementalAlterConfigs and CreatePartitions on
+//! any broker (which passes the changes to the controller).
+
+use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsRequest, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::describe_configs_request::{
+    DescribeConfigsRequest, DescribeConfigsResource,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::Client;
+use super::topic::name;
+
+const TOPIC: i8 = 2;
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Kafka's names for where a config value comes from.
+fn source_name(source: i8) -> &'static str {
+    match source {
+        1 => "topic",
+        2 | 3 => "broker (dynamic)",
+        4 => "broker",
+        5 => "default",
+        _ => "unknown",
+    }
+}
+
+/// Prints every config of `topic` with its value and source, overrides first.
+pub fn print_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = TOPIC;
+    res.resource_name = s(topic);
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.call(&req, 4)?;
+    let r = resp
+        .results
+        .first()
+        .context("empty DescribeConfigs answer")?;
+    if r.error_code != 0 {
+        bail!(
+            "configs of {topic}: error {} {}",
+            r.error_code,
+            r.error_message.as_deref().unwrap_or("")
+        );
+    }
+    let mut rows: Vec<(bool, &str, &str, i8)> = r
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.config_source != 1,
+                c.name.as_str(),
+                c.value.as_deref().unwrap_or(""),
+                c.config_source,
+            )
+        })
+        .collect();
+    rows.sort();
+    println!();
+    println!("CONFIG\tVALUE\tSOURCE");
+    for (_, k, v, src) in rows {
+        println!("{k}\t{v}\t{}", source_name(src));
+    }
+    Ok(())
+}
+
+/// Sets `set` and removes `delete` on `topic` in one request.
+pub fn alter_topic(
+    bootstrap: &str,
+    topic: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = TOPIC;
+    res.resource_name = s(topic);
+    for (k, v) in set {
+        let mut a = AlterableConfig::default();
+        a.name = s(k);
+        a.config_operation = SET;
+        a.value = Some(s(v));
+        res.configs.push(a);
+    }
+    for k in delete {
+        let mut a = AlterableConfig::default();
+        a.name = s(k);
+        a.config_operation = DELETE;
+        a.value = None;
+        res.configs.push(a);
+    }
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.call(&req, 1)?;
+    let r = resp
+        .responses
+        .first()
+        .context("empty IncrementalAlterConfigs answer")?;
+    match r.error_code {
+        0 => {}
+        3 => bail!("topic {topic} does not exist"),
+        code => bail!(
+            "{topic}: configs not changed: error {code} {}",
+            r.error_message.as_deref().unwrap_or("")
+        ),
+    }
+    for (k, v) in set {
+        println!("{topic}: {k}={v}");
+    }
+    for k in delete {
+        println!("{topic}: {k} removed (the default applies)");
+    }
+    Ok(())
+}
+
+/// Grows `topic` to `total` partitions.
+pub fn add_partitions(bootstrap: &str, topic: &str, total: i32) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let mut t = CreatePartitionsTopic::default();
+    t.name = name(topic);
+    t.count = total;
+    t.assignments = None;
+    let mut req = CreatePartitionsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 30_000;
+    let resp = c.call(&req, 3)?;
+    let r = resp
+        .results
+        .first()
+        .context("empty CreatePartitions answer")?;
+    match r.error_code {
+        0 => {
+            println!("{topic}: now {total} partitions");
+            Ok(())
+        }
+        3 => bail!("topic {topic} does not exist"),
+        code => bail!(
+            "{topic}: partitions not added: error {code} {}",
+            r.error_message.as_deref().unwrap_or("")
+        ),
+    }
+}
