@@ -218,3 +218,88 @@ fn mistakes_get_one_clear_error() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(ok(&b, &["consume", "two", "-p", "1", "-e"], ""), "a\nb\n");
 }
+
+#[test]
+fn consume_as_a_group_member_commits_resumes_and_shares_with_librdkafka() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::time::{Duration, Instant};
+
+    let b = Broker::start(2);
+    common::cli(&b, &["topic", "create", "grp", "--partitions", "4"]);
+    let first: String = (0..200).map(|i| format!("m{i}\n")).collect();
+    ok(&b, &["produce", "grp"], &first);
+    let out = ok(&b, &["consume", "grp", "--group", "g1", "-e"], "");
+    let got: BTreeSet<&str> = out.lines().collect();
+    assert_eq!((out.lines().count(), got.len()), (200, 200), "{out}");
+    // The group committed what it printed: no lag, and a second run reads only what is new.
+    let described = common::cli(&b, &["group", "describe", "g1"]);
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .filter(|l| l.starts_with("grp\t"))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{described}");
+    assert!(rows.iter().all(|r| r[4] == "0"), "no lag: {described}");
+    let more: String = (0..50).map(|i| format!("n{i}\n")).collect();
+    ok(&b, &["produce", "grp"], &more);
+    let out = ok(&b, &["consume", "grp", "--group", "g1", "-e"], "");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // A member that keeps reading holds every partition, until a librdkafka consumer
+    // joins the group: the range assignor then gives each two.
+    let mut member = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args([
+            "consume",
+            "grp",
+            "--group",
+            "g2",
+            "--bootstrap",
+            &b.bootstrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("shardlog");
+    let held = |who: &str| -> usize {
+        common::cli(&b, &["group", "describe", "g2"])
+            .lines()
+            .filter(|l| {
+                l.starts_with("grp\t") && l.split('\t').nth(7).is_some_and(|c| c.starts_with(who))
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held("shardlog") != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the member never held the partitions"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", "g2")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&["grp"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = c.poll(Duration::from_millis(200));
+        let mine = c.assignment().map(|a| a.count()).unwrap_or(0);
+        if mine == 2 && held("shardlog") == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions never shared (librdkafka has {mine})"
+        );
+    }
+    let _ = member.kill();
+    let _ = member.wait();
+}

@@ -97,7 +97,8 @@ fn three_replicas_keep_every_acknowledged_record_when_the_leader_dies() {
         assert_eq!(p.isr_nodes.len(), 3, "{p:?}");
     }
     let described = common::cli(&c.nodes[2], &["topic", "describe", "safe"]);
-    for line in described.lines().skip(2) {
+    // The partition rows, up to the blank line before the configs.
+    for line in described.lines().skip(2).take_while(|l| !l.is_empty()) {
         let cols: Vec<&str> = line.split('\t').collect();
         assert_eq!(cols.len(), 6, "{described}");
         assert_eq!(cols[4].split(',').count(), 3, "{described}");

@@ -4,7 +4,8 @@
 //! JSON lines; JSON values pretty-printed on a terminal. read_committed by default (aborted
 //! transactions' records left out, reads stop at the last stable offset).
 //!
-//! Without `--count` or `--exit-at-end` it follows the partitions until interrupted.
+//! Without `--count` or `--exit-at-end` it follows the partitions until interrupted. With
+//! `--group` it is a member of a consumer group ([`super::member`]).
 
 use std::io::{IsTerminal, Write};
 
@@ -15,6 +16,7 @@ use kafka_protocol::messages::BrokerId;
 
 use super::batch::{decode, InRecord};
 use super::leaders::Leaders;
+use super::member::Member;
 use super::topic::{list_offset, name};
 
 /// Bytes one Fetch asks for, per partition and in all.
@@ -61,6 +63,11 @@ pub struct ConsumeArgs {
     /// read_committed (default) or read_uncommitted.
     #[arg(long, default_value = "read_committed")]
     pub isolation: String,
+    /// Read as a member of this consumer group: the group's members share the partitions
+    /// (range assignor), each starts at the group's committed offset (else at --offset) and
+    /// commits after every batch it prints.
+    #[arg(short = 'G', long, conflicts_with = "partition")]
+    pub group: Option<String>,
     /// Any broker of the cluster.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
@@ -232,6 +239,8 @@ struct Cursor {
     position: i64,
     /// The end seen in the last answer (the LSO under read_committed).
     end: i64,
+    /// In a group: the position last committed.
+    committed: i64,
 }
 
 pub fn run(a: ConsumeArgs) -> Result<()> {
@@ -254,15 +263,26 @@ pub fn run(a: ConsumeArgs) -> Result<()> {
         Some(t) => Start::Time(parse_time(t)?),
         None => Start::parse(&a.offset)?,
     };
-    let mut cursors = Vec::new();
-    for p in parts {
-        let position = start.resolve(&mut leaders, p)?;
-        cursors.push(Cursor {
-            partition: p,
-            position,
-            end: -1,
-        });
-    }
+    let mut member = match &a.group {
+        Some(g) => Some(Member::new(&a.bootstrap, g, &a.topic)?),
+        None => None,
+    };
+    let mut cursors = match member.as_mut() {
+        Some(m) => join(m, &mut leaders, &start)?,
+        None => {
+            let mut cursors = Vec::new();
+            for p in parts {
+                let position = start.resolve(&mut leaders, p)?;
+                cursors.push(Cursor {
+                    partition: p,
+                    position,
+                    end: -1,
+                    committed: position,
+                });
+            }
+            cursors
+        }
+    };
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printed = 0u64;
@@ -378,13 +398,55 @@ pub fn run(a: ConsumeArgs) -> Result<()> {
             }
         }
         out.flush()?;
-        if a.count.is_some_and(|n| printed >= n) {
-            return Ok(());
-        }
-        if a.exit_at_end && cursors.iter().all(|c| c.end >= 0 && c.position >= c.end) {
+        let done = a.count.is_some_and(|n| printed >= n)
+            || (a.exit_at_end && cursors.iter().all(|c| c.end >= 0 && c.position >= c.end));
+        if let Some(m) = member.as_mut() {
+            // At least once: what was printed is committed after it was printed.
+            let moved: Vec<(i32, i64)> = cursors
+                .iter()
+                .filter(|c| c.position != c.committed)
+                .map(|c| (c.partition, c.position))
+                .collect();
+            let rebalance = m.commit(&moved)? || m.heartbeat()?;
+            if !rebalance {
+                for c in cursors.iter_mut() {
+                    c.committed = c.position;
+                }
+            }
+            if done {
+                m.leave();
+                return Ok(());
+            }
+            if rebalance {
+                cursors = join(m, &mut leaders, &start)?;
+            }
+            if cursors.is_empty() {
+                // No partition for this member (more members than partitions): wait.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        } else if done {
             return Ok(());
         }
     }
+}
+
+/// Joins the group and makes a cursor for each partition assigned: at its committed
+/// offset, else where `start` says.
+fn join(m: &mut Member, leaders: &mut Leaders, start: &Start) -> Result<Vec<Cursor>> {
+    let mut cursors = Vec::new();
+    for (p, committed) in m.join(leaders.count())? {
+        let position = match committed {
+            Some(o) if o >= 0 => o,
+            _ => start.resolve(leaders, p)?,
+        };
+        cursors.push(Cursor {
+            partition: p,
+            position,
+            end: -1,
+            committed: position,
+        });
+    }
+    Ok(cursors)
 }
 
 /// The value as it is, or pretty-printed on a terminal when it is JSON.

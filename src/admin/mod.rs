@@ -13,6 +13,7 @@ pub mod consume;
 pub mod group;
 pub mod leaders;
 pub mod log_check;
+pub mod member;
 pub mod produce;
 pub mod reassign;
 pub mod records;
