@@ -32,6 +32,8 @@ pub struct BrokerConfig {
     pub txns: crate::txn::TxnConfig,
     /// Where shard 0 serves `/metrics` and `/health` over HTTP (`None`: off).
     pub metrics_listen: Option<SocketAddr>,
+    /// `ui`: the web console on the HTTP port.
+    pub ui: crate::ui::UiMode,
     /// Flush policy (`--flush`): when appended data is fdatasynced.
     pub flush: crate::log::FlushPolicy,
     /// `log.flush.interval.ms`
@@ -157,6 +159,7 @@ impl Default for BrokerConfig {
             groups: crate::group::GroupConfig::default(),
             txns: crate::txn::TxnConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            ui: crate::ui::UiMode::ReadWrite,
             flush: crate::log::FlushPolicy::Always,
             flush_ms: 1000,
             flush_messages: i64::MAX,

@@ -9,7 +9,8 @@
 //! - [`settings`]: layered configuration (defaults, TOML, environment, flags).
 //! - [`security`]: listeners, TLS, SASL and the stored credentials; knows nothing of logs.
 //! - [`cluster`]: the metadata quorum (control plane); [`replication`]: copies of partitions.
-//! - [`admin`]: a small blocking Kafka client used by the `topic` and `group` commands.
+//! - [`admin`]: a small blocking Kafka client used by the CLI's client commands.
+//! - [`ui`]: the web console (a page and a JSON API over the same client).
 
 pub mod admin;
 pub mod broker;
@@ -28,3 +29,4 @@ pub mod runtime;
 pub mod security;
 pub mod settings;
 pub mod txn;
+pub mod ui;

@@ -308,6 +308,10 @@ struct ServeArgs {
     /// [log.flush.policy; default always].
     #[arg(long)]
     flush: Option<String>,
+    /// The web console on the HTTP port (/ui): read-write, read-only or off
+    /// [ui; default read-write].
+    #[arg(long)]
+    ui: Option<String>,
     /// Log format, text or json [log.format; default text].
     #[arg(long)]
     log_format: Option<String>,
@@ -347,6 +351,7 @@ impl ServeArgs {
             ),
             ("--metrics-listen", &self.metrics_listen),
             ("--flush", &self.flush),
+            ("--ui", &self.ui),
             ("--log-format", &self.log_format),
             ("--log", &self.log),
         ];

@@ -23,6 +23,25 @@ where
     spawn_local(done);
 }
 
+/// Runs blocking `f` on a thread of its own and waits for its result (the shard's executor
+/// stays free meanwhile). Not glommio's blocking pool: `f` may wait on work the shards do
+/// there (the web console's calls wait on a broker that may fsync through that pool).
+/// `None` if the thread could not be started or `f` panicked.
+pub async fn on_thread<F, T>(f: F) -> Option<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("shardlog-ui".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.await.ok()
+}
+
 /// Sleeps on the current shard's timer wheel.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;

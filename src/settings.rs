@@ -293,6 +293,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| (s.broker.groups.offsets_retention.as_secs() / 60).to_string(),
     ),
     (
+        "ui",
+        "the web console on the HTTP port (/ui): read-write, read-only or off",
+        |s, v| {
+            s.broker.ui = crate::ui::UiMode::parse(v.trim())?;
+            Ok(())
+        },
+        |s| s.broker.ui.name().to_string(),
+    ),
+    (
         "metrics.listen",
         "HTTP address for /metrics and /health, or off",
         |s, v| {
@@ -642,6 +651,7 @@ pub const FLAG_KEYS: &[(&str, &str)] = &[
     ("--offsets-retention-minutes", "offsets.retention.minutes"),
     ("--metrics-listen", "metrics.listen"),
     ("--flush", "log.flush.policy"),
+    ("--ui", "ui"),
     ("--log-format", "log.format"),
     ("--log", "log.level"),
 ];

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2, openssl, Go
-# and sarama (Debian),
+# Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2, openssl, Go,
+# sarama, chromium and chromedriver (Debian),
 # kafkajs (npm, into target/js-clients),
 # confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
 # (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
@@ -38,6 +38,12 @@ if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/Sh
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go \
         golang-github-shopify-sarama-dev >/dev/null
+fi
+
+# A real browser for the web console's test (tests/console_ui.rs).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 # kafkajs (npm) for the security tests, into target/js-clients.

@@ -36,8 +36,8 @@ fn source_name(source: i8) -> &'static str {
     }
 }
 
-/// Prints every config of `topic` with its value and source, overrides first.
-pub fn print_topic(bootstrap: &str, topic: &str) -> Result<()> {
+/// Every config of `topic`: (name, value, where it comes from), overrides first.
+pub fn topic_configs(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, &'static str)>> {
     let mut c = Client::connect(bootstrap)?;
     let mut res = DescribeConfigsResource::default();
     res.resource_type = TOPIC;
@@ -57,23 +57,28 @@ pub fn print_topic(bootstrap: &str, topic: &str) -> Result<()> {
             r.error_message.as_deref().unwrap_or("")
         );
     }
-    let mut rows: Vec<(bool, &str, &str, i8)> = r
+    let mut rows: Vec<(bool, String, String, &'static str)> = r
         .configs
         .iter()
         .map(|c| {
             (
                 c.config_source != 1,
-                c.name.as_str(),
-                c.value.as_deref().unwrap_or(""),
-                c.config_source,
+                c.name.to_string(),
+                c.value.as_deref().unwrap_or("").to_string(),
+                source_name(c.config_source),
             )
         })
         .collect();
     rows.sort();
+    Ok(rows.into_iter().map(|(_, k, v, src)| (k, v, src)).collect())
+}
+
+/// Prints every config of `topic` with its value and source, overrides first.
+pub fn print_topic(bootstrap: &str, topic: &str) -> Result<()> {
     println!();
     println!("CONFIG\tVALUE\tSOURCE");
-    for (_, k, v, src) in rows {
-        println!("{k}\t{v}\t{}", source_name(src));
+    for (k, v, src) in topic_configs(bootstrap, topic)? {
+        println!("{k}\t{v}\t{src}");
     }
     Ok(())
 }

@@ -37,7 +37,8 @@ pub(super) fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
     Client::connect(&format!("{}:{}", resp.host, resp.port))
 }
 
-pub fn list(bootstrap: &str) -> Result<()> {
+/// Every group the brokers coordinate, with its state.
+pub fn list_groups(bootstrap: &str) -> Result<BTreeMap<String, String>> {
     let mut c = Client::connect(bootstrap)?;
     let md = metadata(&mut c, Some(Vec::new()))?;
     let mut rows = BTreeMap::new();
@@ -48,8 +49,12 @@ pub fn list(bootstrap: &str) -> Result<()> {
             rows.insert(g.group_id.0.to_string(), g.group_state.to_string());
         }
     }
+    Ok(rows)
+}
+
+pub fn list(bootstrap: &str) -> Result<()> {
     println!("GROUP\tSTATE");
-    for (g, st) in rows {
+    for (g, st) in list_groups(bootstrap)? {
         println!("{g}\t{st}");
     }
     Ok(())
@@ -153,60 +158,112 @@ pub fn status(before: (Option<i64>, i64), after: (Option<i64>, i64)) -> &'static
     }
 }
 
-pub fn describe(bootstrap: &str, group: &str, window: Duration) -> Result<()> {
+/// One partition of a group: its committed offset, the log end, and who holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupRow {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub end: i64,
+    pub member: String,
+    pub host: String,
+    pub client: String,
+}
+
+impl GroupRow {
+    /// Records behind the log end (`None` with no committed offset).
+    pub fn lag(&self) -> Option<i64> {
+        self.committed.map(|c| (self.end - c).max(0))
+    }
+}
+
+/// A group at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupSnapshot {
+    pub state: String,
+    pub protocol: String,
+    pub members: usize,
+    pub rows: Vec<GroupRow>,
+}
+
+/// The group's state, and each partition it has a committed offset for or holds.
+pub fn snapshot(bootstrap: &str, group: &str) -> Result<GroupSnapshot> {
     let mut c = coordinator(bootstrap, group)?;
     let g = describe_group(&mut c, group)?;
     let owners = owners(&g);
-    let sample = |c: &mut Client| -> Result<(Offsets, Offsets)> {
-        let committed = committed(c, group)?;
-        let topics: BTreeSet<String> = committed
-            .keys()
-            .chain(owners.keys())
-            .map(|(t, _)| t.clone())
-            .collect();
-        Ok((committed, end_offsets(bootstrap, &topics)?))
-    };
-    let (c0, e0) = sample(&mut c)?;
-    let (c1, e1) = if window.is_zero() {
-        (c0.clone(), e0.clone())
+    let committed = committed(&mut c, group)?;
+    let topics: BTreeSet<String> = committed
+        .keys()
+        .chain(owners.keys())
+        .map(|(t, _)| t.clone())
+        .collect();
+    let ends = end_offsets(bootstrap, &topics)?;
+    let keys: BTreeSet<&(String, i32)> = committed.keys().chain(owners.keys()).collect();
+    let rows = keys
+        .into_iter()
+        .map(|key| {
+            let (member, host, client) = owners
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+            GroupRow {
+                topic: key.0.clone(),
+                partition: key.1,
+                committed: committed.get(key).copied(),
+                end: ends.get(key).copied().unwrap_or(-1),
+                member,
+                host,
+                client,
+            }
+        })
+        .collect();
+    Ok(GroupSnapshot {
+        state: g.group_state.to_string(),
+        protocol: g.protocol_data.to_string(),
+        members: g.members.len(),
+        rows,
+    })
+}
+
+pub fn describe(bootstrap: &str, group: &str, window: Duration) -> Result<()> {
+    let s0 = snapshot(bootstrap, group)?;
+    let s1 = if window.is_zero() {
+        s0.clone()
     } else {
         std::thread::sleep(window);
-        sample(&mut c)?
+        snapshot(bootstrap, group)?
     };
     println!(
         "group {group}  state {}  protocol {}  members {}",
-        g.group_state,
-        g.protocol_data,
-        g.members.len()
+        s1.state, s1.protocol, s1.members
     );
     println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER-ID\tHOST\tCLIENT-ID\tSTATUS");
-    let keys: BTreeSet<&(String, i32)> = c1.keys().chain(owners.keys()).chain(e1.keys()).collect();
-    for key in keys {
-        if !c1.contains_key(key) && !owners.contains_key(key) {
-            continue;
-        }
-        let end = e1.get(key).copied().unwrap_or(-1);
-        let cur = c1.get(key).copied();
-        let lag = cur
-            .map(|c| (end - c).max(0).to_string())
-            .unwrap_or_else(|| "-".into());
-        let (member, host, client) = owners
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+    for r in &s1.rows {
         let st = if window.is_zero() {
             "-"
         } else {
+            let before = s0
+                .rows
+                .iter()
+                .find(|x| x.topic == r.topic && x.partition == r.partition);
             status(
-                (c0.get(key).copied(), e0.get(key).copied().unwrap_or(end)),
-                (cur, end),
+                (
+                    before.and_then(|b| b.committed),
+                    before.map_or(r.end, |b| b.end),
+                ),
+                (r.committed, r.end),
             )
         };
         println!(
-            "{}\t{}\t{}\t{end}\t{lag}\t{member}\t{host}\t{client}\t{st}",
-            key.0,
-            key.1,
-            cur.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{st}",
+            r.topic,
+            r.partition,
+            r.committed.map_or("-".to_string(), |c| c.to_string()),
+            r.end,
+            r.lag().map_or("-".to_string(), |l| l.to_string()),
+            r.member,
+            r.host,
+            r.client,
         );
     }
     Ok(())

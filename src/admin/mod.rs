@@ -10,6 +10,7 @@ pub mod client_config;
 pub mod cluster;
 pub mod configs;
 pub mod consume;
+pub mod format;
 pub mod group;
 pub mod leaders;
 pub mod log_check;

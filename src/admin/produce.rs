@@ -130,8 +130,9 @@ struct Producer {
 }
 
 impl Producer {
-    /// Sends `records` to `partition`, retrying (bounded) while its leader moves.
-    fn send(&mut self, partition: i32, records: &[OutRecord]) -> Result<()> {
+    /// Sends `records` to `partition`, retrying (bounded) while its leader moves: the
+    /// offset of the first (-1 with acks=0).
+    fn send(&mut self, partition: i32, records: &[OutRecord]) -> Result<i64> {
         let seq = self.sequences.get(&partition).copied().unwrap_or(0);
         let producer = self.idempotent.map(|(pid, epoch)| (pid, epoch, seq));
         let batch = Bytes::from(encode(records, crate::log::now_ms(), self.codec, producer)?);
@@ -146,6 +147,7 @@ impl Producer {
         td.partition_data = vec![pd];
         req.topic_data = vec![td];
         let mut last = String::new();
+        let mut base = -1;
         for _ in 0..ATTEMPTS {
             let Some(leader) = self.leaders.leader(partition) else {
                 last = format!("partition {partition} has no leader");
@@ -175,6 +177,11 @@ impl Producer {
             match code {
                 (0, _) => {
                     last.clear();
+                    base = resp
+                        .responses
+                        .first()
+                        .and_then(|t| t.partition_responses.first())
+                        .map_or(-1, |p| p.base_offset);
                     break;
                 }
                 // Not the leader, no leader yet, not enough replicas, timeouts: again.
@@ -195,8 +202,36 @@ impl Producer {
         self.sequences
             .insert(partition, seq.wrapping_add(records.len() as i32) & i32::MAX);
         self.sent += records.len() as u64;
-        Ok(())
+        Ok(base)
     }
+}
+
+/// Writes one record (acks=all) to `partition`, or by its key as `produce` does: the
+/// partition and offset it got.
+pub fn produce_one(
+    bootstrap: &str,
+    topic: &str,
+    partition: Option<i32>,
+    record: OutRecord,
+) -> Result<(i32, i64)> {
+    let leaders = Leaders::new(bootstrap, topic)?;
+    let n = leaders.count();
+    let p = match (partition, &record.key) {
+        (Some(p), _) if p < 0 || p >= n => bail!("{topic} has no partition {p}"),
+        (Some(p), _) => p,
+        (None, Some(k)) => (murmur2(k) & i32::MAX) % n,
+        (None, None) => (crate::log::now_ms() % i64::from(n.max(1))) as i32,
+    };
+    let mut producer = Producer {
+        leaders,
+        acks: -1,
+        codec: Codec::None,
+        idempotent: None,
+        sequences: BTreeMap::new(),
+        sent: 0,
+    };
+    let offset = producer.send(p, &[record])?;
+    Ok((p, offset))
 }
 
 pub fn run(a: ProduceArgs) -> Result<()> {

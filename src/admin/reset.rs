@@ -70,7 +70,7 @@ impl ResetArgs {
         } else if let Some(n) = self.to_offset {
             To::Offset(n)
         } else if let Some(t) = &self.to_datetime {
-            To::Time(super::consume::parse_time(t)?)
+            To::Time(super::format::parse_time(t)?)
         } else if let Some(n) = self.shift_by {
             To::Shift(n)
         } else {

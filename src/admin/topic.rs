@@ -1,6 +1,6 @@
 //! `shardlog topic create|list|describe|delete`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
@@ -26,6 +26,19 @@ pub fn create(
     replication: i16,
     configs: &[(String, String)],
 ) -> Result<()> {
+    let n = create_topic(bootstrap, topic, partitions, replication, configs)?;
+    println!("created topic {topic} with {n} partitions");
+    Ok(())
+}
+
+/// Creates `topic`: the partitions it got.
+pub fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i16,
+    configs: &[(String, String)],
+) -> Result<i32> {
     let mut c = Client::connect(bootstrap)?;
     let mut t = CreatableTopic::default();
     t.name = name(topic);
@@ -44,24 +57,30 @@ pub fn create(
     req.topics = vec![t];
     req.timeout_ms = 30_000;
     let resp = c.call(&req, 5)?;
-    for r in resp.topics {
-        if r.error_code != 0 {
-            bail!(
-                "cannot create topic {}: error {} {}",
-                r.name.0,
-                r.error_code,
-                r.error_message.map(|m| m.to_string()).unwrap_or_default()
-            );
-        }
-        println!(
-            "created topic {} with {} partitions",
-            r.name.0, r.num_partitions
+    let r = resp
+        .topics
+        .into_iter()
+        .next()
+        .context("empty CreateTopics answer")?;
+    if r.error_code != 0 {
+        bail!(
+            "cannot create topic {}: error {} {}",
+            r.name.0,
+            r.error_code,
+            r.error_message.map(|m| m.to_string()).unwrap_or_default()
         );
     }
-    Ok(())
+    Ok(r.num_partitions)
 }
 
 pub fn delete(bootstrap: &str, topic: &str) -> Result<()> {
+    delete_topic(bootstrap, topic)?;
+    println!("deleted topic {topic}");
+    Ok(())
+}
+
+/// Deletes `topic`.
+pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
     let mut c = Client::connect(bootstrap)?;
     let mut req = DeleteTopicsRequest::default();
     req.topic_names = vec![name(topic)];
@@ -71,7 +90,6 @@ pub fn delete(bootstrap: &str, topic: &str) -> Result<()> {
         if r.error_code != 0 {
             bail!("cannot delete topic {topic}: error {}", r.error_code);
         }
-        println!("deleted topic {topic}");
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The HTTP endpoint on shard 0: `GET /metrics` (Prometheus text, every shard's snapshot
-//! merged), `GET /health`, `GET /v1/cluster` (this node's view of the cluster) and the
-//! node membership operations of [`super::node_admin`]; over TLS with `http.ssl.enabled`.
+//! merged), `GET /health`, `GET /v1/cluster` (this node's view of the cluster), the
+//! node membership operations of [`super::node_admin`], and the web console (`/ui`,
+//! `/api/`, [`crate::ui`]); over TLS with `http.ssl.enabled`.
 //!
 //! Invariant: one request per connection, read up to a bounded size; a scrape costs one
 //! message to each other shard, never a lock.
@@ -107,9 +108,26 @@ async fn handle<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
             break;
         }
     }
-    let head = String::from_utf8_lossy(&buf[..len]);
+    let head_end = buf[..len]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(len, |at| at + 4);
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
+        let (status, ctype, body) = console(
+            &shard,
+            &mut stream,
+            method,
+            path,
+            &head,
+            &buf[head_end..len],
+        )
+        .await;
+        respond(&mut stream, status, ctype, &body).await;
+        return;
+    }
     let (status, ctype, body) = match (method, path) {
         (_, p) if p.starts_with("/v1/cluster/nodes/") => {
             match super::node_admin::handle(&shard, method, path).await {
@@ -139,13 +157,111 @@ async fn handle<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
+    respond(&mut stream, status, ctype, &body).await;
+}
+
+async fn respond<S: futures::AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) {
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     if let Err(e) = stream.write_all(resp.as_bytes()).await {
-        debug!("metrics response not sent: {e}");
+        debug!("HTTP response not sent: {e}");
     }
     let _ = stream.flush().await;
     let _ = stream.close().await;
+}
+
+/// The web console ([`crate::ui`]): the page, or an API call answered on a blocking
+/// thread through this broker's own Kafka listener.
+async fn console<S: futures::AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    stream: &mut S,
+    method: &str,
+    target: &str,
+    head: &str,
+    read: &[u8],
+) -> (&'static str, &'static str, String) {
+    use crate::ui::{self, UiMode};
+    let mode = shard.cfg.ui;
+    if mode == UiMode::Off {
+        return (
+            "404 Not Found",
+            "text/plain",
+            "the console is off (ui = off)\n".into(),
+        );
+    }
+    let (path, query) = ui::split_target(target);
+    match (method, path.as_str()) {
+        ("GET", "/ui" | "/ui/") => {
+            return ("200 OK", "text/html; charset=utf-8", ui::PAGE.to_string())
+        }
+        ("GET", "/ui/mode") => return ("200 OK", "text/plain", format!("{}\n", mode.name())),
+        _ if !path.starts_with("/api/") => {
+            return ("404 Not Found", "text/plain", "not found\n".into())
+        }
+        _ => {}
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    if length > ui::MAX_BODY {
+        return (
+            "413 Payload Too Large",
+            "application/json",
+            "{\"error\":\"body too large\"}".into(),
+        );
+    }
+    let mut body = read[..read.len().min(length)].to_vec();
+    // Bounded by the length checked above and the connection's read timeout.
+    while body.len() < length {
+        let mut chunk = vec![0u8; (length - body.len()).min(64 << 10)];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let listen = shard.cfg.listen;
+    let bootstrap = if listen.ip().is_unspecified() {
+        format!("127.0.0.1:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    let (method, sub) = (method.to_string(), path["/api/".len()..].to_string());
+    let writable = mode == UiMode::ReadWrite;
+    let answered = crate::runtime::on_thread(move || {
+        let call = ui::api::Call {
+            method: &method,
+            path: &sub,
+            query,
+            body: &body,
+        };
+        ui::api::answer(&bootstrap, &call, writable)
+    })
+    .await;
+    let Some((code, json)) = answered else {
+        return (
+            "500 Internal Server Error",
+            "application/json",
+            "{\"error\":\"the console's call failed\"}".into(),
+        );
+    };
+    let status = match code {
+        200 => "200 OK",
+        403 => "403 Forbidden",
+        404 => "404 Not Found",
+        _ => "400 Bad Request",
+    };
+    (status, "application/json", json.to_string())
 }
