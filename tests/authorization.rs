@@ -68,17 +68,7 @@ fn kcat(args: &[&str], input: &str) -> (bool, String, String) {
 
 #[test]
 fn acls_decide_every_request() {
-    let base = common::pick_port(4);
-    let (plain, sasl) = (base, base + 2);
-    let toml = format!(
-        r#"listeners = "PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}"
-"sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-512"
-"authorizer.class.name" = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-"super.users" = "User:ANONYMOUS"
-"#
-    );
-    let mut b = common::Broker::start_configured(2, &toml, &[]);
-    b.port = plain;
+    let (mut b, sasl) = common::start_with_acls(2);
     let admin = b.bootstrap();
     let cli = |args: &[&str]| {
         let mut a = args.to_vec();

@@ -18,6 +18,18 @@ use serde_json::{json, Value};
 /// read by its Content-Length (or chunks), not to the connection's end: chromedriver keeps
 /// connections open.
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let (code, _, body) = http_with(addr, method, path, body, "");
+    (code, body)
+}
+
+/// Like [`http`], with `extra` header lines (each ending in \r\n): (code, head, body).
+fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    extra: &str,
+) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
@@ -25,7 +37,7 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Str
     // A server may answer (413) and close before taking a large body: the answer counts.
     let _ = write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut buf = Vec::new();
@@ -82,7 +94,7 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Str
     } else {
         rest
     };
-    (code, body)
+    (code, head, body)
 }
 
 struct Browser {
@@ -339,4 +351,65 @@ fn read_only_and_off_modes() {
     assert_eq!(http(&addr, "GET", "/ui", None).0, 404);
     assert_eq!(http(&addr, "GET", "/api/cluster", None).0, 404);
     assert_eq!(http(&addr, "GET", "/health", None).0, 200);
+}
+
+#[test]
+fn with_a_sasl_listener_the_console_logs_in_and_acls_apply() {
+    let (b, _) = common::start_with_acls(1);
+    let admin = b.bootstrap();
+    let cli = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--bootstrap", admin.as_str()]);
+        common::shardlog(&a)
+    };
+    cli(&["user", "create", "alice", "--password", "pw-alice"]);
+    for t in ["seen", "hidden"] {
+        cli(&["topic", "create", t]);
+    }
+    cli(&[
+        "acl",
+        "add",
+        "--allow-principal",
+        "User:alice",
+        "--operation",
+        "describe",
+        "--topic",
+        "seen",
+    ]);
+    let addr = b.metrics_addr().expect("HTTP port");
+    let basic = |user: &str, pw: &str| {
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        )
+    };
+    // No login, a wrong one: asked to log in (the browser's prompt).
+    let (code, head, _) = http_with(&addr, "GET", "/ui", None, "");
+    assert_eq!(code, 401);
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    assert_eq!(
+        http_with(&addr, "GET", "/ui", None, &basic("alice", "nope")).0,
+        401
+    );
+    assert_eq!(
+        http_with(&addr, "GET", "/api/topics", None, &basic("alice", "nope")).0,
+        401
+    );
+    // Alice's login: the page, and the topics her ACLs let her describe.
+    assert_eq!(
+        http_with(&addr, "GET", "/ui", None, &basic("alice", "pw-alice")).0,
+        200
+    );
+    let (code, _, body) = http_with(
+        &addr,
+        "GET",
+        "/api/topics",
+        None,
+        &basic("alice", "pw-alice"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"seen\"") && !body.contains("hidden"),
+        "{body}"
+    );
 }

@@ -52,6 +52,21 @@ impl Write for Stream {
 static SECURITY: std::sync::OnceLock<super::client_config::ClientSecurity> =
     std::sync::OnceLock::new();
 
+thread_local! {
+    /// Settings for this thread's connections only (the web console's calls, each on a
+    /// thread of its own, connect as the user who made them).
+    static THREAD_SECURITY: std::cell::RefCell<Option<std::sync::Arc<super::client_config::ClientSecurity>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every connection it opens on this thread using `sec`.
+pub fn with_security<T>(sec: super::client_config::ClientSecurity, f: impl FnOnce() -> T) -> T {
+    THREAD_SECURITY.with(|t| *t.borrow_mut() = Some(std::sync::Arc::new(sec)));
+    let out = f();
+    THREAD_SECURITY.with(|t| *t.borrow_mut() = None);
+    out
+}
+
 /// The client settings `--command-config` gave, if any.
 pub fn security() -> Option<&'static super::client_config::ClientSecurity> {
     SECURITY.get()
@@ -95,8 +110,11 @@ impl Client {
         let tcp = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
         tcp.set_nodelay(true)?;
-        let Some(sec) = SECURITY.get() else {
-            return Ok(Client::from_stream(tcp));
+        let local = THREAD_SECURITY.with(|t| t.borrow().clone());
+        let sec = match (&local, SECURITY.get()) {
+            (Some(l), _) => &**l,
+            (None, Some(g)) => g,
+            (None, None) => return Ok(Client::from_stream(tcp)),
         };
         let stream = match &sec.tls {
             None => Stream::Plain(tcp),

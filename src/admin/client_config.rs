@@ -24,6 +24,7 @@ pub struct ClientSecurity {
     pub sasl: Option<Login>,
 }
 
+#[derive(Clone)]
 pub struct Login {
     pub mechanism: String,
     pub user: String,
@@ -48,6 +49,14 @@ fn jaas(line: &str, name: &str) -> Option<String> {
 }
 
 impl ClientSecurity {
+    /// A SASL login over a plain connection.
+    pub fn sasl_only(login: Login) -> ClientSecurity {
+        ClientSecurity {
+            tls: None,
+            sasl: Some(login),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<ClientSecurity> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;

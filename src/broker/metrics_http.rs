@@ -166,8 +166,14 @@ async fn respond<S: futures::AsyncWrite + Unpin>(
     ctype: &str,
     body: &str,
 ) {
+    // The console asks for a login on 401 (HTTP Basic, checked as SASL by the broker).
+    let challenge = if status.starts_with("401") {
+        "WWW-Authenticate: Basic realm=\"shardlog\", charset=\"UTF-8\"\r\n"
+    } else {
+        ""
+    };
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{challenge}Connection: close\r\n\r\n{body}",
         body.len()
     );
     if let Err(e) = stream.write_all(resp.as_bytes()).await {
@@ -197,6 +203,34 @@ async fn console<S: futures::AsyncRead + Unpin>(
         );
     }
     let (path, query) = ui::split_target(target);
+    let (addr, login) = match console_login(shard, head) {
+        Ok(x) => x,
+        Err(refusal) => return refusal,
+    };
+    let bootstrap = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    if let Some(login) = login.clone().filter(|_| path == "/ui" || path == "/ui/") {
+        // The page itself needs the login: the browser asks once and sends it with every
+        // call after. Checked by authenticating to the broker as that user.
+        let at = bootstrap.clone();
+        let ok = crate::runtime::on_thread(move || {
+            let sec = crate::admin::client_config::ClientSecurity::sasl_only(login);
+            crate::admin::client::with_security(sec, || {
+                crate::admin::client::Client::connect(&at).is_ok()
+            })
+        })
+        .await;
+        if ok != Some(true) {
+            return (
+                "401 Unauthorized",
+                "text/plain",
+                "log in with a SASL user\n".into(),
+            );
+        }
+    }
     match (method, path.as_str()) {
         ("GET", "/ui" | "/ui/") => {
             return ("200 OK", "text/html; charset=utf-8", ui::PAGE.to_string())
@@ -232,12 +266,6 @@ async fn console<S: futures::AsyncRead + Unpin>(
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    let listen = shard.cfg.listen;
-    let bootstrap = if listen.ip().is_unspecified() {
-        format!("127.0.0.1:{}", listen.port())
-    } else {
-        listen.to_string()
-    };
     let (method, sub) = (method.to_string(), path["/api/".len()..].to_string());
     let writable = mode == UiMode::ReadWrite;
     let answered = crate::runtime::on_thread(move || {
@@ -247,7 +275,15 @@ async fn console<S: futures::AsyncRead + Unpin>(
             query,
             body: &body,
         };
-        ui::api::answer(&bootstrap, &call, writable)
+        match login {
+            Some(l) => {
+                let sec = crate::admin::client_config::ClientSecurity::sasl_only(l);
+                crate::admin::client::with_security(sec, || {
+                    ui::api::answer(&bootstrap, &call, writable)
+                })
+            }
+            None => ui::api::answer(&bootstrap, &call, writable),
+        }
     })
     .await;
     let Some((code, json)) = answered else {
@@ -259,9 +295,74 @@ async fn console<S: futures::AsyncRead + Unpin>(
     };
     let status = match code {
         200 => "200 OK",
+        401 => "401 Unauthorized",
         403 => "403 Forbidden",
         404 => "404 Not Found",
         _ => "400 Bad Request",
     };
     (status, "application/json", json.to_string())
+}
+
+/// A response the console sends instead of answering: status, content type, body.
+type Refusal = (&'static str, &'static str, String);
+
+/// Which listener the console reaches the broker through, and as whom: a SASL_PLAINTEXT
+/// listener when there is one (the HTTP Basic login of the request, checked by the broker
+/// as a SASL login, so the user's ACLs apply), else a PLAINTEXT one (no login).
+fn console_login(
+    shard: &Shard,
+    head: &str,
+) -> Result<
+    (
+        std::net::SocketAddr,
+        Option<crate::admin::client_config::Login>,
+    ),
+    Refusal,
+> {
+    use crate::security::listeners::Protocol;
+    let sec = &shard.security;
+    let find = |p: Protocol| sec.listeners.iter().find(|l| l.protocol == p);
+    if let Some(l) = find(Protocol::SaslPlaintext) {
+        let basic = head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            if !k.trim().eq_ignore_ascii_case("authorization") {
+                return None;
+            }
+            let token = v.trim().strip_prefix("Basic ")?;
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .ok()?;
+            let text = String::from_utf8(raw).ok()?;
+            let (user, password) = text.split_once(':')?;
+            Some((user.to_string(), password.to_string()))
+        });
+        let Some((user, password)) = basic else {
+            return Err((
+                "401 Unauthorized",
+                "text/plain",
+                "log in with a SASL user\n".into(),
+            ));
+        };
+        let mechanism = sec
+            .sasl_mechanisms
+            .iter()
+            .find(|m| m.as_str() != "GSSAPI")
+            .cloned()
+            .unwrap_or_else(|| "SCRAM-SHA-512".into());
+        let login = crate::admin::client_config::Login {
+            mechanism,
+            user,
+            password,
+        };
+        return Ok((l.bind, Some(login)));
+    }
+    match find(Protocol::Plaintext) {
+        Some(l) => Ok((l.bind, None)),
+        None => Err((
+            "503 Service Unavailable",
+            "text/plain",
+            "the console reaches the broker through a PLAINTEXT or SASL_PLAINTEXT listener; this broker has neither\n".into(),
+        )),
+    }
 }

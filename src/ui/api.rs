@@ -58,6 +58,10 @@ pub fn answer(bootstrap: &str, call: &Call<'_>, writable: bool) -> (u16, Value) 
     match route(bootstrap, call) {
         Ok(Some(v)) => (200, v),
         Ok(None) => (404, json!({"error": "no such API"})),
+        // The login the browser sent was refused by the broker: ask again.
+        Err(e) if format!("{e:#}").contains("SASL authentication") => {
+            (401, json!({"error": format!("{e:#}")}))
+        }
         Err(e) => (400, json!({"error": format!("{e:#}")})),
     }
 }

@@ -2,10 +2,11 @@
 //! and its JSON API under `/api/` ([`api`]).
 //!
 //! Invariants: the console reads and writes only through the Kafka protocol — the same
-//! admin client as the CLI, talking to this broker's own listener on a blocking thread —
+//! admin client as the CLI, talking to this broker's own listener on a thread of its own —
 //! so it knows nothing of shards, logs or the catalog, and sees exactly what a client
-//! would; `ui = read-only` refuses every write, `ui = off` serves nothing; request bodies
-//! and every list it returns are bounded.
+//! would; with a SASL listener it acts only as the user whose login the request carries
+//! (so that user's ACLs apply); `ui = read-only` refuses every write, `ui = off` serves
+//! nothing; request bodies and every list it returns are bounded.
 
 pub mod api;
 

@@ -648,3 +648,21 @@ pub fn run_with_input(mut cmd: Command, input: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A broker with ACLs on: a PLAINTEXT listener where ANONYMOUS is a super user (for the
+/// test's own admin commands; `port` points there) and a SASL_PLAINTEXT one (PLAIN and
+/// SCRAM-SHA-512) for the users under test: the broker and the SASL port.
+pub fn start_with_acls(cores: usize) -> (Broker, u16) {
+    let base = pick_port(4);
+    let (plain, sasl) = (base, base + 2);
+    let toml = format!(
+        r#"listeners = "PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}"
+"sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-512"
+"authorizer.class.name" = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+"super.users" = "User:ANONYMOUS"
+"#
+    );
+    let mut b = Broker::start_configured(cores, &toml, &[]);
+    b.port = plain;
+    (b, sasl)
+}
