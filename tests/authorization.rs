@@ -348,6 +348,11 @@ fn acls_decide_every_request() {
             .map(|p| p.error_code)
             .collect();
         assert_eq!(codes, vec![31, 31]);
+        // DescribeLogDirs needs DESCRIBE on the cluster.
+        let mut req = kafka_protocol::messages::DescribeLogDirsRequest::default();
+        req.topics = None;
+        let r = alice.call(&req, 4).expect("describe log dirs");
+        assert_eq!((r.error_code, r.results.len()), (31, 0));
     }
 
     // Removing the prefixed ACL takes effect on alice's open connection.

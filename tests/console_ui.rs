@@ -241,6 +241,9 @@ fn the_console_in_a_real_browser() {
         br.js("return document.getElementById('health').textContent"),
         json!("ok")
     );
+    // Bytes per broker (DescribeLogDirs): the topic's 30 records are somewhere.
+    let bytes = br.js("return [...document.querySelectorAll('td.bytes')].map(t => Number(t.textContent)).reduce((a, b) => a + b, 0)");
+    assert!(bytes.as_i64().is_some_and(|n| n > 0), "{bytes}");
     br.screenshot("console-cluster.png");
 
     br.show(&base, "#/topics");
@@ -252,6 +255,17 @@ fn the_console_in_a_real_browser() {
 
     // A message produced through the form, read back by librdkafka.
     br.show(&base, "#/topic/web");
+    let sizes =
+        br.js("return [...document.querySelectorAll('td.size')].map(t => Number(t.textContent))");
+    let sizes: Vec<i64> = sizes
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    assert!(
+        sizes.len() == 3 && sizes.iter().all(|n| *n >= 0),
+        "{sizes:?}"
+    );
+    assert!(sizes.iter().sum::<i64>() > 0, "{sizes:?}");
     br.js("document.getElementById('p-key').value = 'form-key';
            document.getElementById('p-value').value = '{\"from\": \"the form\"}';
            document.getElementById('p-part').value = '1';

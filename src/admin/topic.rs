@@ -1,5 +1,7 @@
 //! `shardlog topic create|list|describe|delete`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
@@ -224,4 +226,39 @@ pub fn describe(bootstrap: &str, topic: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// (topic, partition) → bytes on disk.
+pub type Sizes = BTreeMap<(String, i32), i64>;
+
+/// Bytes on disk per broker (DescribeLogDirs on each): broker id → each partition's size
+/// there (leader or follower).
+pub fn partition_sizes(bootstrap: &str) -> Result<BTreeMap<i32, Sizes>> {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+    let mut c = Client::connect(bootstrap)?;
+    let md = metadata(&mut c, Some(Vec::new()))?;
+    let mut out = BTreeMap::new();
+    for b in &md.brokers {
+        let mut bc = Client::connect(&format!("{}:{}", b.host, b.port))?;
+        let mut req = DescribeLogDirsRequest::default();
+        req.topics = None;
+        let resp = bc.call(&req, 4)?;
+        if resp.error_code != 0 {
+            bail!(
+                "DescribeLogDirs on broker {}: error {}",
+                b.node_id.0,
+                resp.error_code
+            );
+        }
+        let mut sizes = BTreeMap::new();
+        for dir in resp.results {
+            for t in dir.topics {
+                for p in t.partitions {
+                    sizes.insert((t.name.0.to_string(), p.partition_index), p.partition_size);
+                }
+            }
+        }
+        out.insert(b.node_id.0, sizes);
+    }
+    Ok(out)
 }

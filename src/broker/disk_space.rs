@@ -80,6 +80,17 @@ pub fn with_reserve<T>(
 
 /// Free bytes for unprivileged writers on the file system holding `dir`.
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    space(dir).map(|(_, free)| free)
+}
+
+/// Size of the file system holding `dir`.
+pub fn total_bytes(dir: &Path) -> std::io::Result<u64> {
+    space(dir).map(|(total, _)| total)
+}
+
+/// (size, free bytes for unprivileged writers) of the file system holding `dir`: one
+/// statvfs.
+fn space(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -89,7 +100,8 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    let unit = st.f_frsize as u64;
+    Ok((st.f_blocks as u64 * unit, st.f_bavail as u64 * unit))
 }
 
 impl DiskSpace {

@@ -403,6 +403,15 @@ pub async fn dispatch(
                 encode_response(k, v, c, &super::reassign::alter(shard, r).await)?
             }
         }
+        Request::DescribeLogDirs(r) => {
+            // Kafka's rule: DESCRIBE on the cluster.
+            let resp = if cluster(Op::Describe) {
+                super::log_dirs::describe(shard, r, v)
+            } else {
+                DescribeLogDirsResponse::default().with_error_code(CLUSTER_DENIED)
+            };
+            encode_response(k, v, c, &resp)?
+        }
         Request::ListReassignments(r) => {
             if !cluster(Op::Describe) {
                 let resp =

@@ -21,6 +21,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod limits;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod metrics_http;
 pub mod node_admin;

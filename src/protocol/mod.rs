@@ -73,6 +73,7 @@ pub const ADD_PARTITIONS_TO_TXN: i16 = 24;
 pub const ADD_OFFSETS_TO_TXN: i16 = 25;
 pub const END_TXN: i16 = 26;
 pub const WRITE_TXN_MARKERS: i16 = 27;
+pub const DESCRIBE_LOG_DIRS: i16 = 35;
 pub const TXN_OFFSET_COMMIT: i16 = 28;
 pub const DESCRIBE_PRODUCERS: i16 = 61;
 pub const DESCRIBE_TRANSACTIONS: i16 = 65;
@@ -120,6 +121,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ADD_OFFSETS_TO_TXN, 0, 3, 3),
     api(END_TXN, 0, 3, 3),
     api(WRITE_TXN_MARKERS, 0, 1, 1),
+    api(DESCRIBE_LOG_DIRS, 1, 4, 2),
     api(TXN_OFFSET_COMMIT, 0, 3, 3),
     api(DESCRIBE_PRODUCERS, 0, 0, 0),
     api(DESCRIBE_TRANSACTIONS, 0, 0, 0),
@@ -293,6 +295,9 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, Request), Protocol
         }
         TXN_OFFSET_COMMIT => {
             Request::TxnOffsetCommit(TxnOffsetCommitRequest::decode(&mut r, v, flex)?)
+        }
+        DESCRIBE_LOG_DIRS => {
+            Request::DescribeLogDirs(DescribeLogDirsRequest::decode(&mut r, v, flex)?)
         }
         DESCRIBE_PRODUCERS => {
             Request::DescribeProducers(DescribeProducersRequest::decode(&mut r, v, flex)?)

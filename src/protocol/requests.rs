@@ -46,6 +46,7 @@ pub enum Request {
     TxnOffsetCommit(super::TxnOffsetCommitRequest),
     DescribeProducers(super::DescribeProducersRequest),
     WriteTxnMarkers(super::WriteTxnMarkersRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
     DescribeTransactions(super::DescribeTransactionsRequest),
     ListTransactions(super::ListTransactionsRequest),
 }
@@ -561,5 +562,24 @@ impl OffsetForLeaderEpochRequest {
         })?;
         r.tagged_fields(flex)?;
         Ok(OffsetForLeaderEpochRequest { partitions })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribeLogDirsRequest {
+    /// (topic, partitions); `None`: every partition.
+    pub topics: Option<Vec<(String, Vec<i32>)>>,
+}
+
+impl DescribeLogDirsRequest {
+    pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
+        let topics = r.nullable_array(flex, |r| {
+            let name = r.string(flex)?;
+            let parts = r.array(flex, |r| r.i32())?;
+            r.tagged_fields(flex)?;
+            Ok((name, parts))
+        })?;
+        r.tagged_fields(flex)?;
+        Ok(DescribeLogDirsRequest { topics })
     }
 }

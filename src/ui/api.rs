@@ -115,16 +115,19 @@ fn cluster(bootstrap: &str) -> Result<Value> {
             *per_broker.entry(p.leader_id.0).or_default() += 1;
         }
     }
+    let leaderless = per_broker.get(&-1).copied().unwrap_or(0);
+    let sizes = topic::partition_sizes(bootstrap)?;
+    let bytes = |id: i32| -> i64 { sizes.get(&id).map_or(0, |m| m.values().sum()) };
     let brokers: Vec<Value> = md
         .brokers
         .iter()
         .map(|b| {
             json!({"id": b.node_id.0, "host": b.host.to_string(), "port": b.port,
                    "rack": b.rack.as_ref().map(|r| r.to_string()),
-                   "leads": per_broker.get(&b.node_id.0).copied().unwrap_or(0)})
+                   "leads": per_broker.get(&b.node_id.0).copied().unwrap_or(0),
+                   "bytes": bytes(b.node_id.0)})
         })
         .collect();
-    let leaderless = per_broker.get(&-1).copied().unwrap_or(0);
     Ok(json!({
         "cluster_id": md.cluster_id.as_ref().map(|c| c.to_string()),
         "controller": md.controller_id.0,
@@ -202,6 +205,14 @@ fn topic_view(bootstrap: &str, name: &str, call: &Call<'_>) -> Result<Value> {
         .collect();
     let earliest = offsets(&md, name, &leaders, -2)?;
     let latest = offsets(&md, name, &leaders, -1)?;
+    let sizes = topic::partition_sizes(bootstrap)?;
+    let size = |p: i32, leader: i32| -> i64 {
+        sizes
+            .get(&leader)
+            .and_then(|m| m.get(&(name.to_string(), p)))
+            .copied()
+            .unwrap_or(-1)
+    };
     let rows: Vec<Value> = page
         .iter()
         .enumerate()
@@ -212,6 +223,7 @@ fn topic_view(bootstrap: &str, name: &str, call: &Call<'_>) -> Result<Value> {
             json!({"partition": p.partition_index, "leader": p.leader_id.0,
                    "earliest": earliest.get(i).map_or(-1, |x| x.1),
                    "latest": latest.get(i).map_or(-1, |x| x.1),
+                   "size": size(p.partition_index, p.leader_id.0),
                    "replicas": ids(&p.replica_nodes), "isr": ids(&p.isr_nodes)})
         })
         .collect();
