@@ -137,6 +137,22 @@ const fn api(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport {
     }
 }
 
+/// One (topic name, [partition index]) entry of a request, tagged fields after it.
+pub(crate) fn topic_partition(r: &mut Reader, flex: bool) -> wire::Result<(String, Vec<i32>)> {
+    let name = r.string(flex)?;
+    let parts = r.array(flex, |r| r.i32())?;
+    r.tagged_fields(flex)?;
+    Ok((name, parts))
+}
+
+/// An array of (topic name, [partition index]).
+pub(crate) fn topic_partitions(
+    r: &mut Reader,
+    flex: bool,
+) -> wire::Result<Vec<(String, Vec<i32>)>> {
+    r.array(flex, |r| topic_partition(r, flex))
+}
+
 /// A response string from anything string-like.
 pub fn str_bytes(v: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(v.into())

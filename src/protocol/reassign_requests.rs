@@ -37,12 +37,7 @@ pub struct ListReassignmentsRequest {
 impl ListReassignmentsRequest {
     pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
         let _timeout_ms = r.i32()?;
-        let topics = r.nullable_array(flex, |r| {
-            let name = r.string(flex)?;
-            let parts = r.array(flex, |r| r.i32())?;
-            r.tagged_fields(flex)?;
-            Ok((name, parts))
-        })?;
+        let topics = r.nullable_array(flex, |r| super::topic_partition(r, flex))?;
         r.tagged_fields(flex)?;
         Ok(ListReassignmentsRequest { topics })
     }

@@ -573,12 +573,7 @@ pub struct DescribeLogDirsRequest {
 
 impl DescribeLogDirsRequest {
     pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
-        let topics = r.nullable_array(flex, |r| {
-            let name = r.string(flex)?;
-            let parts = r.array(flex, |r| r.i32())?;
-            r.tagged_fields(flex)?;
-            Ok((name, parts))
-        })?;
+        let topics = r.nullable_array(flex, |r| super::topic_partition(r, flex))?;
         r.tagged_fields(flex)?;
         Ok(DescribeLogDirsRequest { topics })
     }

@@ -2,6 +2,7 @@
 //! the Java client 3.9 and kafkajs send (the client-side ones of AddPartitionsToTxn, v0-3).
 
 use super::group_requests::CommitPartition;
+use super::topic_partitions;
 use super::wire::{Reader, Result};
 
 /// The transactional producer every transaction request names.
@@ -20,16 +21,6 @@ impl TxnProducer {
             producer_epoch: r.i16()?,
         })
     }
-}
-
-/// An array of (topic name, [partition index]).
-fn topic_partitions(r: &mut Reader, flex: bool) -> Result<Vec<(String, Vec<i32>)>> {
-    r.array(flex, |r| {
-        let name = r.string(flex)?;
-        let parts = r.array(flex, |r| r.i32())?;
-        r.tagged_fields(flex)?;
-        Ok((name, parts))
-    })
 }
 
 #[derive(Debug, Clone)]
@@ -161,12 +152,7 @@ pub struct DescribeProducersRequest {
 
 impl DescribeProducersRequest {
     pub fn decode(r: &mut Reader, _v: i16, flex: bool) -> Result<Self> {
-        let topics = r.array(flex, |r| {
-            let name = r.string(flex)?;
-            let parts = r.array(flex, |r| r.i32())?;
-            r.tagged_fields(flex)?;
-            Ok((name, parts))
-        })?;
+        let topics = topic_partitions(r, flex)?;
         r.tagged_fields(flex)?;
         Ok(DescribeProducersRequest { topics })
     }
