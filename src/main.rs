@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write records (lines of standard input or a file) to a topic.
     Produce(shardlog::admin::produce::ProduceArgs),
     /// Read records of a topic and print them (values, a kcat-style format, or JSON).
@@ -379,7 +379,18 @@ impl ServeArgs {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Print every setting's effective value and where it came from.
-    Print(ServeArgs),
+    Print(Box<ServeArgs>),
+    /// The settings a running broker runs with (DescribeConfigs on the broker), each with
+    /// its value and whether it is the default.
+    Get {
+        /// Only these settings (default: all).
+        keys: Vec<String>,
+        /// The broker id to ask (default: the first broker in Metadata).
+        #[arg(long)]
+        broker: Option<i32>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -422,6 +433,17 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::warn!("{w}");
             }
             shardlog::broker::serve(st.broker)
+        }
+        Cmd::Config {
+            cmd:
+                ConfigCmd::Get {
+                    keys,
+                    broker,
+                    bootstrap,
+                },
+        } => {
+            init_logging("warn", LogFormat::Text);
+            shardlog::admin::configs::print_broker(&bootstrap, broker, &keys)
         }
         Cmd::Config {
             cmd: ConfigCmd::Print(a),

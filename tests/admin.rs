@@ -152,6 +152,17 @@ fn topic_cli_create_list_describe_delete() {
         &["topic", "add-partitions", "nope", "--partitions", "2"],
     );
     assert!(!ok && err.contains("does not exist"), "{err}");
+    // The running broker's settings, and which are its defaults.
+    let (ok, out, err) = cli(
+        &b,
+        &["config", "get", "num.partitions", "cores", "log.dirs"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("num.partitions\t1\tdefault"), "{out}");
+    assert!(out.contains("cores\t2\tbroker"), "{out}");
+    assert!(out.contains("log.dirs\t"), "{out}");
+    let (ok, _, err) = cli(&b, &["config", "get", "no.such.setting"]);
+    assert!(!ok && err.contains("has no setting"), "{err}");
 
     let (ok, out, err) = cli(&b, &["topic", "delete", "orders"]);
     assert!(ok && out.contains("deleted"), "{err}");

@@ -1,6 +1,7 @@
-//! `shardlog topic describe` (its configs part), `topic alter-config` and
-//! `topic add-partitions`: DescribeConfigs, IncrementalAlterConfigs and CreatePartitions on
-//! any broker (which passes the changes to the controller).
+//! `shardlog topic describe` (its configs part), `topic alter-config`,
+//! `topic add-partitions` and `config get` (a running broker's settings): DescribeConfigs,
+//! IncrementalAlterConfigs and CreatePartitions on any broker (which passes the changes to
+//! the controller).
 
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_partitions_request::{
@@ -158,4 +159,57 @@ pub fn add_partitions(bootstrap: &str, topic: &str, total: i32) -> Result<()> {
             r.error_message.as_deref().unwrap_or("")
         ),
     }
+}
+
+const BROKER: i8 = 4;
+
+/// Prints the settings a running broker runs with (all, or `keys`): DescribeConfigs on
+/// broker `broker` (default: the first in Metadata).
+pub fn print_broker(bootstrap: &str, broker: Option<i32>, keys: &[String]) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let id = match broker {
+        Some(id) => id,
+        None => {
+            let md = super::topic::metadata(&mut c, Some(Vec::new()))?;
+            md.brokers
+                .iter()
+                .map(|b| b.node_id.0)
+                .min()
+                .context("no broker in Metadata")?
+        }
+    };
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = BROKER;
+    res.resource_name = s(&id.to_string());
+    res.configuration_keys = (!keys.is_empty()).then(|| keys.iter().map(|k| s(k)).collect());
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.call(&req, 4)?;
+    let r = resp
+        .results
+        .first()
+        .context("empty DescribeConfigs answer")?;
+    if r.error_code != 0 {
+        bail!(
+            "configs of broker {id}: error {} {}",
+            r.error_code,
+            r.error_message.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(k) = keys
+        .iter()
+        .find(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
+    {
+        bail!("broker {id} has no setting {k:?}");
+    }
+    println!("SETTING\tVALUE\tSOURCE");
+    for c in &r.configs {
+        let value = if c.is_sensitive {
+            "(sensitive)"
+        } else {
+            c.value.as_deref().unwrap_or("")
+        };
+        println!("{}\t{value}\t{}", c.name, source_name(c.config_source));
+    }
+    Ok(())
 }

@@ -653,24 +653,40 @@ pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> Descr
                 }
             },
             BROKER => {
-                let entries = [
-                    ("broker.id", res.name.clone()),
-                    ("num.partitions", cfg.default_partitions.to_string()),
-                    (
-                        "auto.create.topics.enable",
-                        cfg.auto_create_topics.to_string(),
-                    ),
-                    ("log.segment.bytes", cfg.segment_bytes.to_string()),
-                    ("log.roll.ms", cfg.segment_ms.to_string()),
-                    ("message.max.bytes", cfg.message_max_bytes.to_string()),
-                    ("socket.request.max.bytes", cfg.max_frame_bytes.to_string()),
-                    ("log.dirs", cfg.data_dir.display().to_string()),
-                    ("default.replication.factor", "1".into()),
-                ];
-                for (k, v) in entries {
-                    if wanted(k) {
-                        r.configs.push(config_entry(k, v, SOURCE_STATIC_BROKER));
+                // Every setting the broker runs with, as the settings table shows it:
+                // "default" where it is the built-in value, else "broker" (static).
+                use crate::settings::{keys, LogFormat, Settings};
+                let settings = |broker: crate::config::BrokerConfig| Settings {
+                    broker,
+                    log_format: LogFormat::Text,
+                    log_level: String::new(),
+                };
+                let now = settings((**cfg).clone());
+                let defaults = settings(crate::config::BrokerConfig::default());
+                if wanted("broker.id") {
+                    r.configs.push(config_entry(
+                        "broker.id",
+                        res.name.clone(),
+                        SOURCE_STATIC_BROKER,
+                    ));
+                }
+                for (k, _, _, show) in keys() {
+                    // The process's logging is not the broker's to report.
+                    if k.starts_with("log.format") || *k == "log.level" || !wanted(k) {
+                        continue;
                     }
+                    let value = show(&now);
+                    let source = if value == show(&defaults) {
+                        SOURCE_DEFAULT
+                    } else {
+                        SOURCE_STATIC_BROKER
+                    };
+                    let mut e = config_entry(k, value, source);
+                    if k.contains("password") {
+                        e.value = None;
+                        e.is_sensitive = true;
+                    }
+                    r.configs.push(e);
                 }
             }
             other => {
