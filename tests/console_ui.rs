@@ -370,12 +370,8 @@ fn read_only_and_off_modes() {
 #[test]
 fn with_a_sasl_listener_the_console_logs_in_and_acls_apply() {
     let (b, _) = common::start_with_acls(1);
-    let admin = b.bootstrap();
-    let cli = |args: &[&str]| {
-        let mut a = args.to_vec();
-        a.extend(["--bootstrap", admin.as_str()]);
-        common::shardlog(&a)
-    };
+    // `common::cli` goes to `b.port`: the PLAINTEXT listener, where ANONYMOUS is a super user.
+    let cli = |args: &[&str]| common::cli(&b, args);
     cli(&["user", "create", "alice", "--password", "pw-alice"]);
     for t in ["seen", "hidden"] {
         cli(&["topic", "create", t]);

@@ -10,6 +10,7 @@ use kafka_protocol::messages::create_partitions_request::{
 use kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
 };
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
@@ -37,27 +38,40 @@ fn source_name(source: i8) -> &'static str {
     }
 }
 
-/// Every config of `topic`: (name, value, where it comes from), overrides first.
-pub fn topic_configs(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, &'static str)>> {
-    let mut c = Client::connect(bootstrap)?;
+/// DescribeConfigs (v4) of one resource (`keys`: only these), or the error naming `what`.
+fn describe(
+    c: &mut Client,
+    resource_type: i8,
+    name: &str,
+    keys: Option<&[String]>,
+    what: &str,
+) -> Result<DescribeConfigsResult> {
     let mut res = DescribeConfigsResource::default();
-    res.resource_type = TOPIC;
-    res.resource_name = s(topic);
-    res.configuration_keys = None;
+    res.resource_type = resource_type;
+    res.resource_name = s(name);
+    res.configuration_keys = keys.map(|ks| ks.iter().map(|k| s(k)).collect());
     let mut req = DescribeConfigsRequest::default();
     req.resources = vec![res];
-    let resp = c.call(&req, 4)?;
-    let r = resp
+    let r = c
+        .call(&req, 4)?
         .results
-        .first()
+        .into_iter()
+        .next()
         .context("empty DescribeConfigs answer")?;
     if r.error_code != 0 {
         bail!(
-            "configs of {topic}: error {} {}",
+            "{what}: error {} {}",
             r.error_code,
             r.error_message.as_deref().unwrap_or("")
         );
     }
+    Ok(r)
+}
+
+/// Every config of `topic`: (name, value, where it comes from), overrides first.
+pub fn topic_configs(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, &'static str)>> {
+    let mut c = Client::connect(bootstrap)?;
+    let r = describe(&mut c, TOPIC, topic, None, &format!("configs of {topic}"))?;
     let mut rows: Vec<(bool, String, String, &'static str)> = r
         .configs
         .iter()
@@ -178,24 +192,14 @@ pub fn print_broker(bootstrap: &str, broker: Option<i32>, keys: &[String]) -> Re
                 .context("no broker in Metadata")?
         }
     };
-    let mut res = DescribeConfigsResource::default();
-    res.resource_type = BROKER;
-    res.resource_name = s(&id.to_string());
-    res.configuration_keys = (!keys.is_empty()).then(|| keys.iter().map(|k| s(k)).collect());
-    let mut req = DescribeConfigsRequest::default();
-    req.resources = vec![res];
-    let resp = c.call(&req, 4)?;
-    let r = resp
-        .results
-        .first()
-        .context("empty DescribeConfigs answer")?;
-    if r.error_code != 0 {
-        bail!(
-            "configs of broker {id}: error {} {}",
-            r.error_code,
-            r.error_message.as_deref().unwrap_or("")
-        );
-    }
+    let only = (!keys.is_empty()).then_some(keys);
+    let r = describe(
+        &mut c,
+        BROKER,
+        &id.to_string(),
+        only,
+        &format!("configs of broker {id}"),
+    )?;
     if let Some(k) = keys
         .iter()
         .find(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))

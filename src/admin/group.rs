@@ -39,11 +39,8 @@ pub(super) fn coordinator(bootstrap: &str, group: &str) -> Result<Client> {
 
 /// Every group the brokers coordinate, with its state.
 pub fn list_groups(bootstrap: &str) -> Result<BTreeMap<String, String>> {
-    let mut c = Client::connect(bootstrap)?;
-    let md = metadata(&mut c, Some(Vec::new()))?;
     let mut rows = BTreeMap::new();
-    for b in &md.brokers {
-        let mut bc = Client::connect(&format!("{}:{}", b.host, b.port))?;
+    for (_, mut bc) in super::topic::every_broker(bootstrap)? {
         let resp = bc.call(&ListGroupsRequest::default(), 4)?;
         for g in resp.groups {
             rows.insert(g.group_id.0.to_string(), g.group_state.to_string());

@@ -228,6 +228,22 @@ pub fn describe(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
+/// A connection to every broker in Metadata, with its id (the requests each broker answers
+/// only for itself: ListGroups, ListTransactions, DescribeLogDirs).
+pub fn every_broker(bootstrap: &str) -> Result<Vec<(i32, Client)>> {
+    let mut c = Client::connect(bootstrap)?;
+    let md = metadata(&mut c, Some(Vec::new()))?;
+    md.brokers
+        .iter()
+        .map(|b| {
+            Ok((
+                b.node_id.0,
+                Client::connect(&format!("{}:{}", b.host, b.port))?,
+            ))
+        })
+        .collect()
+}
+
 /// (topic, partition) → bytes on disk.
 pub type Sizes = BTreeMap<(String, i32), i64>;
 
@@ -235,20 +251,13 @@ pub type Sizes = BTreeMap<(String, i32), i64>;
 /// there (leader or follower).
 pub fn partition_sizes(bootstrap: &str) -> Result<BTreeMap<i32, Sizes>> {
     use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
-    let mut c = Client::connect(bootstrap)?;
-    let md = metadata(&mut c, Some(Vec::new()))?;
     let mut out = BTreeMap::new();
-    for b in &md.brokers {
-        let mut bc = Client::connect(&format!("{}:{}", b.host, b.port))?;
+    for (id, mut bc) in every_broker(bootstrap)? {
         let mut req = DescribeLogDirsRequest::default();
         req.topics = None;
         let resp = bc.call(&req, 4)?;
         if resp.error_code != 0 {
-            bail!(
-                "DescribeLogDirs on broker {}: error {}",
-                b.node_id.0,
-                resp.error_code
-            );
+            bail!("DescribeLogDirs on broker {id}: error {}", resp.error_code);
         }
         let mut sizes = BTreeMap::new();
         for dir in resp.results {
@@ -258,7 +267,7 @@ pub fn partition_sizes(bootstrap: &str) -> Result<BTreeMap<i32, Sizes>> {
                 }
             }
         }
-        out.insert(b.node_id.0, sizes);
+        out.insert(id, sizes);
     }
     Ok(out)
 }

@@ -76,18 +76,15 @@ fn broker_addr(md: &MetadataResponse, id: i32) -> Option<String> {
 }
 
 pub fn list(bootstrap: &str, states: &[String]) -> Result<()> {
-    let mut c = Client::connect(bootstrap)?;
-    let md = metadata(&mut c, Some(Vec::new()))?;
     let mut rows: BTreeMap<String, (i32, i64, String)> = BTreeMap::new();
-    for b in &md.brokers {
-        let mut bc = Client::connect(&format!("{}:{}", b.host, b.port))?;
+    for (id, mut bc) in super::topic::every_broker(bootstrap)? {
         let mut req = ListTransactionsRequest::default();
         req.state_filters = states.iter().map(|x| s(x)).collect();
         let resp = bc.call(&req, 0)?;
         if resp.error_code != 0 {
             bail!(
                 "ListTransactions on broker {}: error {}",
-                b.node_id.0,
+                id,
                 resp.error_code
             );
         }
@@ -104,11 +101,7 @@ pub fn list(bootstrap: &str, states: &[String]) -> Result<()> {
         for t in resp.transaction_states {
             rows.insert(
                 t.transactional_id.0.to_string(),
-                (
-                    b.node_id.0,
-                    t.producer_id.0,
-                    t.transaction_state.to_string(),
-                ),
+                (id, t.producer_id.0, t.transaction_state.to_string()),
             );
         }
     }
