@@ -46,7 +46,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: shardlog::admin::txn::TxnCmd,
     },
-    /// Show the effective broker configuration.
+    /// Show the broker configuration; change its dynamic settings on a running broker.
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
@@ -391,6 +391,22 @@ enum ConfigCmd {
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap: String,
     },
+    /// Change dynamic settings of a running broker (IncrementalAlterConfigs on the broker
+    /// resource): stored with the cluster's metadata, kept across restarts, applied at once
+    /// to every partition whose topic does not override them. `config get` marks which
+    /// settings are dynamic.
+    Set {
+        /// KEY=VALUE to set (e.g. log.retention.ms=3600000).
+        set: Vec<String>,
+        /// KEY whose dynamic value to remove (the static setting applies again; repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+        /// Only the node of this broker id (default: every broker, Kafka's `<default>`).
+        #[arg(long)]
+        broker: Option<i32>,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+    },
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -444,6 +460,22 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             init_logging("warn", LogFormat::Text);
             shardlog::admin::configs::print_broker(&bootstrap, broker, &keys)
+        }
+        Cmd::Config {
+            cmd:
+                ConfigCmd::Set {
+                    set,
+                    delete,
+                    broker,
+                    bootstrap,
+                },
+        } => {
+            init_logging("warn", LogFormat::Text);
+            if set.is_empty() && delete.is_empty() {
+                anyhow::bail!("nothing to change: give KEY=VALUE or --delete KEY");
+            }
+            let set = shardlog::admin::cli::key_values(&set, "")?;
+            shardlog::admin::configs::alter_broker(&bootstrap, broker, &set, &delete)
         }
         Cmd::Config {
             cmd: ConfigCmd::Print(a),

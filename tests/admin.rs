@@ -331,3 +331,138 @@ fn offsets_for_times_and_auto_create_setting() {
         .expect("watermarks");
     assert_eq!((lo, hi), (0, 10));
 }
+
+/// Sends one record of `size` bytes to partition 0 of `topic`: Kafka's error code, if any.
+fn send_sized(b: &Broker, topic: &str, size: usize) -> Option<RDKafkaErrorCode> {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    let payload = vec![b'x'; size];
+    let sent = block_on(
+        p.send_result(
+            FutureRecord::<(), _>::to(topic)
+                .partition(0)
+                .payload(&payload),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue"),
+    )
+    .expect("not cancelled");
+    sent.err().and_then(|(e, _)| e.rdkafka_error_code())
+}
+
+#[test]
+fn dynamic_broker_settings_apply_at_once_and_outlive_a_restart() {
+    let mut b = Broker::start(2);
+    let (ok, _, err) = cli(&b, &["topic", "create", "dyn", "--partitions", "1"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&b, &["config", "get", "message.max.bytes", "cores"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("message.max.bytes\t1048588\tdefault\tyes"),
+        "{out}"
+    );
+    assert!(out.contains("cores\t2\tbroker\tno"), "{out}");
+    assert_eq!(send_sized(&b, "dyn", 5000), None);
+
+    // Cluster-wide: every partition whose topic does not override it, at once.
+    let (ok, out, err) = cli(&b, &["config", "set", "message.max.bytes=2000"]);
+    assert!(
+        ok && out.contains("every broker: message.max.bytes=2000"),
+        "{err}"
+    );
+    let (_, out, _) = cli(&b, &["topic", "describe", "dyn"]);
+    assert!(
+        out.contains("max.message.bytes\t2000\tcluster (dynamic)"),
+        "{out}"
+    );
+    assert_eq!(
+        send_sized(&b, "dyn", 5000),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    assert_eq!(send_sized(&b, "dyn", 100), None);
+
+    // Refusals name the reason; nothing changes.
+    let (ok, _, err) = cli(&b, &["config", "set", "cores=4"]);
+    assert!(
+        !ok && err.contains("cannot be changed on a running broker"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&b, &["config", "set", "log.retention.ms=-7"]);
+    assert!(!ok && err.contains("must be -1 or more"), "{err}");
+    let (ok, _, err) = cli(&b, &["config", "set", "no.such.setting=1"]);
+    assert!(!ok && err.contains("unknown broker setting"), "{err}");
+    let (ok, _, err) = cli(
+        &b,
+        &["config", "set", "--broker", "99", "log.retention.ms=1"],
+    );
+    assert!(!ok && err.contains("no broker 99"), "{err}");
+    let (ok, _, err) = cli(&b, &["config", "set", "message.max.bytes"]);
+    assert!(!ok && err.contains("is not KEY=VALUE"), "{err}");
+
+    // Per broker (its node): above the cluster-wide value.
+    let (ok, _, err) = cli(
+        &b,
+        &["config", "set", "--broker", "1", "message.max.bytes=3000"],
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&b, &["config", "get", "--broker", "0", "message.max.bytes"]);
+    assert!(
+        out.contains("message.max.bytes\t3000\tbroker (dynamic)\tyes"),
+        "{out}"
+    );
+
+    // librdkafka's AlterConfigs (the whole set of the cluster-wide entity replaced).
+    let a = admin(&b);
+    let r = block_on(a.alter_configs(
+        &[AlterConfig::new(ResourceSpecifier::Broker(0)).set("log.retention.ms", "3600000")],
+        &opts(),
+    ))
+    .expect("alter broker");
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let described = block_on(a.describe_configs(&[ResourceSpecifier::Broker(0)], &opts()))
+        .expect("describe broker");
+    let entry = |k: &str| {
+        described[0]
+            .as_ref()
+            .expect("broker")
+            .entries
+            .iter()
+            .find(|e| e.name == k)
+            .map(|e| (e.value.clone().unwrap_or_default(), e.is_read_only))
+            .expect(k)
+    };
+    assert_eq!(entry("log.retention.ms"), ("3600000".to_string(), false));
+    assert!(entry("cores").1);
+    // AlterConfigs replaced broker 0's set: its message.max.bytes is the cluster's again.
+    assert_eq!(entry("message.max.bytes").0, "2000");
+    drop(a);
+
+    // Kept with the catalog: the same after a restart.
+    b.restart();
+    let (_, out, _) = cli(
+        &b,
+        &["config", "get", "message.max.bytes", "log.retention.ms"],
+    );
+    assert!(
+        out.contains("message.max.bytes\t2000\tcluster (dynamic)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("log.retention.ms\t3600000\tbroker (dynamic)"),
+        "{out}"
+    );
+    assert_eq!(
+        send_sized(&b, "dyn", 5000),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    // Removed: the static setting applies again.
+    let (ok, _, err) = cli(&b, &["config", "set", "--delete", "message.max.bytes"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&b, &["topic", "describe", "dyn"]);
+    assert!(out.contains("max.message.bytes\t1048588\tdefault"), "{out}");
+    assert_eq!(send_sized(&b, "dyn", 5000), None);
+}

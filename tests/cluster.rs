@@ -624,6 +624,43 @@ fn partitions_and_configs_change_through_the_quorum_from_any_node() {
     }
     let described = common::cli(&c.nodes[2], &["topic", "describe", "grows"]);
     assert!(described.contains("partitions 5"), "{described}");
+
+    // Dynamic broker settings go through the quorum too: cluster-wide from one node, for
+    // one node from another; each broker reports what it runs with.
+    common::cli(&c.nodes[1], &["config", "set", "log.retention.ms=7200000"]);
+    common::cli(
+        &c.nodes[0],
+        &[
+            "config",
+            "set",
+            "--broker",
+            "3072",
+            "log.retention.ms=60000",
+        ],
+    );
+    c.wait_for(&[0, 1, 2], "the dynamic settings everywhere", |v| {
+        v.iter().all(|v| {
+            let d = &v["image"]["broker_configs"];
+            d["cluster"]["log.retention.ms"] == "7200000"
+                && d["nodes"]["3"]["log.retention.ms"] == "60000"
+        })
+    });
+    let node1 = common::cli(
+        &c.nodes[2],
+        &["config", "get", "--broker", "1024", "log.retention.ms"],
+    );
+    assert!(
+        node1.contains("log.retention.ms\t7200000\tcluster (dynamic)"),
+        "{node1}"
+    );
+    let node3 = common::cli(
+        &c.nodes[0],
+        &["config", "get", "--broker", "3072", "log.retention.ms"],
+    );
+    assert!(
+        node3.contains("log.retention.ms\t60000\tbroker (dynamic)"),
+        "{node3}"
+    );
 }
 
 #[test]

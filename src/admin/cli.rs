@@ -117,12 +117,15 @@ pub enum GroupCmd {
     ResetOffsets(reset::ResetArgs),
 }
 
-fn key_values(kvs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+pub fn key_values(kvs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
     kvs.iter()
         .map(|kv| {
             kv.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--{flag} {kv:?} is not KEY=VALUE"))
+                .with_context(|| match flag {
+                    "" => format!("{kv:?} is not KEY=VALUE"),
+                    f => format!("--{f} {kv:?} is not KEY=VALUE"),
+                })
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! `shardlog topic describe` (its configs part), `topic alter-config`,
-//! `topic add-partitions` and `config get` (a running broker's settings): DescribeConfigs,
+//! `topic add-partitions`, `config get` (a running broker's settings) and `config set` (its
+//! dynamic settings): DescribeConfigs,
 //! IncrementalAlterConfigs and CreatePartitions on any broker (which passes the changes to
 //! the controller).
 
@@ -31,7 +32,8 @@ fn s(v: &str) -> StrBytes {
 fn source_name(source: i8) -> &'static str {
     match source {
         1 => "topic",
-        2 | 3 => "broker (dynamic)",
+        2 => "broker (dynamic)",
+        3 => "cluster (dynamic)",
         4 => "broker",
         5 => "default",
         _ => "unknown",
@@ -98,17 +100,18 @@ pub fn print_topic(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sets `set` and removes `delete` on `topic` in one request.
-pub fn alter_topic(
-    bootstrap: &str,
-    topic: &str,
+/// Sets `set` and removes `delete` on one resource in one IncrementalAlterConfigs
+/// request; `Err` holds Kafka's error code and message.
+fn alter(
+    c: &mut Client,
+    resource_type: i8,
+    resource: &str,
     set: &[(String, String)],
     delete: &[String],
-) -> Result<()> {
-    let mut c = Client::connect(bootstrap)?;
+) -> Result<std::result::Result<(), (i16, String)>> {
     let mut res = AlterConfigsResource::default();
-    res.resource_type = TOPIC;
-    res.resource_name = s(topic);
+    res.resource_type = resource_type;
+    res.resource_name = s(resource);
     for (k, v) in set {
         let mut a = AlterableConfig::default();
         a.name = s(k);
@@ -130,19 +133,55 @@ pub fn alter_topic(
         .responses
         .first()
         .context("empty IncrementalAlterConfigs answer")?;
-    match r.error_code {
-        0 => {}
-        3 => bail!("topic {topic} does not exist"),
-        code => bail!(
-            "{topic}: configs not changed: error {code} {}",
-            r.error_message.as_deref().unwrap_or("")
-        ),
+    Ok(match r.error_code {
+        0 => Ok(()),
+        code => Err((code, r.error_message.as_deref().unwrap_or("").to_string())),
+    })
+}
+
+/// Sets `set` and removes `delete` on `topic` in one request.
+pub fn alter_topic(
+    bootstrap: &str,
+    topic: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    match alter(&mut c, TOPIC, topic, set, delete)? {
+        Ok(()) => {}
+        Err((3, _)) => bail!("topic {topic} does not exist"),
+        Err((code, msg)) => bail!("{topic}: configs not changed: error {code} {msg}"),
     }
     for (k, v) in set {
         println!("{topic}: {k}={v}");
     }
     for k in delete {
         println!("{topic}: {k} removed (the default applies)");
+    }
+    Ok(())
+}
+
+/// Changes dynamic broker settings on a running cluster: on every node (`broker: None`,
+/// Kafka's `<default>` entity) or on the node of broker id `broker`.
+pub fn alter_broker(
+    bootstrap: &str,
+    broker: Option<i32>,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let (resource, who) = match broker {
+        None => (String::new(), "every broker".to_string()),
+        Some(id) => (id.to_string(), format!("broker {id}")),
+    };
+    if let Err((code, msg)) = alter(&mut c, BROKER, &resource, set, delete)? {
+        bail!("settings not changed ({who}): error {code} {msg}");
+    }
+    for (k, v) in set {
+        println!("{who}: {k}={v}");
+    }
+    for k in delete {
+        println!("{who}: {k} removed (the static setting applies)");
     }
     Ok(())
 }
@@ -181,17 +220,21 @@ const BROKER: i8 = 4;
 /// broker `broker` (default: the first in Metadata).
 pub fn print_broker(bootstrap: &str, broker: Option<i32>, keys: &[String]) -> Result<()> {
     let mut c = Client::connect(bootstrap)?;
+    // Each broker reports its own settings: ask that one.
+    let md = super::topic::metadata(&mut c, Some(Vec::new()))?;
     let id = match broker {
         Some(id) => id,
-        None => {
-            let md = super::topic::metadata(&mut c, Some(Vec::new()))?;
-            md.brokers
-                .iter()
-                .map(|b| b.node_id.0)
-                .min()
-                .context("no broker in Metadata")?
-        }
+        None => md
+            .brokers
+            .iter()
+            .map(|b| b.node_id.0)
+            .min()
+            .context("no broker in Metadata")?,
     };
+    let Some(b) = md.brokers.iter().find(|b| b.node_id.0 == id) else {
+        bail!("no broker {id} in this cluster");
+    };
+    let mut c = Client::connect(&format!("{}:{}", b.host.as_str(), b.port))?;
     let only = (!keys.is_empty()).then_some(keys);
     let r = describe(
         &mut c,
@@ -206,14 +249,19 @@ pub fn print_broker(bootstrap: &str, broker: Option<i32>, keys: &[String]) -> Re
     {
         bail!("broker {id} has no setting {k:?}");
     }
-    println!("SETTING\tVALUE\tSOURCE");
+    println!("SETTING\tVALUE\tSOURCE\tDYNAMIC");
     for c in &r.configs {
         let value = if c.is_sensitive {
             "(sensitive)"
         } else {
             c.value.as_deref().unwrap_or("")
         };
-        println!("{}\t{value}\t{}", c.name, source_name(c.config_source));
+        let dynamic = if c.read_only { "no" } else { "yes" };
+        println!(
+            "{}\t{value}\t{}\t{dynamic}",
+            c.name,
+            source_name(c.config_source)
+        );
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions (run by the controller,
-//! shard 0) and DescribeConfigs (answered from any shard's catalog copy).
+//! shard 0). Configs are `configs`'s.
 //!
 //! Invariant: the controller changes the catalog under its admin lock, persists it, and
 //! applies it on every shard (awaiting each) before answering, so a topic that a response
@@ -18,21 +18,14 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::delete_topics_response::{
     DeletableTopicResult, DeleteTopicsResponse,
 };
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
-};
 use kafka_protocol::messages::TopicName;
 use tracing::{error, info};
 
-use super::catalog::{
-    topic_config_defaults, valid_topic_name, validate_topic_config, Catalog, TopicMeta,
-};
+use super::catalog::{valid_topic_name, validate_topic_config, Catalog, TopicMeta};
 use super::errors;
 use super::router::{Call, Reply};
 use super::shard::Shard;
-use crate::protocol::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-};
+use crate::protocol::{CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest};
 
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -48,7 +41,7 @@ pub struct TopicResult {
 }
 
 impl TopicResult {
-    fn err(name: &str, error: i16, message: impl Into<String>) -> Self {
+    pub(super) fn err(name: &str, error: i16, message: impl Into<String>) -> Self {
         TopicResult {
             name: name.to_string(),
             error,
@@ -59,10 +52,12 @@ impl TopicResult {
     }
 }
 
-/// Persists `cat` and installs it on every shard, in shard order.
 /// Persists `cat` and has every shard apply it. `Ok` holds the partitions some shard could
 /// not open, as (topic, "partition: error").
-async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<Vec<(String, String)>, String> {
+pub(super) async fn publish(
+    shard: &Rc<Shard>,
+    cat: Catalog,
+) -> Result<Vec<(String, String)>, String> {
     let dir = &shard.cfg.data_dir;
     let persisted = super::disk_space::with_reserve(dir, || {
         cat.persist(dir).map_err(|e| match e {
@@ -91,7 +86,10 @@ async fn publish(shard: &Rc<Shard>, cat: Catalog) -> Result<Vec<(String, String)
 
 /// Marks the results of topics with partitions that could not be opened as failed: a
 /// create never answers success for a partition it cannot serve.
-fn mark_unopened(results: &mut [TopicResult], published: Result<Vec<(String, String)>, String>) {
+pub(super) fn mark_unopened(
+    results: &mut [TopicResult],
+    published: Result<Vec<(String, String)>, String>,
+) {
     match published {
         Err(e) => {
             for r in results.iter_mut().filter(|r| r.error == errors::NONE) {
@@ -350,154 +348,6 @@ pub async fn controller_create_partitions(
     results
 }
 
-/// Runs on the controller: applies AlterConfigs / IncrementalAlterConfigs to topic overrides.
-pub async fn controller_alter_configs(
-    shard: &Rc<Shard>,
-    req: crate::protocol::AlterConfigsRequest,
-) -> Vec<TopicResult> {
-    let _guard = shard.admin_lock.lock().await;
-    let clustered = shard.proposer.is_some();
-    let mut cat = (*shard.catalog()).clone();
-    let mut results = Vec::new();
-    let mut changed = false;
-    for res in req.resources {
-        let name = res.name.clone();
-        if res.resource_type != TOPIC {
-            results.push(TopicResult::err(
-                &name,
-                errors::INVALID_REQUEST,
-                "only topic configs can be altered; broker settings are static (--config, SHARDLOG_*, flags)",
-            ));
-            continue;
-        }
-        let Some(meta) = cat.topics.get_mut(&name) else {
-            results.push(TopicResult::err(
-                &name,
-                errors::UNKNOWN_TOPIC_OR_PARTITION,
-                "unknown topic",
-            ));
-            continue;
-        };
-        let mut configs = if req.incremental {
-            meta.configs.clone()
-        } else {
-            Default::default()
-        };
-        let mut bad = None;
-        for (k, op, v) in &res.configs {
-            match (op, v) {
-                (0, Some(v)) => match validate_topic_config(k, v) {
-                    Ok(()) => {
-                        configs.insert(k.clone(), v.clone());
-                    }
-                    Err(e) => bad = Some(e),
-                },
-                (1, _) | (0, None) => {
-                    configs.remove(k);
-                }
-                _ => {
-                    bad = Some(format!(
-                        "operation {op} on {k} is not supported (only SET and DELETE)"
-                    ))
-                }
-            }
-        }
-        if let Some(msg) = bad {
-            results.push(TopicResult::err(&name, errors::INVALID_CONFIG, msg));
-            continue;
-        }
-        if clustered && !req.validate_only {
-            results.push(super::cluster_link::set_configs(shard, &name, configs).await);
-            continue;
-        }
-        if !req.validate_only && configs != meta.configs {
-            info!(topic = %name, ?configs, "altering topic configs");
-            meta.configs = configs;
-            changed = true;
-        }
-        results.push(TopicResult {
-            name,
-            error: errors::NONE,
-            message: None,
-            id: meta.id,
-            partitions: meta.partitions,
-        });
-    }
-    if changed {
-        mark_unopened(&mut results, publish(shard, cat).await);
-    }
-    results
-}
-
-/// Fills an AlterConfigs-shaped response (both APIs share the field names).
-macro_rules! alter_response {
-    ($resp:ty, $item:ty, $results:expr) => {{
-        let mut resp = <$resp>::default();
-        for (t, name, code, msg) in $results {
-            let mut x = <$item>::default();
-            x.resource_type = t;
-            x.resource_name = s(name);
-            x.error_code = code;
-            x.error_message = msg.map(s);
-            resp.responses.push(x);
-        }
-        resp
-    }};
-}
-
-pub async fn alter_configs_classic(
-    shard: &Rc<Shard>,
-    req: crate::protocol::AlterConfigsRequest,
-) -> kafka_protocol::messages::AlterConfigsResponse {
-    use kafka_protocol::messages::alter_configs_response::{
-        AlterConfigsResourceResponse, AlterConfigsResponse,
-    };
-    alter_response!(
-        AlterConfigsResponse,
-        AlterConfigsResourceResponse,
-        alter_configs(shard, req).await
-    )
-}
-
-pub async fn incremental_alter_configs(
-    shard: &Rc<Shard>,
-    req: crate::protocol::AlterConfigsRequest,
-) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
-    use kafka_protocol::messages::incremental_alter_configs_response::{
-        AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
-    };
-    alter_response!(
-        IncrementalAlterConfigsResponse,
-        AlterConfigsResourceResponse,
-        alter_configs(shard, req).await
-    )
-}
-
-/// AlterConfigs / IncrementalAlterConfigs results: (resource type, name, error, message).
-async fn alter_configs(
-    shard: &Rc<Shard>,
-    req: crate::protocol::AlterConfigsRequest,
-) -> Vec<(i8, String, i16, Option<String>)> {
-    let resources: Vec<(i8, String)> = req
-        .resources
-        .iter()
-        .map(|r| (r.resource_type, r.name.clone()))
-        .collect();
-    let results = on_controller(shard, Call::AlterConfigs(req)).await;
-    resources
-        .into_iter()
-        .map(|(t, name)| {
-            let r = result_for(
-                &results,
-                &name,
-                errors::UNKNOWN_SERVER_ERROR,
-                "controller unavailable",
-            );
-            (t, name, r.error, r.message)
-        })
-        .collect()
-}
-
 /// Runs `call` on the controller (directly when this shard is the controller).
 pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
     if shard.id == CONTROLLER {
@@ -505,7 +355,7 @@ pub async fn on_controller(shard: &Rc<Shard>, call: Call) -> Vec<TopicResult> {
             Call::CreateTopics(r) => controller_create(shard, r).await,
             Call::DeleteTopics(n) => controller_delete(shard, n).await,
             Call::CreatePartitions(r) => controller_create_partitions(shard, r).await,
-            Call::AlterConfigs(r) => controller_alter_configs(shard, r).await,
+            Call::AlterConfigs(r) => super::configs::controller_alter_configs(shard, r).await,
             _ => Vec::new(),
         }
     } else {
@@ -607,94 +457,6 @@ pub async fn create_partitions(
         t.error_code = r.error;
         t.error_message = r.message.map(s);
         resp.results.push(t);
-    }
-    resp
-}
-
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-fn config_entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
-    let mut c = DescribeConfigsResourceResult::default();
-    c.name = s(name);
-    c.value = Some(s(value));
-    c.config_source = source;
-    c
-}
-
-pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let cat = shard.catalog();
-    let cfg = &shard.cfg;
-    let mut resp = DescribeConfigsResponse::default();
-    for res in req.resources {
-        let mut r = DescribeConfigsResult::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = s(res.name.clone());
-        let wanted = |k: &str| res.keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k));
-        match res.resource_type {
-            TOPIC => match cat.topics.get(&res.name) {
-                None => {
-                    r.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
-                    r.error_message = Some(s("unknown topic"));
-                }
-                Some(meta) => {
-                    for (k, default) in topic_config_defaults(cfg) {
-                        if !wanted(k) {
-                            continue;
-                        }
-                        r.configs.push(match meta.configs.get(k) {
-                            Some(v) => config_entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC),
-                            None => config_entry(k, default, SOURCE_DEFAULT),
-                        });
-                    }
-                }
-            },
-            BROKER => {
-                // Every setting the broker runs with, as the settings table shows it:
-                // "default" where it is the built-in value, else "broker" (static).
-                use crate::settings::{keys, LogFormat, Settings};
-                let settings = |broker: crate::config::BrokerConfig| Settings {
-                    broker,
-                    log_format: LogFormat::Text,
-                    log_level: String::new(),
-                };
-                let now = settings((**cfg).clone());
-                let defaults = settings(crate::config::BrokerConfig::default());
-                if wanted("broker.id") {
-                    r.configs.push(config_entry(
-                        "broker.id",
-                        res.name.clone(),
-                        SOURCE_STATIC_BROKER,
-                    ));
-                }
-                for (k, _, _, show) in keys() {
-                    // The process's logging is not the broker's to report.
-                    if k.starts_with("log.format") || *k == "log.level" || !wanted(k) {
-                        continue;
-                    }
-                    let value = show(&now);
-                    let source = if value == show(&defaults) {
-                        SOURCE_DEFAULT
-                    } else {
-                        SOURCE_STATIC_BROKER
-                    };
-                    let mut e = config_entry(k, value, source);
-                    if k.contains("password") {
-                        e.value = None;
-                        e.is_sensitive = true;
-                    }
-                    r.configs.push(e);
-                }
-            }
-            other => {
-                r.error_code = errors::INVALID_REQUEST;
-                r.error_message = Some(s(format!("resource type {other} is not supported")));
-            }
-        }
-        resp.results.push(r);
     }
     resp
 }

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::config::BrokerConfig;
 use crate::log::LogConfig;
+use crate::settings::dynamic::DynamicConfigs;
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -158,6 +159,10 @@ pub struct Catalog {
     /// SCRAM credentials (from `security.json` on a single node, the quorum in a cluster).
     #[serde(skip)]
     pub security: Arc<crate::security::store::SecurityState>,
+    /// Dynamic broker settings (kept in `catalog.json` on a single node; from the quorum in
+    /// a cluster).
+    #[serde(default, skip_serializing_if = "DynamicConfigs::is_empty")]
+    pub dynamic: DynamicConfigs,
 }
 
 const FILE: &str = "catalog.json";
@@ -188,6 +193,26 @@ pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> 
         ("flush.ms", cfg.flush_ms.to_string()),
         ("flush.messages", cfg.flush_messages.to_string()),
     ]
+}
+
+/// The broker setting a topic config inherits when the topic does not override it.
+pub fn broker_key(topic_key: &str) -> Option<&'static str> {
+    Some(match topic_key {
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "flush.policy" => "log.flush.policy",
+        "flush.ms" => "log.flush.interval.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        _ => return None,
+    })
 }
 
 /// Checks a topic config override; `Err` says why it is refused.
@@ -258,6 +283,7 @@ impl Catalog {
                     topics: BTreeMap::new(),
                     cluster: None,
                     security: Default::default(),
+                    dynamic: Default::default(),
                 };
                 c.persist(data_dir)?;
                 Ok(c)

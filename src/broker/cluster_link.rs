@@ -86,6 +86,7 @@ pub fn catalog_from_view(view: &View, cluster_id: &str) -> Catalog {
         },
         topics,
         security: Arc::new(view.image.security.clone()),
+        dynamic: view.image.broker_configs.clone(),
         cluster: Some(ClusterMap {
             local: view.node_id,
             controller: view.controller,
@@ -171,6 +172,20 @@ async fn import(shard: &Rc<Shard>, local: &Catalog) {
     };
     let node = shard.cfg.node_id;
     let mut all_in = true;
+    let dynamic = &local.dynamic.cluster;
+    if !dynamic.is_empty() && shard.cluster.get().image.broker_configs.cluster.is_empty() {
+        let cmd = Command::SetBrokerConfigs {
+            node: None,
+            configs: dynamic.clone(),
+        };
+        match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+            Ok(Outcome::Done) => info!("imported the single node's dynamic broker settings"),
+            other => {
+                warn!("dynamic broker settings not imported: {other:?}");
+                all_in = false;
+            }
+        }
+    }
     for (name, meta) in &local.topics {
         // Waits (bounded by the proposal's deadline) for the quorum's view of the topic.
         if shard.cluster.get().image.topics.contains_key(name) {
@@ -212,7 +227,7 @@ async fn import(shard: &Rc<Shard>, local: &Catalog) {
     }
     // Imported once: the quorum is the source from now on, so a topic deleted through it
     // does not come back from this file at the next start (the cluster id stays).
-    if all_in && !local.topics.is_empty() {
+    if all_in && !(local.topics.is_empty() && local.dynamic.is_empty()) {
         let emptied = Catalog {
             cluster_id: local.cluster_id.clone(),
             ..Default::default()
@@ -412,6 +427,31 @@ pub async fn set_configs(
             );
             let t = shard.cluster.get().image.topics.get(name).cloned();
             result(name, errors::NONE, None, t.as_ref())
+        }
+        other => refused(name, other),
+    }
+}
+
+/// Replaces the dynamic broker settings of every node (`node: None`) or one, through the
+/// quorum; `name` is the broker resource the request named.
+pub async fn set_broker_configs(
+    shard: &Rc<Shard>,
+    name: &str,
+    node: Option<u64>,
+    configs: std::collections::BTreeMap<String, String>,
+) -> TopicResult {
+    let proposer = match proposer(shard, name) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let cmd = Command::SetBrokerConfigs { node, configs };
+    match proposer.propose(cmd, PROPOSE_DEADLINE).await {
+        Ok(Outcome::Done) => {
+            info!(
+                broker = name,
+                "altered dynamic broker settings through the metadata quorum"
+            );
+            result(name, errors::NONE, None, None)
         }
         other => refused(name, other),
     }

@@ -286,7 +286,7 @@ pub async fn dispatch(
                 }
                 ok
             });
-            let mut resp = admin::describe_configs(shard, r);
+            let mut resp = super::configs::describe_configs(shard, r);
             for (t, n) in denied {
                 resp.results.push(
                     describe_configs_response::DescribeConfigsResult::default()
@@ -325,7 +325,7 @@ pub async fn dispatch(
                     })
             };
             if r.incremental {
-                let mut resp = admin::incremental_alter_configs(shard, r).await;
+                let mut resp = super::configs::incremental_alter_configs(shard, r).await;
                 for d in denied {
                     let x = refused(d);
                     resp.responses.push(
@@ -337,7 +337,7 @@ pub async fn dispatch(
                 }
                 encode_response(k, v, c, &resp)?
             } else {
-                let mut resp = admin::alter_configs_classic(shard, r).await;
+                let mut resp = super::configs::alter_configs_classic(shard, r).await;
                 resp.responses.extend(denied.into_iter().map(refused));
                 encode_response(k, v, c, &resp)?
             }

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod authn;
 pub mod catalog;
 pub mod cluster_link;
+pub mod configs;
 pub mod connection;
 pub mod disk_space;
 pub mod dispatch;

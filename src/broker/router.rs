@@ -100,7 +100,9 @@ async fn handle(shard: &Rc<Shard>, call: Call) -> Reply {
         Call::DeleteRecords(q) => Reply::ListOffsets(list_offsets::delete_records_local(shard, q)),
         Call::Metrics => Reply::Metrics(Box::new(shard.snapshot())),
         Call::WriteMarkers(m) => Reply::Codes(super::txn_markers::markers_local(shard, m).await),
-        Call::AlterConfigs(req) => Reply::Topics(admin::controller_alter_configs(shard, req).await),
+        Call::AlterConfigs(req) => {
+            Reply::Topics(super::configs::controller_alter_configs(shard, req).await)
+        }
         Call::Apply(cat) => Reply::Applied(shard.apply_catalog(cat).await),
         Call::AlterSecurity(c) => Reply::Security(super::users::controller_apply(shard, c).await),
     }

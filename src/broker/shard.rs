@@ -43,7 +43,10 @@ pub struct Shard {
     /// Follower progress (partitions led here) and fetchers (partitions followed here).
     pub replication: crate::replication::ShardReplication,
     pub nshards: usize,
+    /// The static settings (file, environment, flags).
     pub cfg: Arc<BrokerConfig>,
+    /// `cfg` under the catalog's dynamic settings, recomputed with each catalog.
+    effective: RefCell<Arc<BrokerConfig>>,
     catalog: RefCell<Arc<Catalog>>,
     logs: RefCell<HashMap<PartitionKey, Log, RandomState>>,
     /// Fired after any append on this shard: wakes long-polling fetches.
@@ -110,6 +113,7 @@ impl Shard {
             http_conns,
             id,
             nshards: cfg.cores,
+            effective: RefCell::new(cfg.clone()),
             cfg,
             catalog: RefCell::new(catalog),
             logs: RefCell::new(HashMap::default()),
@@ -156,6 +160,11 @@ impl Shard {
             .collect()
     }
 
+    /// The settings in force: the static ones under the dynamic ones.
+    pub fn settings(&self) -> Arc<BrokerConfig> {
+        self.effective.borrow().clone()
+    }
+
     /// Sends `call` to shard `to` and waits for its reply.
     pub async fn call(&self, to: usize, call: Call) -> Option<Reply> {
         self.send(to, call).await?.await.ok()
@@ -183,11 +192,17 @@ impl Shard {
     /// and deletes logs of topics that are gone.
     pub async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Vec<(String, String)> {
         let mut failed = Vec::new();
+        let effective = if catalog.dynamic.is_empty() {
+            self.cfg.clone()
+        } else {
+            Arc::new(catalog.dynamic.effective(&self.cfg, self.cfg.node_id))
+        };
+        *self.effective.borrow_mut() = effective.clone();
         let wanted: Vec<(PartitionKey, crate::log::LogConfig)> = catalog
             .topics
             .iter()
             .flat_map(|(name, meta)| {
-                let lc = log_config(&self.cfg, meta);
+                let lc = log_config(&effective, meta);
                 (0..meta.partitions)
                     .filter(|p| catalog.hosted(name, *p, self.nshards) == Some(self.id))
                     .map(move |p| ((name.clone(), p), lc.clone()))

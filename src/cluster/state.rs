@@ -146,6 +146,11 @@ pub enum Command {
         name: String,
         configs: BTreeMap<String, String>,
     },
+    /// Dynamic broker settings of every node (`node: None`) or one, replaced whole.
+    SetBrokerConfigs {
+        node: Option<NodeId>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What applying a command answered.
@@ -194,6 +199,9 @@ pub struct Image {
     /// SCRAM credentials.
     #[serde(default)]
     pub security: crate::security::store::SecurityState,
+    /// Dynamic broker settings (cluster-wide and per node).
+    #[serde(default)]
+    pub broker_configs: crate::settings::dynamic::DynamicConfigs,
 }
 
 impl Image {
@@ -303,6 +311,16 @@ impl Image {
                 }
                 None => Outcome::NoSuchTopic,
             },
+            Command::SetBrokerConfigs { node, configs } => {
+                use crate::settings::dynamic::Scope;
+                let scope = match node {
+                    None => Scope::Cluster,
+                    Some(id) if self.nodes.contains_key(id) => Scope::Node(*id),
+                    Some(_) => return Outcome::NoSuchNode,
+                };
+                self.broker_configs.set(scope, configs.clone());
+                Outcome::Done
+            }
             Command::AlterIsr {
                 topic,
                 partition,
