@@ -878,3 +878,75 @@ fn the_http_port_speaks_tls() {
         String::from_utf8_lossy(&got)
     );
 }
+
+/// A broker reachable only over TLS (SASL_SSL and SSL listeners, the HTTP port over TLS):
+/// the console reaches it through SASL_SSL, trusting the broker's own certificate, as the
+/// user of the HTTP Basic login.
+#[test]
+fn the_console_logs_in_through_a_sasl_ssl_listener() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = certs::ca(dir.path());
+    let (_, _, keystore) = ca.issue(
+        dir.path(),
+        "broker",
+        &["localhost", "127.0.0.1"],
+        &[(DnType::CommonName, "localhost")],
+    );
+    let base = common::pick_port(4);
+    let (sasl_ssl, ssl) = (base, base + 2);
+    let toml = format!(
+        r#"listeners = "SASL_SSL://127.0.0.1:{sasl_ssl},SSL://127.0.0.1:{ssl}"
+"ssl.keystore.location" = "{}"
+"ssl.truststore.location" = "{}"
+"ssl.client.auth" = "requested"
+"sasl.enabled.mechanisms" = "SCRAM-SHA-256"
+"http.ssl.enabled" = "true"
+"#,
+        keystore.display(),
+        ca.pem.display()
+    );
+    let mut broker = common::Broker::start_configured(2, &toml, &[]);
+    broker.port = ssl;
+    let props = dir.path().join("ssl.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SSL\nssl.ca.location={}\n",
+            ca.pem.display()
+        ),
+    )
+    .expect("props");
+    let bootstrap = format!("127.0.0.1:{ssl}");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--command-config", props.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        all.extend(["--bootstrap", &bootstrap]);
+        common::shardlog(&all)
+    };
+    admin(&["user", "create", "carol", "--password", "pw-carol"]);
+    admin(&["topic", "create", "over-tls"]);
+    let http = broker.metrics_addr().expect("HTTP port");
+    let curl = |login: Option<&str>, path: &str| {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&ca.pem);
+        if let Some(l) = login {
+            c.args(["-u", l]);
+        }
+        let out = c
+            .arg(format!("https://{http}{path}"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+    assert_eq!(curl(None, "/ui").0, "401");
+    assert_eq!(curl(Some("carol:wrong"), "/ui").0, "401");
+    assert_eq!(curl(Some("carol:wrong"), "/api/topics").0, "401");
+    let (code, page) = curl(Some("carol:pw-carol"), "/ui");
+    assert_eq!(code, "200", "{page}");
+    let (code, topics) = curl(Some("carol:pw-carol"), "/api/topics");
+    assert_eq!(code, "200", "{topics}");
+    assert!(topics.contains("\"over-tls\""), "{topics}");
+}

@@ -19,6 +19,7 @@ use super::client::Client;
 use crate::security::listeners::Protocol;
 use crate::security::scram::{Mechanism, ScramClient};
 
+#[derive(Clone, Default)]
 pub struct ClientSecurity {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub sasl: Option<Login>,
@@ -49,14 +50,6 @@ fn jaas(line: &str, name: &str) -> Option<String> {
 }
 
 impl ClientSecurity {
-    /// A SASL login over a plain connection.
-    pub fn sasl_only(login: Login) -> ClientSecurity {
-        ClientSecurity {
-            tls: None,
-            sasl: Some(login),
-        }
-    }
-
     pub fn load(path: &Path) -> Result<ClientSecurity> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;

@@ -203,7 +203,7 @@ async fn console<S: futures::AsyncRead + Unpin>(
         );
     }
     let (path, query) = ui::split_target(target);
-    let (addr, login) = match console_login(shard, head) {
+    let Reach { addr, security } = match console_login(shard, head) {
         Ok(x) => x,
         Err(refusal) => return refusal,
     };
@@ -212,12 +212,12 @@ async fn console<S: futures::AsyncRead + Unpin>(
     } else {
         addr.to_string()
     };
-    if let Some(login) = login.clone().filter(|_| path == "/ui" || path == "/ui/") {
+    if security.sasl.is_some() && (path == "/ui" || path == "/ui/") {
         // The page itself needs the login: the browser asks once and sends it with every
         // call after. Checked by authenticating to the broker as that user.
         let at = bootstrap.clone();
+        let sec = security.clone();
         let ok = crate::runtime::on_thread(move || {
-            let sec = crate::admin::client_config::ClientSecurity::sasl_only(login);
             crate::admin::client::with_security(sec, || {
                 crate::admin::client::Client::connect(&at).is_ok()
             })
@@ -275,15 +275,9 @@ async fn console<S: futures::AsyncRead + Unpin>(
             query,
             body: &body,
         };
-        match login {
-            Some(l) => {
-                let sec = crate::admin::client_config::ClientSecurity::sasl_only(l);
-                crate::admin::client::with_security(sec, || {
-                    ui::api::answer(&bootstrap, &call, writable)
-                })
-            }
-            None => ui::api::answer(&bootstrap, &call, writable),
-        }
+        crate::admin::client::with_security(security, || {
+            ui::api::answer(&bootstrap, &call, writable)
+        })
     })
     .await;
     let Some((code, json)) = answered else {
@@ -306,38 +300,61 @@ async fn console<S: futures::AsyncRead + Unpin>(
 /// A response the console sends instead of answering: status, content type, body.
 type Refusal = (&'static str, &'static str, String);
 
-/// Which listener the console reaches the broker through, and as whom: a SASL_PLAINTEXT
-/// listener when there is one (the HTTP Basic login of the request, checked by the broker
-/// as a SASL login, so the user's ACLs apply), else a PLAINTEXT one (no login).
-fn console_login(
-    shard: &Shard,
-    head: &str,
-) -> Result<
-    (
-        std::net::SocketAddr,
-        Option<crate::admin::client_config::Login>,
-    ),
-    Refusal,
-> {
+/// How the console reaches this broker: the listener's address and the client settings
+/// (a login, a TLS client trusting the broker's own certificate).
+struct Reach {
+    addr: std::net::SocketAddr,
+    security: crate::admin::client_config::ClientSecurity,
+}
+
+/// The HTTP Basic login of a request, if it carries one.
+fn basic_login(head: &str) -> Option<(String, String)> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if !k.trim().eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        let token = v.trim().strip_prefix("Basic ")?;
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, password) = text.split_once(':')?;
+        Some((user.to_string(), password.to_string()))
+    })
+}
+
+/// Which listener the console reaches the broker through, and as whom. A SASL listener
+/// when there is one (SASL_PLAINTEXT first, then SASL_SSL): the request's HTTP Basic login,
+/// checked by the broker as a SASL login, so the user's ACLs apply. Else a PLAINTEXT
+/// listener, or an SSL one that does not require client certificates (as ANONYMOUS).
+fn console_login(shard: &Shard, head: &str) -> Result<Reach, Refusal> {
+    use crate::admin::client_config::{ClientSecurity, Login};
     use crate::security::listeners::Protocol;
+    use crate::security::tls::ClientAuth;
     let sec = &shard.security;
     let find = |p: Protocol| sec.listeners.iter().find(|l| l.protocol == p);
-    if let Some(l) = find(Protocol::SaslPlaintext) {
-        let basic = head.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            if !k.trim().eq_ignore_ascii_case("authorization") {
-                return None;
-            }
-            let token = v.trim().strip_prefix("Basic ")?;
-            use base64::Engine;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(token.trim())
-                .ok()?;
-            let text = String::from_utf8(raw).ok()?;
-            let (user, password) = text.split_once(':')?;
-            Some((user.to_string(), password.to_string()))
-        });
-        let Some((user, password)) = basic else {
+    // The broker's own certificate: the console trusts exactly it.
+    let pinned = || -> Result<_, Refusal> {
+        let tls = sec.tls.as_ref().ok_or((
+            "503 Service Unavailable",
+            "text/plain",
+            "TLS listener without TLS settings\n".to_string(),
+        ))?;
+        crate::security::pinned::client_trusting(tls.certificate()).map_err(|e| {
+            (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("the console cannot make a TLS client: {e}\n"),
+            )
+        })
+    };
+    let sasl = find(Protocol::SaslPlaintext)
+        .map(|l| (l, false))
+        .or_else(|| find(Protocol::SaslSsl).map(|l| (l, true)));
+    if let Some((l, tls)) = sasl {
+        let Some((user, password)) = basic_login(head) else {
             return Err((
                 "401 Unauthorized",
                 "text/plain",
@@ -350,19 +367,41 @@ fn console_login(
             .find(|m| m.as_str() != "GSSAPI")
             .cloned()
             .unwrap_or_else(|| "SCRAM-SHA-512".into());
-        let login = crate::admin::client_config::Login {
-            mechanism,
-            user,
-            password,
+        let security = ClientSecurity {
+            tls: if tls { Some(pinned()?) } else { None },
+            sasl: Some(Login {
+                mechanism,
+                user,
+                password,
+            }),
         };
-        return Ok((l.bind, Some(login)));
+        return Ok(Reach {
+            addr: l.bind,
+            security,
+        });
     }
-    match find(Protocol::Plaintext) {
-        Some(l) => Ok((l.bind, None)),
-        None => Err((
+    if let Some(l) = find(Protocol::Plaintext) {
+        return Ok(Reach {
+            addr: l.bind,
+            security: ClientSecurity::default(),
+        });
+    }
+    let required = sec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth() == ClientAuth::Required);
+    match find(Protocol::Ssl) {
+        Some(l) if !required => Ok(Reach {
+            addr: l.bind,
+            security: ClientSecurity {
+                tls: Some(pinned()?),
+                sasl: None,
+            },
+        }),
+        _ => Err((
             "503 Service Unavailable",
             "text/plain",
-            "the console reaches the broker through a PLAINTEXT or SASL_PLAINTEXT listener; this broker has neither\n".into(),
+            "the console reaches the broker as a client of its own listeners: it needs a PLAINTEXT, SASL_PLAINTEXT or SASL_SSL listener, or an SSL one that does not require client certificates (ssl.client.auth)\n".into(),
         )),
     }
 }

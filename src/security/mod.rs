@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod listeners;
+pub mod pinned;
 pub mod plain;
 pub mod sasl;
 pub mod scram;

@@ -75,6 +75,13 @@ fn pem_err(
 
 /// Builds a rustls server configuration from the files.
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    Ok(load_with_leaf(files)?.0)
+}
+
+/// [`load`], and the certificate the server presents (the chain's first).
+fn load_with_leaf(
+    files: &TlsFiles,
+) -> Result<(Arc<ServerConfig>, CertificateDer<'static>), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.keystore)
         .map_err(pem_err("keystore", &files.keystore))?
         .collect::<Result<_, _>>()
@@ -114,39 +121,54 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
                 .with_client_cert_verifier(v.build().map_err(|e| TlsError::Config(e.to_string()))?)
         }
     };
+    let leaf = chain[0].clone();
     let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(format!("keystore {}: {e}", files.keystore.display())))?;
     cfg.alpn_protocols.clear();
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), leaf))
 }
 
 /// The configuration in use, replaced by [`Tls::reload`].
 pub struct Tls {
     files: TlsFiles,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<(Arc<ServerConfig>, CertificateDer<'static>)>,
 }
 
 impl Tls {
     pub fn new(files: TlsFiles) -> Result<Tls, TlsError> {
-        let cfg = load(&files)?;
+        let cfg = load_with_leaf(&files)?;
         Ok(Tls {
             files,
             current: RwLock::new(cfg),
         })
     }
 
-    /// The configuration new connections use (read once per accepted connection).
-    pub fn config(&self) -> Arc<ServerConfig> {
+    fn current(&self) -> (Arc<ServerConfig>, CertificateDer<'static>) {
         match self.current.read() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
+    /// The configuration new connections use (read once per accepted connection).
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current().0
+    }
+
+    /// The certificate the listeners present now.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.current().1
+    }
+
+    /// Whether TLS clients must present a certificate.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.files.client_auth
+    }
+
     /// Reads the files again; keeps the old configuration if they do not load.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let cfg = load(&self.files)?;
+        let cfg = load_with_leaf(&self.files)?;
         match self.current.write() {
             Ok(mut c) => *c = cfg,
             Err(poisoned) => *poisoned.into_inner() = cfg,
