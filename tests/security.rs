@@ -28,15 +28,21 @@ struct Setup {
     sasl_plain: u16,
 }
 
-fn start(extra: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = certs::ca(dir.path());
+/// A CA and the broker's keystore it issued (for localhost and 127.0.0.1).
+fn broker_keystore(dir: &std::path::Path) -> (certs::Ca, std::path::PathBuf) {
+    let ca = certs::ca(dir);
     let (_, _, keystore) = ca.issue(
-        dir.path(),
+        dir,
         "broker",
         &["localhost", "127.0.0.1"],
         &[(DnType::CommonName, "localhost")],
     );
+    (ca, keystore)
+}
+
+fn start(extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ca, keystore) = broker_keystore(dir.path());
     let (cc, ck, _) = ca.issue(
         dir.path(),
         "bob",
@@ -885,13 +891,7 @@ fn the_http_port_speaks_tls() {
 #[test]
 fn the_console_logs_in_through_a_sasl_ssl_listener() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ca = certs::ca(dir.path());
-    let (_, _, keystore) = ca.issue(
-        dir.path(),
-        "broker",
-        &["localhost", "127.0.0.1"],
-        &[(DnType::CommonName, "localhost")],
-    );
+    let (ca, keystore) = broker_keystore(dir.path());
     let base = common::pick_port(4);
     let (sasl_ssl, ssl) = (base, base + 2);
     let toml = format!(
