@@ -34,6 +34,8 @@ pub struct BrokerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `ui`: the web console on the HTTP port.
     pub ui: crate::ui::UiMode,
+    /// `schema.registry.enable`: the schema registry's API on the HTTP port.
+    pub schema_registry: bool,
     /// Flush policy (`--flush`): when appended data is fdatasynced.
     pub flush: crate::log::FlushPolicy,
     /// `log.flush.interval.ms`
@@ -160,6 +162,7 @@ impl Default for BrokerConfig {
             txns: crate::txn::TxnConfig::default(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             ui: crate::ui::UiMode::ReadWrite,
+            schema_registry: true,
             flush: crate::log::FlushPolicy::Always,
             flush_ms: 1000,
             flush_messages: i64::MAX,

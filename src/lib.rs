@@ -26,6 +26,7 @@ pub mod notify;
 pub mod protocol;
 pub mod replication;
 pub mod runtime;
+pub mod schema;
 pub mod security;
 pub mod settings;
 pub mod txn;

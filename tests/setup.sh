@@ -2,7 +2,7 @@
 # Installs what the test suite needs beyond the Rust toolchain: kcat, iproute2, openssl, Go,
 # sarama, chromium and chromedriver (Debian),
 # kafkajs (npm, into target/js-clients),
-# confluent-kafka (PyPI) for the client smoke tests, a JDK and the Java Kafka client
+# confluent-kafka and its schema-registry serializers (PyPI) for the client tests, a JDK and the Java Kafka client
 # (kafka-clients 3.9 and its codec jars, taken from the PyPI wheel
 # shigawire-apache-flink-libraries into target/java-clients), cargo-nextest as the test
 # runner. Idempotent: skips what is already there.
@@ -74,8 +74,11 @@ PY
     rm -rf "$wheel_dir"
 fi
 
-if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check confluent-kafka
+# confluent-kafka with its schema-registry serializers (Avro: fastavro; JSON Schema:
+# jsonschema) for tests/schemas.rs.
+if ! python3 -c "import confluent_kafka, fastavro, jsonschema, httpx" >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check \
+        "confluent-kafka[avro,json,schemaregistry]"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

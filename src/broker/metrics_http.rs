@@ -115,16 +115,15 @@ async fn handle<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
-        let (status, ctype, body) = console(
-            &shard,
-            &mut stream,
-            method,
-            path,
-            &head,
-            &buf[head_end..len],
-        )
-        .await;
+    let read = &buf[head_end..len];
+    let answered = if crate::schema::rest::owns(path.split('?').next().unwrap_or("")) {
+        Some(registry(&shard, &mut stream, method, path, &head, read).await)
+    } else if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
+        Some(console(&shard, &mut stream, method, path, &head, read).await)
+    } else {
+        None
+    };
+    if let Some((status, ctype, body)) = answered {
         respond(&mut stream, status, ctype, &body).await;
         return;
     }
@@ -207,23 +206,11 @@ async fn console<S: futures::AsyncRead + Unpin>(
         Ok(x) => x,
         Err(refusal) => return refusal,
     };
-    let bootstrap = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
+    let bootstrap = bootstrap_of(addr);
     if security.sasl.is_some() && (path == "/ui" || path == "/ui/") {
         // The page itself needs the login: the browser asks once and sends it with every
         // call after. Checked by authenticating to the broker as that user.
-        let at = bootstrap.clone();
-        let sec = security.clone();
-        let ok = crate::runtime::on_thread(move || {
-            crate::admin::client::with_security(sec, || {
-                crate::admin::client::Client::connect(&at).is_ok()
-            })
-        })
-        .await;
-        if ok != Some(true) {
+        if !login_ok(&bootstrap, &security).await {
             return (
                 "401 Unauthorized",
                 "text/plain",
@@ -241,31 +228,10 @@ async fn console<S: futures::AsyncRead + Unpin>(
         }
         _ => {}
     }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    if length > ui::MAX_BODY {
-        return (
-            "413 Payload Too Large",
-            "application/json",
-            "{\"error\":\"body too large\"}".into(),
-        );
-    }
-    let mut body = read[..read.len().min(length)].to_vec();
-    // Bounded by the length checked above and the connection's read timeout.
-    while body.len() < length {
-        let mut chunk = vec![0u8; (length - body.len()).min(64 << 10)];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let body = match read_body(stream, head, read).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
     let (method, sub) = (method.to_string(), path["/api/".len()..].to_string());
     let writable = mode == UiMode::ReadWrite;
     let answered = crate::runtime::on_thread(move || {
@@ -287,14 +253,139 @@ async fn console<S: futures::AsyncRead + Unpin>(
             "{\"error\":\"the console's call failed\"}".into(),
         );
     };
-    let status = match code {
+    (status_line(code), "application/json", json.to_string())
+}
+
+fn status_line(code: u16) -> &'static str {
+    match code {
         200 => "200 OK",
         401 => "401 Unauthorized",
         403 => "403 Forbidden",
         404 => "404 Not Found",
+        409 => "409 Conflict",
+        422 => "422 Unprocessable Entity",
+        500 => "500 Internal Server Error",
+        503 => "503 Service Unavailable",
         _ => "400 Bad Request",
+    }
+}
+
+/// The body of a request (its Content-Length, at most the console's limit): what was read
+/// with the head, then the rest.
+async fn read_body<S: futures::AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &str,
+    read: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    if length > crate::ui::MAX_BODY {
+        return Err((
+            "413 Payload Too Large",
+            "application/json",
+            "{\"error\":\"body too large\"}".into(),
+        ));
+    }
+    let mut body = read[..read.len().min(length)].to_vec();
+    // Bounded by the length checked above and the connection's read timeout.
+    while body.len() < length {
+        let mut chunk = vec![0u8; (length - body.len()).min(64 << 10)];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(body)
+}
+
+/// The address a client of this broker's listener `addr` connects to.
+fn bootstrap_of(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Whether `security`'s SASL login is accepted by the broker at `bootstrap` (checked by
+/// authenticating, on a thread).
+async fn login_ok(bootstrap: &str, security: &crate::admin::client_config::ClientSecurity) -> bool {
+    let (at, sec) = (bootstrap.to_string(), security.clone());
+    let ok = crate::runtime::on_thread(move || {
+        crate::admin::client::with_security(sec, || {
+            crate::admin::client::Client::connect(&at).is_ok()
+        })
+    })
+    .await;
+    ok == Some(true)
+}
+
+/// The schema registry's REST API ([`crate::schema::rest`]): reached and authenticated as
+/// the console is, each call answered on a thread of its own.
+async fn registry<S: futures::AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    stream: &mut S,
+    method: &str,
+    target: &str,
+    head: &str,
+    read: &[u8],
+) -> (&'static str, &'static str, String) {
+    use crate::schema::rest;
+    if !shard.cfg.schema_registry {
+        return (
+            "404 Not Found",
+            rest::CONTENT_TYPE,
+            "{\"error_code\":404,\"message\":\"the schema registry is off (schema.registry.enable = false)\"}".into(),
+        );
+    }
+    let Reach { addr, security } = match console_login(shard, head) {
+        Ok(x) => x,
+        Err((status, _, body)) => {
+            let msg = serde_json::json!({"error_code": 401, "message": body.trim()});
+            return (status, rest::CONTENT_TYPE, msg.to_string());
+        }
     };
-    (status, "application/json", json.to_string())
+    let bootstrap = bootstrap_of(addr);
+    if security.sasl.is_some() && !login_ok(&bootstrap, &security).await {
+        let msg = serde_json::json!({"error_code": 401, "message": "log in with a SASL user"});
+        return ("401 Unauthorized", rest::CONTENT_TYPE, msg.to_string());
+    }
+    let body = match read_body(stream, head, read).await {
+        Ok(b) => b,
+        Err((status, _, _)) => {
+            let msg = serde_json::json!({"error_code": 413, "message": "body too large"});
+            return (status, rest::CONTENT_TYPE, msg.to_string());
+        }
+    };
+    let (method, target, registry) = (
+        method.to_string(),
+        target.to_string(),
+        shard.registry.clone(),
+    );
+    let answered = crate::runtime::on_thread(move || {
+        let call = rest::Call {
+            method: &method,
+            target: &target,
+            body: &body,
+        };
+        crate::admin::client::with_security(security, || rest::answer(&registry, &bootstrap, &call))
+    })
+    .await;
+    match answered {
+        Some((code, json)) => (status_line(code), rest::CONTENT_TYPE, json),
+        None => (
+            "500 Internal Server Error",
+            rest::CONTENT_TYPE,
+            "{\"error_code\":50001,\"message\":\"the registry's call failed\"}".into(),
+        ),
+    }
 }
 
 /// A response the console sends instead of answering: status, content type, body.

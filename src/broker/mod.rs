@@ -206,6 +206,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog);
     let cfg = Arc::new(cfg);
     let security = Arc::new(security);
+    let registry = Arc::new(crate::schema::store::Registry::default());
     let stop = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
@@ -242,6 +243,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             proposer.clone(),
             security.clone(),
         );
+        let registry = registry.clone();
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .spawn(move || {
@@ -258,6 +260,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     cluster,
                     proposer,
                     security,
+                    registry,
                 })
             })
             .map_err(|e| {
@@ -385,6 +388,8 @@ struct ShardStart {
     cluster: ClusterView,
     proposer: Option<crate::cluster::Proposer>,
     security: Arc<crate::security::settings::Resolved>,
+    /// The schema registry (control plane; the HTTP port serves its API).
+    registry: Arc<crate::schema::store::Registry>,
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -402,6 +407,7 @@ async fn shard_main(start: ShardStart) -> bool {
         cluster,
         proposer,
         security,
+        registry,
     } = start;
     // The shard's descriptors: pipes for zero-copy fetches (two each) take an eighth, log
     // and index files the rest.
@@ -456,6 +462,7 @@ async fn shard_main(start: ShardStart) -> bool {
     shard.cluster = cluster;
     let clustered = proposer.is_some();
     shard.proposer = proposer;
+    shard.registry = registry;
     let shard = Rc::new(shard);
     shard
         .txns

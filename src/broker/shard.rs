@@ -81,6 +81,8 @@ pub struct Shard {
     pub http_conns: Arc<super::limits::ConnLimits>,
     /// Listeners, TLS and SASL settings (shared by all shards).
     pub security: Arc<crate::security::settings::Resolved>,
+    /// The schema registry (one per process).
+    pub registry: Arc<crate::schema::store::Registry>,
     /// The compaction task is running.
     cleaning: Cell<bool>,
     /// A background flush pass is running.
@@ -130,6 +132,7 @@ impl Shard {
             in_flight: Cell::new(0),
             read_buffer_bytes: Cell::new(0),
             security,
+            registry: Default::default(),
             cleaning: Cell::new(false),
             flushing: Cell::new(false),
         }

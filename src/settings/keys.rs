@@ -232,6 +232,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.ui.name().to_string(),
     ),
     (
+        "schema.registry.enable",
+        "the schema registry's REST API on the HTTP port (/subjects, /schemas, /config, ...)",
+        |s, v| {
+            s.broker.schema_registry = boolean(v)?;
+            Ok(())
+        },
+        |s| s.broker.schema_registry.to_string(),
+    ),
+    (
         "metrics.listen",
         "HTTP address for /metrics and /health, or off",
         |s, v| {

@@ -1,0 +1,214 @@
+//! The schema registry on the HTTP port, with confluent-kafka's schema-registry
+//! serializers (tests/py/schema_client.py): Avro and JSON Schema registered by producers,
+//! growth accepted and breakage refused naming the field, records read back with the
+//! deserializers before and after a restart; and what hostile or buggy requests get.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Broker;
+use serde_json::{json, Value};
+
+fn py(args: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/schema_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// One HTTP request (the server closes the connection after answering): status and body.
+fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn message(v: &Value) -> String {
+    v["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn serializers_register_grow_refuse_breakage_and_the_schemas_survive_a_restart() {
+    let mut b = Broker::start(2);
+    let registry = b.metrics_addr().expect("HTTP port");
+    let out = py(&["produce", &registry, &b.bootstrap(), "shop"]);
+    // Growth (an optional field; an optional property) became version 2.
+    assert_eq!(out["avro_versions"], json!([1, 2]), "{out}");
+    assert_eq!(out["json_versions"], json!([1, 2]), "{out}");
+    // Breakage is refused with the field and the rule.
+    let bad = &out["avro_bad"];
+    assert_eq!(bad["status"], 409, "{out}");
+    assert!(
+        message(bad).contains("field \"id\": type changed from int to string"),
+        "{bad}"
+    );
+    assert_eq!(out["avro_compatible_bad"], false);
+    let bad = &out["json_bad"];
+    assert_eq!(bad["status"], 409, "{out}");
+    assert!(
+        message(bad).contains("property \"msg_id\": type changed from integer to string"),
+        "{bad}"
+    );
+    // Under FULL, removing a field version 2's readers require is breakage too.
+    assert_eq!(out["avro_level"], "FULL");
+    assert!(
+        message(&out["avro_removed_full"]).contains("field \"item\" was removed"),
+        "{out}"
+    );
+
+    let want = json!({
+        "avro": [{"id": 1, "item": "apple"}, {"id": 2, "item": "pear", "note": "ripe"}],
+        "json": [{"msg_id": 1, "body": "hello"}, {"msg_id": 2, "body": "again", "tags": ["x"]}],
+    });
+    assert_eq!(py(&["consume", &registry, &b.bootstrap(), "shop"]), want);
+
+    // Kept in `_schemas`: the same ids, versions and levels after a restart, and a new
+    // reader (no cache) decodes the old records.
+    let (_, before) = call(&registry, "GET", "/schemas/ids/2", "");
+    b.restart();
+    let registry = b.metrics_addr().expect("HTTP port");
+    let (code, after) = call(&registry, "GET", "/schemas/ids/2", "");
+    assert_eq!((code, &after), (200, &before));
+    let (_, level) = call(&registry, "GET", "/config/shop-avro-value", "");
+    assert_eq!(level["compatibilityLevel"], "FULL");
+    assert_eq!(py(&["consume", &registry, &b.bootstrap(), "shop"]), want);
+    // The next new schema gets the next id.
+    let grown = json!({"schema": json!({"type":"record","name":"Order","namespace":"shop","fields":[
+        {"name":"id","type":"int"},{"name":"item","type":"string"},
+        {"name":"note","type":["null","string"],"default":null},
+        {"name":"qty","type":"int","default":1}]}).to_string()});
+    let (code, v) = call(
+        &registry,
+        "POST",
+        "/subjects/shop-avro-value/versions",
+        &grown.to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["id"].as_u64(), v["version"].as_u64()),
+        (Some(5), Some(3))
+    );
+}
+
+#[test]
+fn bad_and_hostile_requests_get_the_registry_errors() {
+    let b = Broker::start(1);
+    let r = b.metrics_addr().expect("HTTP port");
+    let avro = |fields: Value| {
+        json!({"schema": json!({"type":"record","name":"r","fields":fields}).to_string()})
+            .to_string()
+    };
+    let v1 = avro(json!([{"name":"a","type":"int"}]));
+    assert_eq!(call(&r, "POST", "/subjects/s/versions", &v1).0, 200);
+    // Not JSON, not a schema, an unknown type, references, too deep.
+    for (body, code) in [
+        ("{nope", 400),
+        ("[1,2]", 400),
+        (r#"{"schema":"{\"type\":\"recrd\"}"}"#, 42201),
+        (r#"{"schema":"{}","schemaType":"PROTOBUF"}"#, 42201),
+        (
+            r#"{"schema":"{\"type\":\"string\"}","references":[{"name":"x","subject":"y","version":1}]}"#,
+            42201,
+        ),
+    ] {
+        let (_, v) = call(&r, "POST", "/subjects/s/versions", body);
+        assert_eq!(v["error_code"], code, "{body}: {v}");
+    }
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let (_, v) = call(
+        &r,
+        "POST",
+        "/subjects/s/versions",
+        &json!({"schema": deep, "schemaType": "JSON"}).to_string(),
+    );
+    assert_eq!(v["error_code"], 42201, "{v}");
+    // A body past the limit is refused before it is read.
+    let huge = format!("{{\"schema\":\"{}\"}}", "x".repeat(2 << 20));
+    assert_eq!(call(&r, "POST", "/subjects/s/versions", &huge).0, 413);
+    // Unknown subjects, versions, ids, levels, paths.
+    assert_eq!(
+        call(&r, "GET", "/subjects/none/versions", "").1["error_code"],
+        40401
+    );
+    assert_eq!(
+        call(&r, "GET", "/subjects/s/versions/7", "").1["error_code"],
+        40402
+    );
+    assert_eq!(
+        call(&r, "GET", "/subjects/s/versions/0", "").1["error_code"],
+        42202
+    );
+    assert_eq!(
+        call(&r, "GET", "/subjects/s/versions/x", "").1["error_code"],
+        42202
+    );
+    assert_eq!(
+        call(&r, "GET", "/schemas/ids/99", "").1["error_code"],
+        40403
+    );
+    assert_eq!(call(&r, "GET", "/schemas/ids/-1", "").0, 400);
+    assert_eq!(
+        call(&r, "PUT", "/config", r#"{"compatibility":"SIDEWAYS"}"#).1["error_code"],
+        42203
+    );
+    assert_eq!(call(&r, "GET", "/config/s", "").1["error_code"], 40408);
+    assert_eq!(call(&r, "GET", "/subjects/s/what/ever", "").0, 404);
+    // Deletion: permanent only after soft; a soft-deleted subject is gone from listings.
+    assert_eq!(
+        call(&r, "DELETE", "/subjects/s?permanent=true", "").1["error_code"],
+        40407
+    );
+    assert_eq!(call(&r, "DELETE", "/subjects/s", "").1, json!([1]));
+    assert_eq!(call(&r, "GET", "/subjects", "").1, json!([]));
+    assert_eq!(
+        call(&r, "GET", "/subjects?deleted=true", "").1,
+        json!(["s"])
+    );
+    assert_eq!(
+        call(&r, "DELETE", "/subjects/s?permanent=true", "").1,
+        json!([1])
+    );
+    assert_eq!(call(&r, "GET", "/subjects?deleted=true", "").1, json!([]));
+    // The id stays the schema's: registering it again (anywhere) gives the same id.
+    let (_, v) = call(&r, "POST", "/subjects/t/versions", &v1);
+    assert_eq!(v["id"], 1, "{v}");
+    // The broker is still well.
+    assert_eq!(common::http_get(&r, "/health").0, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn the_registry_can_be_turned_off() {
+    let b = Broker::start_configured(1, "\"schema.registry.enable\" = false\n", &[]);
+    let r = b.metrics_addr().expect("HTTP port");
+    assert_eq!(call(&r, "GET", "/subjects", "").0, 404);
+    assert_eq!(common::http_get(&r, "/health").0, "HTTP/1.1 200 OK");
+}
