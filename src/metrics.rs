@@ -31,6 +31,10 @@ pub struct TopicStats {
     pub records_in: u64,
     pub bytes_out: u64,
     pub records_out: u64,
+    /// Schema validation: records checked, refused (reject), sent to the dead-letter topic.
+    pub schema_validated: u64,
+    pub schema_refused: u64,
+    pub schema_dead_lettered: u64,
 }
 
 /// One shard's counters.
@@ -85,6 +89,15 @@ impl ShardMetrics {
         self.topic(topic, |t| {
             t.bytes_in += bytes;
             t.records_in += records;
+        });
+    }
+
+    /// Counts records schema validation checked, refused, and dead-lettered.
+    pub fn record_schema(&self, topic: &str, validated: u64, refused: u64, dead_lettered: u64) {
+        self.topic(topic, |t| {
+            t.schema_validated += validated;
+            t.schema_refused += refused;
+            t.schema_dead_lettered += dead_lettered;
         });
     }
 
@@ -275,6 +288,9 @@ pub fn render(shards: &[Snapshot]) -> String {
             e.records_in += v.records_in;
             e.bytes_out += v.bytes_out;
             e.records_out += v.records_out;
+            e.schema_validated += v.schema_validated;
+            e.schema_refused += v.schema_refused;
+            e.schema_dead_lettered += v.schema_dead_lettered;
         }
     }
     for (name, help, get) in [
@@ -298,10 +314,29 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Records served to fetches (whole batches), by topic.",
             |t| t.records_out,
         ),
+        (
+            "shardlog_topic_schema_validated_total",
+            "Records checked by schema validation, by topic.",
+            |t| t.schema_validated,
+        ),
+        (
+            "shardlog_topic_schema_refused_total",
+            "Records schema validation refused (schema.validation.failure=reject), by topic.",
+            |t| t.schema_refused,
+        ),
+        (
+            "shardlog_topic_schema_dead_lettered_total",
+            "Records schema validation sent to the dead-letter topic, by topic.",
+            |t| t.schema_dead_lettered,
+        ),
     ] {
+        let validation = name.contains("_schema_");
         w(format!("# HELP {name} {help}"));
         w(format!("# TYPE {name} counter"));
-        for (t, v) in &topics {
+        for (t, v) in topics
+            .iter()
+            .filter(|(_, v)| !validation || v.schema_validated > 0)
+        {
             w(format!("{name}{{topic=\"{}\"}} {}", esc(t), get(v)));
         }
     }

@@ -212,3 +212,194 @@ fn the_registry_can_be_turned_off() {
     assert_eq!(call(&r, "GET", "/subjects", "").0, 404);
     assert_eq!(common::http_get(&r, "/health").0, "HTTP/1.1 200 OK");
 }
+
+/// `[0, id, payload]`: the serializers' framing.
+fn framed(id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend(id.to_be_bytes());
+    v.extend(payload);
+    v
+}
+
+/// The Avro encoding of `{"id": id, "item": item}` (schema AVRO_V1 of schema_client.py).
+fn order(id: i64, item: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    shardlog::log::records::put_varint(&mut v, id);
+    shardlog::log::records::put_varint(&mut v, item.len() as i64);
+    v.extend(item.as_bytes());
+    v
+}
+
+/// Every record of `topic`/`partition` as (offset, key, headers) through `shardlog consume`.
+fn consumed(b: &Broker, topic: &str, partition: &str) -> Vec<(i64, String, String)> {
+    let out = common::cli(
+        b,
+        &[
+            "consume",
+            topic,
+            "-p",
+            partition,
+            "-e",
+            "-f",
+            "%o\t%k\t%h\n",
+        ],
+    );
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.to_string(),
+                f.next().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn invalid_records_are_refused_or_dead_lettered_and_never_reach_the_topic() {
+    use common::wire::{create_topic_with, produce};
+    let b = Broker::start(2);
+    let registry = b.metrics_addr().expect("HTTP port");
+    create_topic_with(
+        &b,
+        "orders",
+        2,
+        &[
+            "schema.validation=full",
+            "schema.validation.failure=dead-letter",
+        ],
+    );
+    create_topic_with(&b, "strict", 1, &["schema.validation=full"]);
+    create_topic_with(&b, "ids", 1, &["schema.validation=id"]);
+
+    // One librdkafka batch: three valid records between three invalid ones.
+    let mixed = py(&["mixed", &registry, &b.bootstrap(), "orders"]);
+    let told: Vec<&Value> = mixed["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .collect();
+    assert!(told.iter().all(|r| r["error"].is_null()), "{mixed}");
+    // The valid ones are in the topic at their original offsets (monotonic, with gaps)...
+    let kept = consumed(&b, "orders", "0");
+    let keys: Vec<(i64, &str)> = kept.iter().map(|(o, k, _)| (*o, k.as_str())).collect();
+    assert_eq!(keys, vec![(0, "k0"), (2, "k2"), (4, "k4")], "{kept:?}");
+    // ...and the invalid ones in orders.dlq, each saying where it was going and why.
+    let dead = consumed(&b, "orders.dlq", "0");
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for ((_, key, headers), (offset, why)) in dead.iter().zip([
+        (1, "not in the schema registry's wire format"),
+        (3, "does not decode with Avro schema 1"),
+        (
+            5,
+            "schema id 999 is not registered under subject orders-value",
+        ),
+    ]) {
+        assert_eq!(key, &format!("k{offset}"));
+        assert!(
+            headers.contains("dlq.topic=orders")
+                && headers.contains("dlq.partition=0")
+                && headers.contains(&format!("dlq.offset={offset}"))
+                && headers.contains(why),
+            "{headers}"
+        );
+    }
+    // The dead-letter topic has the topic's partition count.
+    let described = common::cli(&b, &["topic", "describe", "orders.dlq"]);
+    assert!(described.contains("partitions 2"), "{described}");
+
+    // With `reject` the batch fails: the invalid records get INVALID_RECORD, the valid
+    // ones of the same batch that it was refused for another record; nothing is stored.
+    let rejected = py(&["mixed", &registry, &b.bootstrap(), "strict"]);
+    let errors: Vec<&str> = rejected["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["error"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "_INVALID_DIFFERENT_RECORD",
+            "INVALID_RECORD",
+            "_INVALID_DIFFERENT_RECORD",
+            "INVALID_RECORD",
+            "_INVALID_DIFFERENT_RECORD",
+            "INVALID_RECORD"
+        ],
+        "{rejected}"
+    );
+    assert!(consumed(&b, "strict", "0").is_empty());
+
+    // `id` checks the framing and the id (registered under `ids-value`), not the payload.
+    let v1 = json!({"type":"record","name":"Order","namespace":"shop","fields":[
+        {"name":"id","type":"int"},{"name":"item","type":"string"}]});
+    let (_, r) = call(
+        &registry,
+        "POST",
+        "/subjects/ids-value/versions",
+        &json!({"schema": v1.to_string()}).to_string(),
+    );
+    assert_eq!(r["id"], 1, "{r}");
+    let mut c = shardlog::admin::client::Client::connect(&b.bootstrap()).expect("connect");
+    let cut = framed(1, &[2]);
+    let batch = common::producer_batch(&[&cut], 1, -1, -1, -1);
+    assert_eq!(produce(&mut c, "ids", 0, batch).0, 0);
+    let batch = common::producer_batch(&[b"nope"], 1, -1, -1, -1);
+    assert_eq!(produce(&mut c, "ids", 0, batch).0, 87);
+
+    // An idempotent producer's retry of a batch with a dead letter is a duplicate: the same
+    // offsets, nothing added to either topic.
+    let (pid, epoch) = {
+        let mut req =
+            kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest::default();
+        req.transaction_timeout_ms = 60_000;
+        req.producer_id = kafka_protocol::messages::ProducerId(-1);
+        req.producer_epoch = -1;
+        let r = c.call(&req, 4).expect("init producer id");
+        (r.producer_id.0, r.producer_epoch)
+    };
+    let good = framed(1, &order(7, "retried"));
+    let batch = common::producer_batch(&[&good, b"bad"], 1, pid, epoch, 0);
+    let first = produce(&mut c, "orders", 1, batch.clone());
+    let again = produce(&mut c, "orders", 1, batch);
+    assert_eq!(first, (0, 0));
+    assert_eq!(again, first);
+    assert_eq!(consumed(&b, "orders", "1").len(), 1);
+    assert_eq!(consumed(&b, "orders.dlq", "1").len(), 1);
+    // A batch of nothing but invalid records keeps its offsets (and sequence range): the
+    // next record comes after them, and the producer's next sequence is accepted.
+    let batch = common::producer_batch(&[b"x", b"y"], 1, pid, epoch, 2);
+    assert_eq!(produce(&mut c, "orders", 1, batch), (0, 2));
+    let batch = common::producer_batch(&[&good], 1, pid, epoch, 4);
+    assert_eq!(produce(&mut c, "orders", 1, batch), (0, 4));
+    let offsets: Vec<i64> = consumed(&b, "orders", "1").iter().map(|r| r.0).collect();
+    assert_eq!(offsets, vec![0, 4]);
+    assert_eq!(consumed(&b, "orders.dlq", "1").len(), 3);
+
+    // A consumer group on the topic reads only valid records.
+    let group = common::cli(
+        &b,
+        &["consume", "orders", "-G", "readers", "-e", "-f", "%k\n"],
+    );
+    let mut keys: Vec<&str> = group.lines().collect();
+    keys.sort();
+    assert_eq!(keys, vec!["", "", "k0", "k2", "k4"], "{group}");
+
+    // Per-topic counters.
+    let (_, metrics) = common::http_get(&registry, "/metrics");
+    for (name, want) in [
+        (
+            "shardlog_topic_schema_dead_lettered_total{topic=\"orders\"}",
+            6.0,
+        ),
+        ("shardlog_topic_schema_refused_total{topic=\"strict\"}", 3.0),
+        (
+            "shardlog_topic_schema_validated_total{topic=\"orders\"}",
+            11.0,
+        ),
+    ] {
+        assert_eq!(common::metric_sample(&metrics, name), Some(want), "{name}");
+    }
+}

@@ -461,6 +461,29 @@ pub async fn create_partitions(
     resp
 }
 
+/// Creates topic `name` with `partitions` partitions and the broker defaults (a topic the
+/// broker itself needs, such as a dead-letter topic); an existing one is left alone.
+pub async fn create_internal_topic(shard: &Rc<Shard>, name: &str, partitions: i32) {
+    let req = CreateTopicsRequest {
+        topics: vec![crate::protocol::NewTopic {
+            name: name.to_string(),
+            num_partitions: partitions,
+            replication_factor: -1,
+            has_assignments: false,
+            configs: Vec::new(),
+        }],
+        timeout_ms: 30_000,
+        validate_only: false,
+    };
+    for r in on_controller(shard, Call::CreateTopics(req)).await {
+        if r.error != errors::NONE && r.error != errors::TOPIC_ALREADY_EXISTS {
+            tracing::warn!(topic = name, "topic not created: {:?}", r.message);
+        } else if r.error == errors::NONE {
+            info!(topic = name, partitions, "created a topic the broker needs");
+        }
+    }
+}
+
 /// Creates unknown topics with the broker defaults (auto.create.topics.enable).
 pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
     if names.is_empty() {

@@ -192,6 +192,11 @@ pub fn topic_config_defaults(cfg: &BrokerConfig) -> Vec<(&'static str, String)> 
         ("flush.policy", cfg.flush.to_string()),
         ("flush.ms", cfg.flush_ms.to_string()),
         ("flush.messages", cfg.flush_messages.to_string()),
+        ("schema.validation", "none".into()),
+        ("schema.validation.key", "false".into()),
+        ("schema.validation.failure", "reject".into()),
+        // Empty: `<topic>.dlq`.
+        ("dead.letter.topic", String::new()),
     ]
 }
 
@@ -254,6 +259,25 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
         },
         // Effective value: at most the replication factor (as Kafka).
         "min.insync.replicas" => positive(value),
+        "schema.validation" => crate::schema::validate::Mode::parse(value)
+            .map(|_| ())
+            .ok_or_else(|| format!("schema.validation must be none, id or full, got {value:?}")),
+        "schema.validation.key" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(format!(
+                "schema.validation.key must be true or false, got {value:?}"
+            )),
+        },
+        "schema.validation.failure" => match value {
+            "reject" | "dead-letter" => Ok(()),
+            _ => Err(format!(
+                "schema.validation.failure must be reject or dead-letter, got {value:?}"
+            )),
+        },
+        "dead.letter.topic" if value.is_empty() || valid_topic_name(value) => Ok(()),
+        "dead.letter.topic" => Err(format!(
+            "dead.letter.topic {value:?} is not a valid topic name"
+        )),
         _ => Err(format!("unknown topic config {key:?}")),
     }
 }

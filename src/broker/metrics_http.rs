@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::limits::AcceptBackoff;
 use super::router::{Call, Reply};
@@ -423,7 +423,6 @@ fn basic_login(head: &str) -> Option<(String, String)> {
 fn console_login(shard: &Shard, head: &str) -> Result<Reach, Refusal> {
     use crate::admin::client_config::{ClientSecurity, Login};
     use crate::security::listeners::Protocol;
-    use crate::security::tls::ClientAuth;
     let sec = &shard.security;
     let find = |p: Protocol| sec.listeners.iter().find(|l| l.protocol == p);
     // The broker's own certificate: the console trusts exactly it.
@@ -471,28 +470,60 @@ fn console_login(shard: &Shard, head: &str) -> Result<Reach, Refusal> {
             security,
         });
     }
+    unattended(sec).ok_or((
+        "503 Service Unavailable",
+        "text/plain",
+        "the console reaches the broker as a client of its own listeners: it needs a PLAINTEXT, SASL_PLAINTEXT or SASL_SSL listener, or an SSL one that does not require client certificates (ssl.client.auth)\n".into(),
+    ))
+}
+
+/// A listener the broker can be reached on without a login: PLAINTEXT, else SSL that does
+/// not require client certificates (trusting the broker's own certificate).
+fn unattended(sec: &crate::security::settings::Resolved) -> Option<Reach> {
+    use crate::admin::client_config::ClientSecurity;
+    use crate::security::listeners::Protocol;
+    use crate::security::tls::ClientAuth;
+    let find = |p: Protocol| sec.listeners.iter().find(|l| l.protocol == p);
     if let Some(l) = find(Protocol::Plaintext) {
-        return Ok(Reach {
+        return Some(Reach {
             addr: l.bind,
             security: ClientSecurity::default(),
         });
     }
-    let required = sec
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.client_auth() == ClientAuth::Required);
-    match find(Protocol::Ssl) {
-        Some(l) if !required => Ok(Reach {
-            addr: l.bind,
-            security: ClientSecurity {
-                tls: Some(pinned()?),
-                sasl: None,
-            },
-        }),
-        _ => Err((
-            "503 Service Unavailable",
-            "text/plain",
-            "the console reaches the broker as a client of its own listeners: it needs a PLAINTEXT, SASL_PLAINTEXT or SASL_SSL listener, or an SSL one that does not require client certificates (ssl.client.auth)\n".into(),
-        )),
+    let tls = sec.tls.as_ref()?;
+    if tls.client_auth() == ClientAuth::Required {
+        return None;
+    }
+    let l = find(Protocol::Ssl)?;
+    let pinned = crate::security::pinned::client_trusting(tls.certificate()).ok()?;
+    Some(Reach {
+        addr: l.bind,
+        security: ClientSecurity {
+            tls: Some(pinned),
+            sasl: None,
+        },
+    })
+}
+
+/// Runs the schema registry's loader ([`crate::schema::store::Registry::run_loader`]) on a
+/// thread of its own until `stop`: it reads `_schemas` through a listener that needs no
+/// login (none: the registry loads on its first API call instead).
+pub fn spawn_registry_loader(
+    registry: Arc<crate::schema::store::Registry>,
+    security: Arc<crate::security::settings::Resolved>,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name("schema-registry".into())
+        .spawn(move || {
+            let reach = || unattended(&security).map(|r| (bootstrap_of(r.addr), r.security));
+            registry.run_loader(reach, &stop);
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!("schema registry loader not started: {e}");
+            None
+        }
     }
 }

@@ -31,6 +31,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod reassign;
 pub mod router;
+pub mod schema_check;
 pub mod shard;
 pub mod splice;
 pub mod txn;
@@ -288,7 +289,15 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             }
         }
     }
+    let mut loader = None;
     if failure.is_none() {
+        if cfg.schema_registry {
+            loader = metrics_http::spawn_registry_loader(
+                registry.clone(),
+                security.clone(),
+                stop.clone(),
+            );
+        }
         for l in &security.listeners {
             info!(
                 shards = cfg.cores,
@@ -315,6 +324,10 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         info!("shutdown requested; flushing logs");
     }
     stop.store(true, Ordering::Relaxed);
+    // The loader only reads: it is woken to see `stop`, not waited for (a call it has out
+    // to a stopping shard would hold the shutdown up to the client's timeout).
+    registry.wake_loader();
+    drop(loader);
     let mut all_clean = failure.is_none();
     for h in handles {
         match h.join() {

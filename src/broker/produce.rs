@@ -17,11 +17,12 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::catalog;
 use super::errors::{self, log_error_code};
 use super::router::{Call, Reply};
+use super::schema_check;
 use super::shard::Shard;
 use crate::log::Enqueued;
 use crate::protocol::ProduceRequest;
@@ -44,6 +45,9 @@ pub struct PartProduceResult {
     pub error: i16,
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// Records refused by schema validation: (index in the batch, why), and a summary.
+    pub record_errors: Vec<(i32, String)>,
+    pub message: Option<String>,
 }
 
 fn failed(slot: usize, error: i16) -> PartProduceResult {
@@ -52,6 +56,8 @@ fn failed(slot: usize, error: i16) -> PartProduceResult {
         error,
         base_offset: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
+        message: None,
     }
 }
 
@@ -73,6 +79,11 @@ pub struct LocalPending {
     partition: i32,
     bytes: usize,
     state: Result<(crate::log::Log, Enqueued), i16>,
+    /// Schema validation: the records checked, and those refused (with `reject`, the
+    /// batch failed; with `dead-letter`, they go to the dead-letter topic).
+    checked: u64,
+    refused: Vec<schema_check::Refused>,
+    dead_letters: Option<String>,
 }
 
 /// Queues the appends of partitions owned by this shard: when it returns, every one has its
@@ -81,6 +92,9 @@ pub struct LocalPending {
 /// is full), so one full log never reorders another.
 pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<LocalPending> {
     join_all(parts.into_iter().map(|p| async move {
+        let mut checked = 0;
+        let mut refused = Vec::new();
+        let mut dead_letters = None;
         let state = async {
             let log = shard
                 .log(&p.topic, p.partition)
@@ -90,6 +104,20 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
                 .as_ref()
                 .filter(|r| !r.is_empty())
                 .ok_or(errors::CORRUPT_MESSAGE)?;
+            let rules = shard
+                .catalog()
+                .topics
+                .get(&p.topic)
+                .and_then(|m| schema_check::rules(&p.topic, m));
+            if let Some(rules) = &rules {
+                let c = schema_check::check(shard, &p.topic, rules, records).await;
+                checked = c.records;
+                refused = c.refused;
+                if !refused.is_empty() && rules.dead_letter.is_none() {
+                    return Err(errors::INVALID_RECORD);
+                }
+                dead_letters = rules.dead_letter.clone().filter(|_| !refused.is_empty());
+            }
             // Logged once when the state changes (disk_space), not per request.
             if shard.disk.low() {
                 return Err(errors::KAFKA_STORAGE_ERROR);
@@ -98,7 +126,8 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
                 crate::replication::leader::check_insync(&shard.catalog(), &p.topic, p.partition)?;
             }
             shard.disk.appended(records.len() as u64);
-            match log.enqueue(records, p.durable).await {
+            let drop: Vec<(usize, i64)> = refused.iter().map(|r| (r.batch, r.offset_delta)).collect();
+            match log.enqueue_without(records, p.durable, &drop).await {
                 Ok(q) => Ok((log, q)),
                 Err(e) => {
                     let code = log_error_code(&e);
@@ -121,6 +150,9 @@ pub async fn enqueue_local(shard: &Rc<Shard>, parts: Vec<PartAppend>) -> Vec<Loc
             topic: p.topic,
             partition: p.partition,
             state,
+            checked,
+            refused,
+            dead_letters,
         }
     }))
     .await
@@ -134,9 +166,24 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
             let (log, queued) = match p.state {
                 Ok(x) => x,
                 Err(code) => {
-                    return failed_in(p.slot, code, shard.log(&p.topic, p.partition).as_ref())
+                    let mut r = failed_in(p.slot, code, shard.log(&p.topic, p.partition).as_ref());
+                    if code == errors::INVALID_RECORD && !p.refused.is_empty() {
+                        shard.metrics.record_schema(&p.topic, p.checked, p.refused.len() as u64, 0);
+                        r.record_errors =
+                            p.refused.iter().map(|x| (x.index, x.reason.clone())).collect();
+                        r.message = Some(format!(
+                            "schema validation refused {} of {} records; the first: {}",
+                            p.refused.len(),
+                            p.checked,
+                            p.refused[0].reason
+                        ));
+                        info!(topic = %p.topic, partition = p.partition, "{}", r.message.as_deref().unwrap_or(""));
+                    }
+                    return r;
                 }
             };
+            // A retry of a batch already stored: its dead letters were written with it.
+            let duplicate = matches!(queued, Enqueued::Duplicate(..));
             match log.finish(queued).await {
                 Ok(info) => {
                     // Wakes long-polling fetches first: followers among them must take the
@@ -155,16 +202,37 @@ pub async fn finish_local(shard: &Rc<Shard>, pending: Vec<LocalPending>) -> Vec<
                     if code != errors::NONE {
                         return failed_in(p.slot, code, Some(&log));
                     }
+                    let dead = p.refused.len() as u64;
+                    match p.dead_letters.filter(|_| !duplicate) {
+                        Some(dlq) => {
+                            let d = schema_check::DeadLetters {
+                                topic: p.topic.clone(),
+                                partition: p.partition,
+                                dead_letter_topic: dlq,
+                                refused: p.refused,
+                            };
+                            if let Err(e) =
+                                schema_check::dead_letter(&shard, &d, info.base_offset).await
+                            {
+                                error!(topic = %p.topic, partition = p.partition, "dead letters not written: {e}");
+                                return failed_in(p.slot, errors::KAFKA_STORAGE_ERROR, Some(&log));
+                            }
+                            shard.metrics.record_schema(&p.topic, p.checked, 0, dead);
+                        }
+                        None if p.checked > 0 && !duplicate => {
+                            shard.metrics.record_schema(&p.topic, p.checked, 0, 0)
+                        }
+                        None => {}
+                    }
                     shard.metrics.record_in(
                         &p.topic,
                         p.bytes as u64,
                         (info.last_offset - info.base_offset + 1) as u64,
                     );
                     PartProduceResult {
-                        slot: p.slot,
-                        error: errors::NONE,
-                        base_offset: info.base_offset,
                         log_start_offset: log.log_start_offset(),
+                        base_offset: info.base_offset,
+                        ..failed(p.slot, errors::NONE)
                     }
                 }
                 Err(e) => {
@@ -354,6 +422,16 @@ pub async fn finish(shard: &Rc<Shard>, s: Started, listener: &str) -> Option<Pro
             }
             p.base_offset = r.base_offset;
             p.log_append_time_ms = -1;
+            p.error_message = r.message.map(StrBytes::from_string);
+            p.record_errors = r
+                .record_errors
+                .into_iter()
+                .map(|(i, why)| {
+                    kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                        .with_batch_index(i)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(why)))
+                })
+                .collect();
             p.log_start_offset = r.log_start_offset;
             if r.error == errors::NOT_LEADER_OR_FOLLOWER {
                 // KIP-951 (v10+; older versions drop the tagged fields): the leader and

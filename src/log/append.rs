@@ -51,6 +51,20 @@ impl Log {
     /// writer is full, then assigns offsets and queues the batches. Appends enqueued one
     /// after another get offsets in that order; [`Log::finish`] waits for the write.
     pub async fn enqueue(&self, records: &[u8], durable: bool) -> Result<Enqueued, LogError> {
+        self.enqueue_without(records, durable, &[]).await
+    }
+
+    /// Like [`Log::enqueue`], but each batch is stored without the records `drop` names
+    /// (batch index in `records`, offset delta): the batch keeps its offsets and its
+    /// producer's sequence range, as a compacted batch does, and one left with no record
+    /// keeps its header alone. Validation and duplicate detection see the batches as sent.
+    /// (Schema validation's dead-letter mode.)
+    pub async fn enqueue_without(
+        &self,
+        records: &[u8],
+        durable: bool,
+        drop: &[(usize, i64)],
+    ) -> Result<Enqueued, LogError> {
         let max = self.inner.state.borrow().config.max_batch_bytes;
         let mut headers = Vec::new();
         let mut pos = 0usize;
@@ -98,7 +112,12 @@ impl Log {
             }
         }
         let now = if idempotent { now_ms() } else { 0 };
-        let (rx, info) = self.queue(records, &headers, durable, true, now);
+        if drop.is_empty() {
+            let (rx, info) = self.queue(records, &headers, durable, true, now);
+            return Ok(Enqueued::Queued(rx, info));
+        }
+        let (kept, kept_headers) = without(records, &headers, drop)?;
+        let (rx, info) = self.queue(&kept, &kept_headers, durable, true, now);
         Ok(Enqueued::Queued(rx, info))
     }
 
@@ -211,4 +230,52 @@ impl Log {
             written.await;
         }
     }
+}
+
+/// Batches laid out in one buffer, with each one's position and header.
+type Laid = (Vec<u8>, Vec<(usize, BatchHeader)>);
+
+/// The batches of `records` (validated, at `headers`) without the records `drop` names
+/// (batch index, offset delta), and their new headers.
+fn without(
+    records: &[u8],
+    headers: &[(usize, BatchHeader)],
+    drop: &[(usize, i64)],
+) -> Result<Laid, LogError> {
+    use super::cleaner::{filter_batch, Filtered};
+    let mut out = Vec::with_capacity(records.len());
+    let mut out_headers = Vec::with_capacity(headers.len());
+    for (i, (at, h)) in headers.iter().enumerate() {
+        let b = &records[*at..*at + h.size];
+        let gone: Vec<i64> = drop
+            .iter()
+            .filter(|(bi, _)| *bi == i)
+            .map(|(_, d)| *d)
+            .collect();
+        let rebuilt = if gone.is_empty() {
+            None
+        } else {
+            match filter_batch(b, h, |_, r| !gone.contains(&r.offset_delta)).0 {
+                Filtered::Unchanged => None,
+                Filtered::Rewritten(v) => Some(v),
+                Filtered::Empty => Some(header_only(b)),
+            }
+        };
+        let bytes = rebuilt.as_deref().unwrap_or(b);
+        let nh = batch::validate(bytes)?;
+        out_headers.push((out.len(), nh));
+        out.extend_from_slice(bytes);
+    }
+    Ok((out, out_headers))
+}
+
+/// Batch `b` with no records: its header (offsets, producer, sequence range) alone,
+/// uncompressed.
+fn header_only(b: &[u8]) -> Vec<u8> {
+    let mut out = b[..batch::HEADER_LEN].to_vec();
+    let attributes = i16::from_be_bytes([out[21], out[22]]) & !0x07;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[57..61].copy_from_slice(&0i32.to_be_bytes());
+    batch::seal(&mut out);
+    out
 }

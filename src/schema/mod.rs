@@ -15,6 +15,7 @@ pub mod parsed;
 pub mod rest;
 pub mod state;
 pub mod store;
+pub mod validate;
 
 use thiserror::Error;
 

@@ -170,6 +170,24 @@ impl State {
         Ok(())
     }
 
+    /// What record validation needs: each subject's ids (deleted versions included) and
+    /// the schemas.
+    pub fn snapshot(&self) -> super::validate::Snapshot {
+        super::validate::Snapshot {
+            subjects: self
+                .subjects
+                .iter()
+                .map(|(s, vs)| (s.clone(), vs.values().map(|v| v.id).collect()))
+                .collect(),
+            schemas: self
+                .schemas
+                .iter()
+                .map(|(id, p)| (*id, p.clone()))
+                .collect(),
+            loaded: true,
+        }
+    }
+
     pub fn subjects(&self, deleted: bool) -> Vec<String> {
         self.subjects
             .iter()

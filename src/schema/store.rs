@@ -8,7 +8,9 @@
 //! the later record wins (as compaction would keep it) and the loser, reading back, finds
 //! it lost and plans again.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use crate::admin::batch::OutRecord;
 use crate::admin::consume::read_range;
@@ -17,6 +19,7 @@ use crate::admin::topic::create_topic;
 
 use super::parsed::Parsed;
 use super::state::{Plan, Record, State};
+use super::validate::Snapshot;
 use super::RegistryError;
 
 /// The topic the registry keeps its records in.
@@ -40,13 +43,114 @@ struct Inner {
     ready: bool,
 }
 
+/// How often the loader reads `_schemas` without being asked (schemas registered through
+/// other nodes arrive at least this often).
+const LOAD_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The registry of one broker process.
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// What record validation reads: replaced whole after a change, never edited.
+    published: RwLock<Arc<Snapshot>>,
+    /// Bumped with each new snapshot: a shard re-reads `published` only when it moved.
+    generation: AtomicU64,
+    /// A shard met a schema id it does not know: the loader reads `_schemas` now.
+    wanted: Mutex<bool>,
+    wake: Condvar,
 }
 
 impl Registry {
+    /// The snapshot validation uses, and its generation.
+    pub fn snapshot(&self) -> (u64, Arc<Snapshot>) {
+        let g = self.generation.load(Ordering::Acquire);
+        let s = match self.published.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        (g, s)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Asks the loader to read `_schemas` now (a record named an id not in the snapshot).
+    pub fn nudge(&self) {
+        let mut w = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        *w = true;
+        self.wake.notify_one();
+    }
+
+    fn publish(&self, state: &State) {
+        let snap = Arc::new(state.snapshot());
+        match self.published.write() {
+            Ok(mut p) => *p = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Keeps the snapshot current until `stop`: reads `_schemas` (if it exists; never
+    /// creating it) at start, when nudged, and every [`LOAD_INTERVAL`]. `reach` gives the
+    /// listener and identity to read with (`None`: none the broker can use unattended).
+    pub fn run_loader(
+        &self,
+        reach: impl Fn() -> Option<(String, crate::admin::client_config::ClientSecurity)>,
+        stop: &AtomicBool,
+    ) {
+        // Bounded by `stop`; each round waits for a nudge or the interval.
+        while !stop.load(Ordering::Relaxed) {
+            if let Some((bootstrap, security)) = reach() {
+                let r = crate::admin::client::with_security(security, || self.load(&bootstrap));
+                if let Err(e) = r {
+                    tracing::debug!("schema registry not loaded: {e}");
+                }
+            }
+            let w = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut w, _) = self
+                .wake
+                .wait_timeout_while(w, LOAD_INTERVAL, |w| !*w && !stop.load(Ordering::Relaxed))
+                .unwrap_or_else(|p| p.into_inner());
+            *w = false;
+        }
+    }
+
+    /// Stops [`Registry::run_loader`] promptly once `stop` is set.
+    pub fn wake_loader(&self) {
+        self.wake.notify_all();
+    }
+
+    /// Reads what `_schemas` has beyond the state, if the topic exists.
+    fn load(&self, bootstrap: &str) -> Result<(), RegistryError> {
+        let mut inner = self.lock();
+        if !inner.ready {
+            let mut c = crate::admin::client::Client::connect(bootstrap).map_err(store_err)?;
+            let md = crate::admin::topic::metadata(&mut c, Some(vec![TOPIC.to_string()]))
+                .map_err(store_err)?;
+            let exists = md.topics.iter().any(|t| t.error_code == 0);
+            if !exists {
+                if !self.snapshot().1.loaded {
+                    // Nothing registered yet: validation may refuse with certainty.
+                    self.publish(&inner.state);
+                }
+                return Ok(());
+            }
+            inner.ready = true;
+        }
+        self.catch_up(&mut inner, bootstrap)
+    }
+
+    /// [`catch_up`], publishing a new snapshot if anything changed.
+    fn catch_up(&self, inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError> {
+        let before = inner.next;
+        catch_up(inner, bootstrap)?;
+        if inner.next != before || !self.snapshot().1.loaded {
+            self.publish(&inner.state);
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A call that panicked left the state as it was between records: still valid.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -59,7 +163,7 @@ impl Registry {
         f: impl FnOnce(&State) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let mut inner = self.lock();
-        catch_up(&mut inner, bootstrap)?;
+        self.catch_up(&mut inner, bootstrap)?;
         f(&inner.state)
     }
 
@@ -70,12 +174,12 @@ impl Registry {
         f: impl FnOnce(&State) -> Result<(Vec<Record>, T), RegistryError>,
     ) -> Result<T, RegistryError> {
         let mut inner = self.lock();
-        catch_up(&mut inner, bootstrap)?;
+        self.catch_up(&mut inner, bootstrap)?;
         let (records, answer) = f(&inner.state)?;
         for r in records {
             append(bootstrap, r)?;
         }
-        catch_up(&mut inner, bootstrap)?;
+        self.catch_up(&mut inner, bootstrap)?;
         Ok(answer)
     }
 
@@ -88,7 +192,7 @@ impl Registry {
     ) -> Result<(u32, u32), RegistryError> {
         let mut inner = self.lock();
         for _ in 0..MAX_ATTEMPTS {
-            catch_up(&mut inner, bootstrap)?;
+            self.catch_up(&mut inner, bootstrap)?;
             let (record, id, version) = match inner.state.plan_register(subject, schema)? {
                 Plan::Exists { id, version } => return Ok((id, version)),
                 Plan::Write {
@@ -98,7 +202,7 @@ impl Registry {
                 } => (record, id, version),
             };
             append(bootstrap, record)?;
-            catch_up(&mut inner, bootstrap)?;
+            self.catch_up(&mut inner, bootstrap)?;
             if inner.state.find(subject, schema, false) == Some((version, id)) {
                 return Ok((id, version));
             }

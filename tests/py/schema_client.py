@@ -123,6 +123,37 @@ def consume(registry, bootstrap, topic):
     print(json.dumps(out))
 
 
+
+
+def mixed(registry, bootstrap, topic):
+    """One batch to partition 0 holding valid and invalid records; prints what the
+    producer was told per record."""
+    sr = SchemaRegistryClient({"url": registry})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    ser = AvroSerializer(sr, AVRO_V1)
+    good = [ser({"id": i, "item": f"ok-{i}"}, ctx) for i in range(3)]
+    # Not in the wire format; a registered id with a payload that does not decode; an
+    # id nobody registered.
+    bad = [b"plain text", good[0][:5] + b"\xff", b"\x00\x00\x00\x03\xe7" + good[0][5:]]
+    values = [good[0], bad[0], good[1], bad[1], good[2], bad[2]]
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 200,
+        "enable.idempotence": True,
+    })
+    results = [None] * len(values)
+
+    def report(i):
+        def cb(err, msg):
+            results[i] = {"error": err.name() if err else None, "offset": msg.offset()}
+        return cb
+
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=0, key=f"k{i}".encode(), on_delivery=report(i))
+    p.flush(30)
+    print(json.dumps({"results": results}))
+
+
 if __name__ == "__main__":
     mode, registry, bootstrap, topic = sys.argv[1:5]
-    {"produce": produce, "consume": consume}[mode]("http://" + registry, bootstrap, topic)
+    {"produce": produce, "consume": consume, "mixed": mixed}[mode]("http://" + registry, bootstrap, topic)
