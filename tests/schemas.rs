@@ -403,3 +403,68 @@ fn invalid_records_are_refused_or_dead_lettered_and_never_reach_the_topic() {
         assert_eq!(common::metric_sample(&metrics, name), Some(want), "{name}");
     }
 }
+
+#[test]
+fn in_a_cluster_every_node_serves_the_registry_and_validates_with_schemas_registered_elsewhere() {
+    use common::cluster::{leaders, Cluster};
+    let c = Cluster::start(3);
+    let registry = |i: usize| c.nodes[i].metrics_addr().expect("HTTP port");
+    common::cli(
+        &c.nodes[0],
+        &[
+            "topic",
+            "create",
+            "events",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+            "--config",
+            "schema.validation=full",
+            "--config",
+            "schema.validation.failure=dead-letter",
+        ],
+    );
+    // Registered through node 1; read through node 3.
+    let v1 = json!({"type":"record","name":"Order","namespace":"shop","fields":[
+        {"name":"id","type":"int"},{"name":"item","type":"string"}]});
+    let body = json!({"schema": v1.to_string()}).to_string();
+    let (code, r) = call(
+        &registry(0),
+        "POST",
+        "/subjects/events-value/versions",
+        &body,
+    );
+    assert_eq!((code, &r["id"]), (200, &json!(1)), "{r}");
+    let (code, r) = call(&registry(2), "GET", "/schemas/ids/1", "");
+    assert_eq!(code, 200, "{r}");
+    // Each partition's leader (one per node) checks a batch against a schema another node
+    // registered, and sends its dead letter to the dead-letter partition's leader.
+    let valid = framed(1, &order(1, "ok"));
+    for (partition, (_, leader)) in leaders(&c.nodes[0].bootstrap(), "events")
+        .iter()
+        .enumerate()
+    {
+        let node = (*leader / 1024) as usize - 1;
+        let mut conn =
+            shardlog::admin::client::Client::connect(&c.nodes[node].bootstrap()).expect("connect");
+        let batch = common::producer_batch(&[&valid, b"junk"], 1, -1, -1, -1);
+        let got = common::wire::produce(&mut conn, "events", partition as i32, batch);
+        assert_eq!(
+            got,
+            (0, 0),
+            "partition {partition} led by node {}: {}",
+            node + 1,
+            c.nodes[node].log_text()
+        );
+    }
+    for p in ["0", "1", "2"] {
+        assert_eq!(consumed(&c.nodes[1], "events", p).len(), 1, "events/{p}");
+        let dead = consumed(&c.nodes[1], "events.dlq", p);
+        assert_eq!(dead.len(), 1, "events.dlq/{p}");
+        assert!(
+            dead[0].2.contains(&format!("dlq.partition={p}")),
+            "{dead:?}"
+        );
+    }
+}

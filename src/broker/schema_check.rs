@@ -269,6 +269,12 @@ pub async fn dead_letter(shard: &Rc<Shard>, d: &DeadLetters, base: i64) -> Resul
             .get(&d.topic)
             .map_or(1, |m| m.partitions);
         super::admin::create_internal_topic(shard, dlq, partitions).await;
+        // In a cluster the new topic reaches this shard's catalog a moment later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Bounded by the deadline.
+        while !shard.catalog().topics.contains_key(dlq) && std::time::Instant::now() < deadline {
+            crate::runtime::sleep(Duration::from_millis(20)).await;
+        }
     }
     let cat = shard.catalog();
     let Some(meta) = cat.topics.get(dlq) else {
@@ -303,16 +309,42 @@ pub async fn dead_letter(shard: &Rc<Shard>, d: &DeadLetters, base: i64) -> Resul
     let timestamp = d.refused.first().map_or(0, |r| r.timestamp);
     let bytes = crate::admin::batch::encode(&records, timestamp, codec::Codec::None, None)
         .map_err(|e| format!("dead-letter batch: {e}"))?;
-    let Some(owner) = cat.locate(dlq, partition, shard.nshards) else {
-        return Err(format!(
-            "{dlq}/{partition} is led by another node; dead letters are written only to partitions this node leads"
-        ));
+    let bytes = bytes::Bytes::from(bytes);
+    let deadline = std::time::Instant::now() + NEW_TOPIC_WAIT;
+    // Bounded by the deadline: a partition just created (or just moved) is not served by
+    // its leader at once.
+    loop {
+        let code = append_once(shard, dlq, partition, bytes.clone()).await?;
+        match code {
+            errors::NONE => return Ok(()),
+            errors::UNKNOWN_TOPIC_OR_PARTITION | errors::NOT_LEADER_OR_FOLLOWER
+                if std::time::Instant::now() < deadline =>
+            {
+                crate::runtime::sleep(Duration::from_millis(50)).await
+            }
+            code => return Err(format!("{dlq}/{partition}: error {code}")),
+        }
+    }
+}
+
+/// How long a dead-letter partition may take to be served after it is created or moves.
+const NEW_TOPIC_WAIT: Duration = Duration::from_secs(10);
+
+/// One attempt to append `bytes` to `topic`/`partition` wherever it is led: its error code.
+async fn append_once(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    bytes: bytes::Bytes,
+) -> Result<i16, String> {
+    let Some(owner) = shard.catalog().locate(topic, partition, shard.nshards) else {
+        return remote(shard, topic, partition, bytes).await;
     };
     let part = PartAppend {
         slot: 0,
-        topic: dlq.clone(),
+        topic: topic.to_string(),
         partition,
-        records: Some(bytes::Bytes::from(bytes)),
+        records: Some(bytes),
         durable: true,
         timeout_ms: 30_000,
     };
@@ -326,9 +358,55 @@ pub async fn dead_letter(shard: &Rc<Shard>, d: &DeadLetters, base: i64) -> Resul
             _ => return Err(format!("shard {owner} did not answer")),
         }
     };
-    match results.first().map(|r| r.error) {
-        Some(errors::NONE) => Ok(()),
-        Some(code) => Err(format!("{dlq}/{partition}: error {code}")),
-        None => Err(format!("{dlq}/{partition}: no answer")),
-    }
+    results
+        .first()
+        .map(|r| r.error)
+        .ok_or_else(|| format!("{topic}/{partition}: no answer"))
+}
+
+/// Longest wait for another node to take dead letters.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Appends `records` to `topic`/`partition` on the node that leads it (a Produce, acks=all,
+/// on its inter-broker listener): its error code.
+async fn remote(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+) -> Result<i16, String> {
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    let cat = shard.catalog();
+    let Some(leader) = cat.place(topic, partition).and_then(|p| p.leader_replica()) else {
+        return Ok(errors::NOT_LEADER_OR_FOLLOWER);
+    };
+    let mut conn = crate::replication::follower::connect(&cat, leader)
+        .await
+        .ok_or_else(|| format!("cannot reach node {}", leader.0))?;
+    let mut p = PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = TopicProduceData::default();
+    t.name = kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        topic.to_string(),
+    ));
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = REMOTE_TIMEOUT.as_millis() as i32;
+    req.topic_data = vec![t];
+    let call =
+        crate::replication::follower::call_broker(&mut conn, &req, 9, 1, "shardlog-dead-letters");
+    let resp = match crate::runtime::timeout(REMOTE_TIMEOUT, call).await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Err(format!("node {}: {e}", leader.0)),
+        None => return Err(format!("node {} did not answer", leader.0)),
+    };
+    Ok(resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .map_or(errors::UNKNOWN_SERVER_ERROR, |p| p.error_code))
 }

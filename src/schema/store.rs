@@ -240,13 +240,26 @@ fn ensure_topic(inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError>
         ("retention.ms".to_string(), "-1".to_string()),
     ];
     match create_topic(bootstrap, TOPIC, 1, -1, &configs) {
-        Ok(_) => tracing::info!("created the schema registry's topic {TOPIC}"),
+        Ok(_) => {
+            tracing::info!("created the schema registry's topic {TOPIC}");
+            // In a cluster its leader opens it a moment after the quorum agreed on it.
+            let deadline = std::time::Instant::now() + NEW_TOPIC_WAIT;
+            // Bounded by the deadline.
+            while read_range(bootstrap, TOPIC, 0, Some(0), 1).is_err()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Err(e) if format!("{e:#}").contains("error 36") => {}
         Err(e) => return Err(store_err(e)),
     }
     inner.ready = true;
     Ok(())
 }
+
+/// How long a newly created `_schemas` may take to be served by its leader.
+const NEW_TOPIC_WAIT: Duration = Duration::from_secs(10);
 
 /// Applies the records of `_schemas` not applied yet, up to its end.
 fn catch_up(inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError> {
@@ -289,7 +302,17 @@ fn append(bootstrap: &str, (key, value): Record) -> Result<i64, RegistryError> {
         value,
         headers: Vec::new(),
     };
-    produce_one(bootstrap, TOPIC, Some(0), record)
-        .map(|(_, offset)| offset)
-        .map_err(store_err)
+    let deadline = std::time::Instant::now() + NEW_TOPIC_WAIT;
+    // Bounded by the deadline: a partition its leader has not opened yet answers 3.
+    loop {
+        match produce_one(bootstrap, TOPIC, Some(0), record.clone()) {
+            Ok((_, offset)) => return Ok(offset),
+            Err(e)
+                if format!("{e:#}").contains("error 3") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+    }
 }
