@@ -126,10 +126,12 @@ pub fn check(level: Level, new: &Parsed, previous: &[(u32, &Parsed)]) -> Vec<Str
 /// the two, for the messages).
 fn issues(dir: Direction, reader: &Parsed, writer: &Parsed, version: u32) -> Vec<String> {
     match (&reader.form, &writer.form) {
-        (Form::Avro(r), Form::Avro(w)) => match SchemaCompatibility::can_read(w, r) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![explain_avro(dir, &e, version, (r, w))],
-        },
+        (Form::Avro(r), Form::Avro(w)) => {
+            match SchemaCompatibility::can_read(&w.schema, &r.schema) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![explain_avro(dir, &e, version, (&r.schema, &w.schema))],
+            }
+        }
         (Form::Json(_), Form::Json(_)) => {
             json_compat::issues(dir, &reader.json, &writer.json, version)
         }

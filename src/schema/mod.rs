@@ -9,6 +9,7 @@
 //! Invariants: a schema id, once answered, names the same schema for good; a registration
 //! is answered only after its record is in `_schemas` (acks=all) and read back.
 
+pub mod avro_check;
 pub mod compat;
 pub mod json_compat;
 pub mod parsed;

@@ -45,7 +45,7 @@ pub struct Parsed {
 
 #[derive(Clone)]
 pub enum Form {
-    Avro(Arc<apache_avro::Schema>),
+    Avro(Arc<super::avro_check::AvroCheck>),
     Json(Arc<jsonschema::Validator>),
 }
 
@@ -63,10 +63,10 @@ impl Parsed {
         }
         let json: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         let form = match kind {
-            SchemaType::Avro => Form::Avro(Arc::new(
+            SchemaType::Avro => Form::Avro(Arc::new(super::avro_check::AvroCheck::new(
                 apache_avro::Schema::parse(&json)
                     .map_err(|e| format!("invalid Avro schema: {e}"))?,
-            )),
+            ))),
             SchemaType::Json => {
                 if !json.is_object() && !json.is_boolean() {
                     return Err("a JSON Schema is an object or a boolean".into());

@@ -3,10 +3,10 @@
 //! subject and, in `full` mode, a payload that decodes with that schema.
 //!
 //! Pure: works on bytes and a [`Snapshot`] of the registry; knows nothing of batches,
-//! partitions or shards. Every decode is bounded (Avro allocations are capped).
+//! partitions or shards. Every check is bounded ([`super::avro_check`]; JSON by its size).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use super::parsed::{Form, Parsed};
 
@@ -49,17 +49,6 @@ pub struct Refusal {
     pub reason: String,
     /// The id is not in the snapshot: a newer snapshot may know it.
     pub unknown_id: bool,
-}
-
-/// Largest allocation one Avro decode may make.
-const AVRO_MAX_ALLOCATION: usize = 16 << 20;
-
-fn cap_avro() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only if already set, which is the cap this sets.
-        let _ = apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION);
-    });
 }
 
 fn refuse(schema_id: Option<u32>, reason: String) -> Refusal {
@@ -106,29 +95,12 @@ pub fn check(snap: &Snapshot, subject: &str, mode: Mode, data: &[u8]) -> Result<
     };
     let payload = &data[5..];
     match &schema.form {
-        Form::Avro(s) => {
-            cap_avro();
-            let mut r = payload;
-            match apache_avro::from_avro_datum(s, &mut r, None) {
-                // The decoder reads a string cut short as null: the value must match too.
-                Ok(v) if !v.validate(s) => Err(refuse(
-                    Some(id),
-                    format!("the payload is cut short or does not match Avro schema {id}"),
-                )),
-                Ok(_) if r.is_empty() => Ok(id),
-                Ok(_) => Err(refuse(
-                    Some(id),
-                    format!(
-                        "{} bytes left over after decoding with schema {id}",
-                        r.len()
-                    ),
-                )),
-                Err(e) => Err(refuse(
-                    Some(id),
-                    format!("does not decode with Avro schema {id}: {e}"),
-                )),
-            }
-        }
+        Form::Avro(a) => a.check(payload).map(|()| id).map_err(|e| {
+            refuse(
+                Some(id),
+                format!("does not decode with Avro schema {id}: {e}"),
+            )
+        }),
         Form::Json(v) => {
             let doc: serde_json::Value = serde_json::from_slice(payload)
                 .map_err(|e| refuse(Some(id), format!("not JSON: {e}")))?;
