@@ -63,8 +63,27 @@ def cpu():
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def register(subject):
-    body = json.dumps({"schema": json.dumps(SCHEMA)}).encode()
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sensor": {"type": "string"}, "at": {"type": "integer"}, "value": {"type": "number"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["sensor", "at", "value"],
+}
+
+
+def json_payload(i):
+    return json.dumps({"sensor": f"sensor-{i % 1000:04d}", "at": 1_700_000_000_000 + i,
+                       "value": i * 0.5, "tags": [f"site-{i % 7}", "calibrated", "rack-12"]},
+                      separators=(",", ":")).encode()
+
+
+def register(subject, schema=SCHEMA, kind=None):
+    doc = {"schema": json.dumps(schema)}
+    if kind:
+        doc["schemaType"] = kind
+    body = json.dumps(doc).encode()
     req = urllib.request.Request(
         f"http://{registry}/subjects/{subject}/versions", data=body, method="POST",
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
@@ -89,22 +108,37 @@ def run(topic, values):
     return cpu() - before, time.time() - start
 
 
-modes = ["none", "id", "full"]
-for m in modes:
-    subprocess.run([shardlog, "topic", "create", f"sv-{m}", "--partitions", "4",
-                    "--config", f"schema.validation={m}", "--bootstrap", bootstrap],
+def topic(name, mode):
+    subprocess.run([shardlog, "topic", "create", name, "--partitions", "4",
+                    "--config", f"schema.validation={mode}", "--bootstrap", bootstrap],
                    capture_output=True)
-ids = {m: register(f"sv-{m}-value") for m in modes}
-values = [b"\x00" + struct.pack(">I", ids["full"]) + payload(i) for i in range(n)]
-gb = sum(len(v) for v in values) / 1e9
-print(f"{n} records, {gb * 1e3:.0f} MB of values, {len(values[0])} bytes each")
-results = {m: [] for m in modes}
-for r in range(rounds):
-    for m in modes:
-        secs, wall = run(f"sv-{m}", values)
-        results[m].append(secs / gb)
-        print(f"round {r + 1} {m:5} {secs:6.2f} CPU s  {secs / gb:6.2f} CPU s/GB  {n / wall:9.0f} msg/s")
-base = min(results["none"])
-for m in modes:
-    best = min(results[m])
-    print(f"{m:5} best {best:6.2f} CPU s/GB  {best / base:5.2f}x of none")
+
+
+def compare(label, runs):
+    """runs: (mode, topic, values); prints CPU s/GB of each beside the first."""
+    gb = sum(len(v) for v in runs[0][2]) / 1e9
+    print(f"{label}: {n} records, {gb * 1e3:.0f} MB of values, {len(runs[0][2][0])} bytes each")
+    results = {m: [] for m, _, _ in runs}
+    for r in range(rounds):
+        for m, t, values in runs:
+            secs, wall = run(t, values)
+            results[m].append(secs / gb)
+            print(f"round {r + 1} {m:5} {secs:6.2f} CPU s  {secs / gb:6.2f} CPU s/GB  {n / wall:9.0f} msg/s")
+    base = min(results[runs[0][0]])
+    for m, _, _ in runs:
+        best = min(results[m])
+        print(f"{label} {m:5} best {best:6.2f} CPU s/GB  {best / base:5.2f}x of none")
+
+
+for m in ["none", "id", "full"]:
+    topic(f"sv-{m}", m)
+    register(f"sv-{m}-value")
+avro_id = register("sv-full-value")
+values = [b"\x00" + struct.pack(">I", avro_id) + payload(i) for i in range(n)]
+compare("Avro", [(m, f"sv-{m}", values) for m in ["none", "id", "full"]])
+del values
+topic("sv-json-none", "none")
+topic("sv-json-full", "full")
+json_id = register("sv-json-full-value", JSON_SCHEMA, "JSON")
+values = [b"\x00" + struct.pack(">I", json_id) + json_payload(i) for i in range(n)]
+compare("JSON", [("none", "sv-json-none", values), ("full", "sv-json-full", values)])
