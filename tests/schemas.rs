@@ -348,6 +348,40 @@ fn invalid_records_are_refused_or_dead_lettered_and_never_reach_the_topic() {
     assert_eq!(produce(&mut c, "ids", 0, batch).0, 0);
     let batch = common::producer_batch(&[b"nope"], 1, -1, -1, -1);
     assert_eq!(produce(&mut c, "ids", 0, batch).0, 87);
+    // Keys too, once asked (under `ids-key`); a bad setting is refused.
+    let (ok, _, err) = common::shardlog_try(&[
+        "topic",
+        "alter-config",
+        "ids",
+        "--set",
+        "schema.validation=maybe",
+        "--bootstrap",
+        &b.bootstrap(),
+    ]);
+    assert!(!ok && err.contains("none, id or full"), "{err}");
+    common::cli(
+        &b,
+        &[
+            "topic",
+            "alter-config",
+            "ids",
+            "--set",
+            "schema.validation.key=true",
+        ],
+    );
+    let (_, r) = call(
+        &registry,
+        "POST",
+        "/subjects/ids-key/versions",
+        &json!({"schema": v1.to_string()}).to_string(),
+    );
+    assert_eq!(r["id"], 1, "{r}");
+    let keyed = |key: Option<&[u8]>| {
+        shardlog::log::records::build_producer_batch(&[(key, Some(&cut[..]))], 1, -1, -1, -1)
+    };
+    assert_eq!(produce(&mut c, "ids", 0, keyed(None)).0, 87);
+    assert_eq!(produce(&mut c, "ids", 0, keyed(Some(b"plain"))).0, 87);
+    assert_eq!(produce(&mut c, "ids", 0, keyed(Some(&cut))).0, 0);
 
     // An idempotent producer's retry of a batch with a dead letter is a duplicate: the same
     // offsets, nothing added to either topic.
