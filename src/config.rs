@@ -36,6 +36,8 @@ pub struct BrokerConfig {
     pub ui: crate::ui::UiMode,
     /// `schema.registry.enable`: the schema registry's API on the HTTP port.
     pub schema_registry: bool,
+    /// `ui.lag.sample.interval.ms`: how often the console's group lag is sampled.
+    pub lag_sample_ms: u64,
     /// Flush policy (`--flush`): when appended data is fdatasynced.
     pub flush: crate::log::FlushPolicy,
     /// `log.flush.interval.ms`
@@ -163,6 +165,7 @@ impl Default for BrokerConfig {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             ui: crate::ui::UiMode::ReadWrite,
             schema_registry: true,
+            lag_sample_ms: 10_000,
             flush: crate::log::FlushPolicy::Always,
             flush_ms: 1000,
             flush_messages: i64::MAX,

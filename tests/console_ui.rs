@@ -216,7 +216,8 @@ fn shardlog(b: &Broker, args: &[&str], input: &str) -> String {
 
 #[test]
 fn the_console_in_a_real_browser() {
-    let b = Broker::start(2);
+    // The broker samples group lag every 200 ms here (10 s by default).
+    let b = Broker::start_configured(2, "\"ui.lag.sample.interval.ms\" = 200\n", &[]);
     let http_addr = b.metrics_addr().expect("HTTP port");
     let base = format!("http://{http_addr}");
     shardlog(&b, &["topic", "create", "web", "--partitions", "3"], "");
@@ -311,8 +312,33 @@ fn the_console_in_a_real_browser() {
     br.wait("the message view", "return [...document.querySelectorAll('pre.value')].some(p => p.textContent.includes('\"from\": \"the form\"'))");
     br.screenshot("console-topic.png");
 
+    // The broker kept the group's lag: a page opened now already has a past, so the
+    // status is known at once (the group stopped consuming: STALLED).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kept = || {
+        let body = http(&http_addr, "GET", "/api/groups/dashboard", None).1;
+        serde_json::from_str::<Value>(&body).unwrap_or_default()["history"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    while kept() < 3 {
+        assert!(Instant::now() < deadline, "no lag history kept");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The lag shown equals group describe's.
     br.show(&base, "#/group/dashboard");
+    let past = br.js("return lagHistory['dashboard'].length");
+    assert!(past.as_u64().unwrap_or(0) >= 3, "{past}");
+    let statuses = br.js(
+        "return [...document.querySelectorAll('tr.lag-row')].map(r => r.children[5].textContent)",
+    );
+    assert!(
+        statuses
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x == "STALLED")),
+        "{statuses} {}",
+        br.js("return JSON.stringify(lagHistory['dashboard'])")
+    );
     let shown = br.js("return [...document.querySelectorAll('tr.lag-row')].map(r => r.children[0].textContent + '/' + r.children[1].textContent + '=' + r.querySelector('.lag').textContent)");
     let described = shardlog(&b, &["group", "describe", "dashboard"], "");
     let mut want: Vec<String> = described

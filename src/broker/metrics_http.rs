@@ -234,12 +234,14 @@ async fn console<S: futures::AsyncRead + Unpin>(
     };
     let (method, sub) = (method.to_string(), path["/api/".len()..].to_string());
     let writable = mode == UiMode::ReadWrite;
+    let history = shard.lag_history.clone();
     let answered = crate::runtime::on_thread(move || {
         let call = ui::api::Call {
             method: &method,
             path: &sub,
             query,
             body: &body,
+            history: Some(&history),
         };
         crate::admin::client::with_security(security, || {
             ui::api::answer(&bootstrap, &call, writable)
@@ -503,6 +505,29 @@ fn unattended(sec: &crate::security::settings::Resolved) -> Option<Reach> {
             sasl: None,
         },
     })
+}
+
+/// Samples every group's lag for the console ([`crate::ui::lag_history`]) on a thread of
+/// its own until `stop`, every `interval`, through a listener that needs no login.
+pub fn spawn_lag_sampler(
+    history: Arc<crate::ui::lag_history::LagHistory>,
+    security: Arc<crate::security::settings::Resolved>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name("lag-sampler".into())
+        .spawn(move || {
+            let reach = || unattended(&security).map(|r| (bootstrap_of(r.addr), r.security));
+            history.run(interval, reach, &stop);
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!("group lag sampler not started: {e}");
+            None
+        }
+    }
 }
 
 /// Runs the schema registry's loader ([`crate::schema::store::Registry::run_loader`]) on a

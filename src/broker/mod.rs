@@ -208,6 +208,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let security = Arc::new(security);
     let registry = Arc::new(crate::schema::store::Registry::default());
+    let lag_history = Arc::new(crate::ui::lag_history::LagHistory::default());
     let stop = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
@@ -244,7 +245,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
             proposer.clone(),
             security.clone(),
         );
-        let registry = registry.clone();
+        let (registry, lag_history) = (registry.clone(), lag_history.clone());
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .spawn(move || {
@@ -262,6 +263,7 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
                     proposer,
                     security,
                     registry,
+                    lag_history,
                 })
             })
             .map_err(|e| {
@@ -290,11 +292,20 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
         }
     }
     let mut loader = None;
+    let mut sampler = None;
     if failure.is_none() {
         if cfg.schema_registry {
             loader = metrics_http::spawn_registry_loader(
                 registry.clone(),
                 security.clone(),
+                stop.clone(),
+            );
+        }
+        if cfg.ui != crate::ui::UiMode::Off && cfg.metrics_listen.is_some() {
+            sampler = metrics_http::spawn_lag_sampler(
+                lag_history.clone(),
+                security.clone(),
+                Duration::from_millis(cfg.lag_sample_ms),
                 stop.clone(),
             );
         }
@@ -327,7 +338,8 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     // The loader only reads: it is woken to see `stop`, not waited for (a call it has out
     // to a stopping shard would hold the shutdown up to the client's timeout).
     registry.wake_loader();
-    drop(loader);
+    lag_history.wake();
+    drop((loader, sampler));
     let mut all_clean = failure.is_none();
     for h in handles {
         match h.join() {
@@ -403,6 +415,8 @@ struct ShardStart {
     security: Arc<crate::security::settings::Resolved>,
     /// The schema registry (control plane; the HTTP port serves its API).
     registry: Arc<crate::schema::store::Registry>,
+    /// The console's group lag samples.
+    lag_history: Arc<crate::ui::lag_history::LagHistory>,
 }
 
 /// Runs one shard until the stop flag; returns whether it drained and flushed cleanly.
@@ -421,6 +435,7 @@ async fn shard_main(start: ShardStart) -> bool {
         proposer,
         security,
         registry,
+        lag_history,
     } = start;
     // The shard's descriptors: pipes for zero-copy fetches (two each) take an eighth, log
     // and index files the rest.
@@ -476,6 +491,7 @@ async fn shard_main(start: ShardStart) -> bool {
     let clustered = proposer.is_some();
     shard.proposer = proposer;
     shard.registry = registry;
+    shard.lag_history = lag_history;
     let shard = Rc::new(shard);
     shard
         .txns

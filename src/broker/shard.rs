@@ -83,6 +83,8 @@ pub struct Shard {
     pub security: Arc<crate::security::settings::Resolved>,
     /// The schema registry (one per process).
     pub registry: Arc<crate::schema::store::Registry>,
+    /// The console's samples of group lag (one per process).
+    pub lag_history: Arc<crate::ui::lag_history::LagHistory>,
     /// This shard's copy of the registry's snapshot and its generation (`schema_check`).
     pub schema_snapshot: RefCell<(u64, Arc<crate::schema::validate::Snapshot>)>,
     /// The compaction task is running.
@@ -135,6 +137,7 @@ impl Shard {
             read_buffer_bytes: Cell::new(0),
             security,
             registry: Default::default(),
+            lag_history: Default::default(),
             schema_snapshot: RefCell::new((u64::MAX, Default::default())),
             cleaning: Cell::new(false),
             flushing: Cell::new(false),

@@ -232,6 +232,15 @@ pub const KEYS: &[(&str, &str, Apply, Show)] = &[
         |s| s.broker.ui.name().to_string(),
     ),
     (
+        "ui.lag.sample.interval.ms",
+        "how often the broker samples every group's lag for the console's chart (kept 30 samples)",
+        |s, v| {
+            s.broker.lag_sample_ms = positive(v)?;
+            Ok(())
+        },
+        |s| s.broker.lag_sample_ms.to_string(),
+    ),
+    (
         "schema.registry.enable",
         "the schema registry's REST API on the HTTP port (/subjects, /schemas, /config, ...)",
         |s, v| {

@@ -28,6 +28,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub query: BTreeMap<String, String>,
     pub body: &'a [u8],
+    /// The broker's lag samples of each group (the group page's past).
+    pub history: Option<&'a super::lag_history::LagHistory>,
 }
 
 impl Call<'_> {
@@ -97,8 +99,10 @@ fn route(bootstrap: &str, call: &Call<'_>) -> Result<Option<Value>> {
                     v
                 })
                 .collect();
+            let history = call.history.map(|h| h.samples(name)).unwrap_or_default();
             json!({"group": name, "state": s.state, "protocol": s.protocol,
-                   "members": s.members, "partitions": rows, "at": crate::log::now_ms()})
+                   "members": s.members, "partitions": rows, "at": crate::log::now_ms(),
+                   "history": history})
         }
         _ => return Ok(None),
     }))

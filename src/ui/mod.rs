@@ -9,6 +9,7 @@
 //! nothing; request bodies and every list it returns are bounded.
 
 pub mod api;
+pub mod lag_history;
 
 use std::collections::BTreeMap;
 
