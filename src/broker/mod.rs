@@ -20,6 +20,7 @@ pub mod dispatch_txn;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod http_apps;
 pub mod limits;
 pub mod list_offsets;
 pub mod log_dirs;
@@ -295,14 +296,11 @@ pub fn serve(cfg: BrokerConfig) -> anyhow::Result<()> {
     let mut sampler = None;
     if failure.is_none() {
         if cfg.schema_registry {
-            loader = metrics_http::spawn_registry_loader(
-                registry.clone(),
-                security.clone(),
-                stop.clone(),
-            );
+            loader =
+                http_apps::spawn_registry_loader(registry.clone(), security.clone(), stop.clone());
         }
         if cfg.ui != crate::ui::UiMode::Off && cfg.metrics_listen.is_some() {
-            sampler = metrics_http::spawn_lag_sampler(
+            sampler = http_apps::spawn_lag_sampler(
                 lag_history.clone(),
                 security.clone(),
                 Duration::from_millis(cfg.lag_sample_ms),
