@@ -40,6 +40,10 @@ pub enum Key {
     },
     #[serde(rename = "CONFIG")]
     Config { subject: Option<String>, magic: u8 },
+    /// shardlog's own: the lowest id a new schema may get (`{"next": N}`), so that an id
+    /// whose schema was deleted for good and compacted away is never given again.
+    #[serde(rename = "IDS")]
+    Ids { magic: u8 },
 }
 
 /// Value of a SCHEMA record.
@@ -89,9 +93,9 @@ impl Which {
 pub enum Plan {
     /// The subject has this schema already (no write).
     Exists { id: u32, version: u32 },
-    /// Append `record`: the schema becomes `version` of the subject with `id`.
+    /// Append `records`: the schema becomes `version` of the subject with `id`.
     Write {
-        record: Record,
+        records: Vec<Record>,
         id: u32,
         version: u32,
     },
@@ -103,6 +107,8 @@ pub struct State {
     subjects: BTreeMap<String, BTreeMap<u32, Version>>,
     global: Option<Level>,
     levels: BTreeMap<String, Level>,
+    /// No new schema gets an id below this (the IDS record).
+    id_floor: u32,
 }
 
 impl State {
@@ -145,6 +151,13 @@ impl State {
                         deleted: v.deleted,
                     },
                 );
+            }
+            (Key::Ids { .. }, None) => {}
+            (Key::Ids { .. }, Some(v)) => {
+                let v: Value = serde_json::from_slice(v).map_err(|e| format!("value: {e}"))?;
+                let next = v["next"].as_u64().and_then(|n| u32::try_from(n).ok());
+                let next = next.ok_or("an IDS record without a next id")?;
+                self.id_floor = self.id_floor.max(next);
             }
             (Key::Config { subject, .. }, value) => {
                 let level = match value {
@@ -303,12 +316,15 @@ impl State {
         if !broken.is_empty() {
             return Err(RegistryError::incompatible(subject, &broken));
         }
-        let id = self
+        let known = self
             .schemas
             .iter()
             .find(|(_, p)| p.same(schema))
-            .map(|(id, _)| *id)
-            .unwrap_or_else(|| self.schemas.keys().next_back().map_or(1, |m| m + 1));
+            .map(|(id, _)| *id);
+        let id = known.unwrap_or_else(|| {
+            let after = self.schemas.keys().next_back().map_or(1, |m| m + 1);
+            after.max(self.id_floor).max(1)
+        });
         let version = self
             .subjects
             .get(subject)
@@ -327,8 +343,13 @@ impl State {
             version,
             magic: 1,
         };
+        let mut records = vec![record(&key, serde_json::to_value(&value).ok())];
+        if known.is_none() {
+            let next = json!({ "next": id.saturating_add(1) });
+            records.push(record(&Key::Ids { magic: 0 }, Some(next)));
+        }
         Ok(Plan::Write {
-            record: record(&key, serde_json::to_value(&value).ok()),
+            records,
             id,
             version,
         })
@@ -416,11 +437,13 @@ mod tests {
         match s.plan_register(subject, p).expect("plan") {
             Plan::Exists { id, version } => (id, version),
             Plan::Write {
-                record: (k, v),
+                records,
                 id,
                 version,
             } => {
-                s.apply(&k, v.as_deref()).expect("apply");
+                for (k, v) in records {
+                    s.apply(&k, v.as_deref()).expect("apply");
+                }
                 (id, version)
             }
         }
@@ -462,5 +485,27 @@ mod tests {
         s.apply(&k, v.as_deref()).expect("apply");
         assert_eq!(s.level(Some("t-value")), Level::None);
         assert!(s.apply(b"garbage", None).is_err());
+        // A schema deleted for good (and compacted away: its records gone) does not give
+        // its id to the next new schema.
+        let (recs, _) = s.plan_delete("u-value", None, false).expect("soft");
+        for (k, v) in recs {
+            s.apply(&k, v.as_deref()).expect("apply");
+        }
+        for subject in ["t-value", "u-value"] {
+            let (recs, _) = s.plan_delete(subject, None, false).unwrap_or_default();
+            for (k, v) in recs {
+                s.apply(&k, v.as_deref()).expect("apply");
+            }
+            let (recs, _) = s.plan_delete(subject, None, true).expect("permanent");
+            for (k, v) in recs {
+                s.apply(&k, v.as_deref()).expect("apply");
+            }
+        }
+        let mut replayed = State::default();
+        let (k, v) = State::plan_level(None, None);
+        replayed.apply(&k, v.as_deref()).expect("apply");
+        replayed.id_floor = s.id_floor;
+        let e = avro(r#"{"name":"e","type":"int"}"#);
+        assert_eq!(write(&mut replayed, "v-value", &e), (4, 1));
     }
 }

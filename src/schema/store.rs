@@ -193,15 +193,17 @@ impl Registry {
         let mut inner = self.lock();
         for _ in 0..MAX_ATTEMPTS {
             self.catch_up(&mut inner, bootstrap)?;
-            let (record, id, version) = match inner.state.plan_register(subject, schema)? {
+            let (records, id, version) = match inner.state.plan_register(subject, schema)? {
                 Plan::Exists { id, version } => return Ok((id, version)),
                 Plan::Write {
-                    record,
+                    records,
                     id,
                     version,
-                } => (record, id, version),
+                } => (records, id, version),
             };
-            append(bootstrap, record)?;
+            for r in records {
+                append(bootstrap, r)?;
+            }
             self.catch_up(&mut inner, bootstrap)?;
             if inner.state.find(subject, schema, false) == Some((version, id)) {
                 return Ok((id, version));
