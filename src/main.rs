@@ -427,7 +427,17 @@ fn init_logging(filter: &str, format: LogFormat) {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        // A command's output piped into `head` ends quietly when the reader goes, as other
+        // Unix tools do (Rust ignores SIGPIPE, and a print to a closed pipe would panic).
+        // The broker keeps ignoring it: a client's closed socket is an error, not an exit.
+        // SAFETY: restores the default action of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -3,8 +3,9 @@
 //! a fixed partition or the key's partition (Kafka's murmur2, as the Java client picks it),
 //! acks, compression, and an idempotent producer.
 //!
-//! Lines are sent in batches of up to `--batch-size` per partition; on a terminal every line
-//! is sent as it is typed. A retriable error (a leader moved) refreshes the leaders and
+//! Lines are sent in batches of up to `--batch-size` per partition; when one is full, every
+//! partition's pending batch goes with it, one request per leader, all leaders at once. On
+//! a terminal every line is sent as it is typed. A retriable error (a leader moved) refreshes the leaders and
 //! sends the batch again, with the same sequence when idempotent, so it is never written
 //! twice.
 
@@ -204,6 +205,90 @@ impl Producer {
         self.sent += records.len() as u64;
         Ok(base)
     }
+
+    /// Sends every batch of `batches` at once: one request per leader, all leaders' requests
+    /// written before any answer is read. A batch whose answer is an error or lost goes
+    /// again alone through [`Producer::send`] (with the same sequence when idempotent).
+    fn send_round(&mut self, batches: Vec<(i32, Vec<OutRecord>)>) -> Result<()> {
+        let mut by_leader: BTreeMap<i32, Vec<(i32, Vec<OutRecord>)>> = BTreeMap::new();
+        let mut again = Vec::new();
+        for (p, records) in batches {
+            match self.leaders.leader(p) {
+                Some(l) => by_leader.entry(l).or_default().push((p, records)),
+                None => again.push((p, records)),
+            }
+        }
+        let mut sent = Vec::new();
+        for (leader, parts) in by_leader {
+            let mut td = TopicProduceData::default();
+            td.name = name(&self.leaders.topic);
+            for (p, records) in &parts {
+                let seq = self.sequences.get(p).copied().unwrap_or(0);
+                let producer = self.idempotent.map(|(pid, epoch)| (pid, epoch, seq));
+                let mut pd = PartitionProduceData::default();
+                pd.index = *p;
+                pd.records = Some(Bytes::from(encode(
+                    records,
+                    crate::log::now_ms(),
+                    self.codec,
+                    producer,
+                )?));
+                td.partition_data.push(pd);
+            }
+            let mut req = ProduceRequest::default();
+            req.acks = self.acks;
+            req.timeout_ms = 30_000;
+            req.topic_data = vec![td];
+            match self.leaders.client(leader).and_then(|c| c.send(&req, 9)) {
+                Ok(correlation) => sent.push((leader, correlation, parts)),
+                Err(_) => {
+                    self.leaders.forget(leader);
+                    again.extend(parts);
+                }
+            }
+        }
+        for (leader, correlation, parts) in sent {
+            if self.acks == 0 {
+                for (p, records) in parts {
+                    self.advance(p, records.len());
+                }
+                continue;
+            }
+            let resp = self
+                .leaders
+                .client(leader)
+                .and_then(|c| c.receive::<ProduceRequest>(9, correlation));
+            let Ok(resp) = resp else {
+                self.leaders.forget(leader);
+                again.extend(parts);
+                continue;
+            };
+            let codes: BTreeMap<i32, i16> = resp
+                .responses
+                .iter()
+                .flat_map(|t| t.partition_responses.iter())
+                .map(|p| (p.index, p.error_code))
+                .collect();
+            for (p, records) in parts {
+                match codes.get(&p) {
+                    Some(0) => self.advance(p, records.len()),
+                    _ => again.push((p, records)),
+                }
+            }
+        }
+        for (p, records) in again {
+            self.send(p, &records)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` records written to `partition` (its next sequence moves on).
+    fn advance(&mut self, partition: i32, n: usize) {
+        let seq = self.sequences.get(&partition).copied().unwrap_or(0);
+        self.sequences
+            .insert(partition, seq.wrapping_add(n as i32) & i32::MAX);
+        self.sent += n as u64;
+    }
 }
 
 /// Writes one record (acks=all) to `partition`, or by its key as `produce` does: the
@@ -329,15 +414,24 @@ pub fn run(a: ProduceArgs) -> Result<()> {
             value: Some(value),
             headers: headers.clone(),
         });
-        if interactive || batch.len() >= a.batch_size as usize {
+        if interactive {
             let records = std::mem::take(batch);
             producer.send(partition, &records)?;
+        } else if batch.len() >= a.batch_size as usize {
+            // Every partition's batch goes with it: one request per leader.
+            let round: Vec<(i32, Vec<OutRecord>)> = std::mem::take(&mut pending)
+                .into_iter()
+                .filter(|(_, r)| !r.is_empty())
+                .collect();
+            producer.send_round(round)?;
         }
     }
-    for (p, records) in std::mem::take(&mut pending) {
-        if !records.is_empty() {
-            producer.send(p, &records)?;
-        }
+    let rest: Vec<(i32, Vec<OutRecord>)> = std::mem::take(&mut pending)
+        .into_iter()
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+    if !rest.is_empty() {
+        producer.send_round(rest)?;
     }
     eprintln!("produced {} record(s) to {}", producer.sent, a.topic);
     Ok(())
