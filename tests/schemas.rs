@@ -492,6 +492,20 @@ fn in_a_cluster_every_node_serves_the_registry_and_validates_with_schemas_regist
             c.nodes[node].log_text()
         );
     }
+    // The registry's topic and the dead-letter topic have three replicas, as `events`.
+    for t in ["_schemas", "events.dlq"] {
+        let d = common::cli(&c.nodes[2], &["topic", "describe", t]);
+        let replicas: Vec<usize> = d
+            .lines()
+            .filter(|l| l.chars().next().is_some_and(|ch| ch.is_ascii_digit()))
+            .filter_map(|l| l.split('\t').nth(4))
+            .map(|r| r.split(',').count())
+            .collect();
+        assert!(
+            !replicas.is_empty() && replicas.iter().all(|n| *n == 3),
+            "{d}"
+        );
+    }
     for p in ["0", "1", "2"] {
         assert_eq!(consumed(&c.nodes[1], "events", p).len(), 1, "events/{p}");
         let dead = consumed(&c.nodes[1], "events.dlq", p);

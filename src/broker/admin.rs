@@ -461,14 +461,20 @@ pub async fn create_partitions(
     resp
 }
 
-/// Creates topic `name` with `partitions` partitions and the broker defaults (a topic the
-/// broker itself needs, such as a dead-letter topic); an existing one is left alone.
-pub async fn create_internal_topic(shard: &Rc<Shard>, name: &str, partitions: i32) {
+/// Creates topic `name` with `partitions` partitions, `replication` replicas (-1: the
+/// default) and the broker's default configs (a topic the broker itself needs, such as a
+/// dead-letter topic); an existing one is left alone.
+pub async fn create_internal_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    replication: i16,
+) {
     let req = CreateTopicsRequest {
         topics: vec![crate::protocol::NewTopic {
             name: name.to_string(),
             num_partitions: partitions,
-            replication_factor: -1,
+            replication_factor: replication,
             has_assignments: false,
             configs: Vec::new(),
         }],

@@ -263,12 +263,12 @@ pub struct DeadLetters {
 pub async fn dead_letter(shard: &Rc<Shard>, d: &DeadLetters, base: i64) -> Result<(), String> {
     let dlq = &d.dead_letter_topic;
     if !shard.catalog().topics.contains_key(dlq) {
-        let partitions = shard
-            .catalog()
-            .topics
-            .get(&d.topic)
-            .map_or(1, |m| m.partitions);
-        super::admin::create_internal_topic(shard, dlq, partitions).await;
+        // As many partitions as the topic, and in a cluster as many replicas.
+        let (partitions, replication) = shard.catalog().topics.get(&d.topic).map_or((1, -1), |m| {
+            let rf = m.placement.first().map_or(-1, |p| p.replicas.len() as i16);
+            (m.partitions, rf)
+        });
+        super::admin::create_internal_topic(shard, dlq, partitions, replication).await;
         // In a cluster the new topic reaches this shard's catalog a moment later.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         // Bounded by the deadline.

@@ -43,6 +43,9 @@ struct Inner {
     ready: bool,
 }
 
+/// The least time between two reads of `_schemas` by the loader.
+const MIN_LOAD_GAP: Duration = Duration::from_millis(100);
+
 /// How often the loader reads `_schemas` without being asked (schemas registered through
 /// other nodes arrive at least this often).
 const LOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -107,6 +110,8 @@ impl Registry {
                     tracing::debug!("schema registry not loaded: {e}");
                 }
             }
+            // At most ten reads a second, however often shards ask.
+            std::thread::sleep(MIN_LOAD_GAP);
             let w = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
             let (mut w, _) = self
                 .wake
@@ -241,7 +246,15 @@ fn ensure_topic(inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError>
         ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
     ];
-    match create_topic(bootstrap, TOPIC, 1, -1, &configs) {
+    // Three replicas where the cluster has three nodes (as Confluent's registry asks), else
+    // the broker's default.
+    let created = match create_topic(bootstrap, TOPIC, 1, 3, &configs) {
+        Err(e) if format!("{e:#}").contains("error 38") => {
+            create_topic(bootstrap, TOPIC, 1, -1, &configs)
+        }
+        other => other,
+    };
+    match created {
         Ok(_) => {
             tracing::info!("created the schema registry's topic {TOPIC}");
             // In a cluster its leader opens it a moment after the quorum agreed on it.
@@ -267,8 +280,7 @@ const NEW_TOPIC_WAIT: Duration = Duration::from_secs(10);
 fn catch_up(inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError> {
     ensure_topic(inner, bootstrap)?;
     for _ in 0..MAX_ROUNDS {
-        let (records, earliest, latest) =
-            read_range(bootstrap, TOPIC, 0, Some(inner.next), READ_BATCH).map_err(store_err)?;
+        let (records, earliest, latest) = read_settled(bootstrap, inner.next)?;
         if inner.next < earliest || inner.next > latest {
             // Records were deleted under us (DeleteRecords) or the topic was recreated:
             // start over from what is there.
@@ -296,6 +308,34 @@ fn catch_up(inner: &mut Inner, bootstrap: &str) -> Result<(), RegistryError> {
         }
     }
     Err(RegistryError::store(format!("{TOPIC} is too long to read")))
+}
+
+/// Reads `_schemas` from `from`, retrying for a while what a partition just created or
+/// whose leader just moved answers (no leader yet, not the leader, an offset its new
+/// leader does not serve yet).
+fn read_settled(
+    bootstrap: &str,
+    from: i64,
+) -> Result<(Vec<crate::admin::batch::InRecord>, i64, i64), RegistryError> {
+    let deadline = std::time::Instant::now() + NEW_TOPIC_WAIT;
+    // Bounded by the deadline.
+    loop {
+        match read_range(bootstrap, TOPIC, 0, Some(from), READ_BATCH) {
+            Ok(r) => return Ok(r),
+            Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+}
+
+/// An error a moment later may not give: a partition not served yet, a leader moving.
+fn transient(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    ["error 1", "error 3", "error 6", "no leader", "leaders of"]
+        .iter()
+        .any(|t| text.contains(t))
 }
 
 fn append(bootstrap: &str, (key, value): Record) -> Result<i64, RegistryError> {
