@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::log::batch::{self, HEADER_LEN};
 use crate::log::codec::{self, Codec};
-use crate::log::records::{decode_headers, put_bytes, put_varint, seal_records, RecordWalk};
+use crate::log::records::{owned_headers, put_bytes, put_varint, seal_records, RecordWalk};
 
 /// Most bytes one batch's records may decompress to here.
 const MAX_DECOMPRESSED: usize = 64 << 20;
@@ -120,16 +120,7 @@ pub fn decode(bytes: &[u8], from: i64, aborted: &[(i64, i64)]) -> (Vec<InRecord>
             if offset < from {
                 continue;
             }
-            let headers = decode_headers(r.headers)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        String::from_utf8_lossy(k).into_owned(),
-                        v.map(<[u8]>::to_vec),
-                    )
-                })
-                .collect();
+            let headers = owned_headers(r.headers);
             out.push(InRecord {
                 offset,
                 timestamp: h.base_timestamp + r.timestamp_delta,

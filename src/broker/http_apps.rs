@@ -351,19 +351,9 @@ pub fn spawn_lag_sampler(
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) -> Option<std::thread::JoinHandle<()>> {
-    let spawned = std::thread::Builder::new()
-        .name("lag-sampler".into())
-        .spawn(move || {
-            let reach = || unattended(&security).map(|r| (bootstrap_of(r.addr), r.security));
-            history.run(interval, reach, &stop);
-        });
-    match spawned {
-        Ok(h) => Some(h),
-        Err(e) => {
-            warn!("group lag sampler not started: {e}");
-            None
-        }
-    }
+    spawn_unattended("lag-sampler", security, move |reach| {
+        history.run(interval, reach, &stop)
+    })
 }
 
 /// Runs the schema registry's loader ([`crate::schema::store::Registry::run_loader`]) on a
@@ -374,16 +364,32 @@ pub fn spawn_registry_loader(
     security: Arc<crate::security::settings::Resolved>,
     stop: Arc<AtomicBool>,
 ) -> Option<std::thread::JoinHandle<()>> {
+    spawn_unattended("schema-registry", security, move |reach| {
+        registry.run_loader(reach, &stop)
+    })
+}
+
+/// How a background thread reaches the broker without a login: a fresh (bootstrap,
+/// identity) each time it asks, `None` if no listener allows it.
+type UnattendedReach<'a> =
+    &'a dyn Fn() -> Option<(String, crate::admin::client_config::ClientSecurity)>;
+
+/// Runs `body` on a thread named `name`, giving it [`unattended`] reach to the broker.
+fn spawn_unattended(
+    name: &str,
+    security: Arc<crate::security::settings::Resolved>,
+    body: impl FnOnce(UnattendedReach<'_>) + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
-        .name("schema-registry".into())
+        .name(name.into())
         .spawn(move || {
             let reach = || unattended(&security).map(|r| (bootstrap_of(r.addr), r.security));
-            registry.run_loader(reach, &stop);
+            body(&reach);
         });
     match spawned {
         Ok(h) => Some(h),
         Err(e) => {
-            warn!("schema registry loader not started: {e}");
+            warn!("{name} thread not started: {e}");
             None
         }
     }

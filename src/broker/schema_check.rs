@@ -25,7 +25,7 @@ use super::shard::Shard;
 use crate::admin::batch::OutRecord;
 use crate::log::batch;
 use crate::log::codec;
-use crate::log::records::{decode_headers, RecordWalk};
+use crate::log::records::{owned_headers, RecordWalk};
 use crate::schema::validate::{self, Mode, Snapshot};
 
 /// How long a record naming a schema id the snapshot lacks waits for the registry to read
@@ -164,16 +164,7 @@ fn refused(at: At, r: &crate::log::records::RawRecord<'_>, why: validate::Refusa
         }
         reason.truncate(cut);
     }
-    let headers = decode_headers(r.headers)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                v.map(<[u8]>::to_vec),
-            )
-        })
-        .collect();
+    let headers = owned_headers(r.headers);
     Refused {
         index: at.index,
         batch: at.batch,

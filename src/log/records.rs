@@ -147,6 +147,21 @@ pub fn decode_headers(section: &[u8]) -> Option<Vec<Header<'_>>> {
     (c.pos == section.len()).then_some(out)
 }
 
+/// A record's headers (its [`RawRecord::headers`] section) as owned names and values; none
+/// if the section does not decode. Names that are not UTF-8 are shown lossily.
+pub fn owned_headers(section: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
+    decode_headers(section)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                v.map(<[u8]>::to_vec),
+            )
+        })
+        .collect()
+}
+
 /// One record of a batch's (decompressed) records section, located but not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord<'a> {

@@ -272,9 +272,6 @@ fn route(registry: &Registry, bootstrap: &str, call: &Call) -> Result<Value, Reg
             compatible(registry, bootstrap, call, subject, None, &query)
         }
         ("GET", ["mode"]) | ("GET", ["mode", _]) => Ok(json!({"mode": "READWRITE"})),
-        (_, _) if ROOTS.contains(&segs.first().copied().unwrap_or("")) => {
-            Err(RegistryError::not_found(path))
-        }
         _ => Err(RegistryError::not_found(path)),
     }
 }
